@@ -1,0 +1,63 @@
+"""Shared test setup: no network, small random checkpoints of every supported family."""
+
+import os
+import socket
+
+# Set before transformers / huggingface_hub are imported anywhere, so nothing tries the hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and host not in ("localhost", "::1") and not host.startswith("127.") and "/" not in host:
+        raise RuntimeError(f"Tests must not reach the network (tried {address}).")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Every test runs with outbound connections refused, except to this machine."""
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+def random_hf_models():
+    """Tiny random configs of each supported family: (name, config, model class)."""
+    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                              MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+
+    common = dict(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=4, max_position_embeddings=96)
+    return {
+        "llama": (LlamaConfig(**common, num_key_value_heads=2, tie_word_embeddings=False,
+                              rope_parameters={"rope_type": "default", "rope_theta": 5000.0}), LlamaForCausalLM),
+        "llama3-scaled-biased-tied": (LlamaConfig(**common, num_key_value_heads=1, attention_bias=True, mlp_bias=True,
+                                                  tie_word_embeddings=True, rope_parameters={
+                                                      "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                                      "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                      "original_max_position_embeddings": 32}), LlamaForCausalLM),
+        "smollm-linear-rope": (LlamaConfig(**common, num_key_value_heads=4, tie_word_embeddings=True, rope_parameters={
+            "rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}), LlamaForCausalLM),
+        "qwen2": (Qwen2Config(**common, num_key_value_heads=2, tie_word_embeddings=True), Qwen2ForCausalLM),
+        "mistral-sliding": (MistralConfig(**common, num_key_value_heads=2, sliding_window=8, head_dim=24), MistralForCausalLM),
+        "gpt2": (GPT2Config(vocab_size=320, n_embd=64, n_layer=2, n_head=4, n_positions=96,
+                            bos_token_id=0, eos_token_id=0), GPT2LMHeadModel),
+    }
+
+
+@pytest.fixture(scope="session")
+def random_checkpoints(tmp_path_factory):
+    """Each random model saved as a Hugging Face checkpoint folder: {name: (folder, reference model)}."""
+    torch.manual_seed(0)
+    out = {}
+    for name, (config, cls) in random_hf_models().items():
+        folder = tmp_path_factory.mktemp(name)
+        reference = cls(config).eval()
+        reference.save_pretrained(folder)
+        out[name] = (folder, reference)
+    return out

@@ -1,0 +1,147 @@
+"""Our model against `transformers` on random checkpoints of every supported family, plus its errors."""
+
+import json
+
+import pytest
+import torch
+
+import workbook
+from workbook import ContextLengthError, EmptyInputError, UnknownModelError, UnsupportedModelError, WorkbookError
+
+FAMILIES = ["llama", "llama3-scaled-biased-tied", "smollm-linear-rope", "qwen2", "mistral-sliding", "gpt2"]
+
+
+def token_ids(batch, n, vocab=320, seed=0):
+    return torch.randint(0, vocab, (batch, n), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_logits_match_transformers(random_checkpoints, family):
+    folder, reference = random_checkpoints[family]
+    model = workbook.load_model(folder, device="cpu")
+    ids = token_ids(2, 50)
+    with torch.no_grad():
+        expected = reference(ids).logits
+    assert model(ids).shape == (2, 50, 320)
+    assert (model(ids) - expected).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prefill_then_decode_with_cache_equals_one_full_forward(random_checkpoints, family):
+    model = workbook.load_model(random_checkpoints[family][0], device="cpu")
+    ids = token_ids(1, 40, seed=1)
+    full = model(ids)
+    cache = model.new_cache(64)
+    pieces = [model(ids[:, :23], cache=cache)] + [model(ids[:, i:i + 1], cache=cache) for i in range(23, 40)]
+    assert (torch.cat(pieces, dim=1) - full).abs().max().item() <= 1e-4
+    assert cache.length == 40 and cache.provenance == ["computed"] * 40
+
+
+def test_cache_rows_loaded_from_another_cache_give_the_same_logits(random_checkpoints):
+    model = workbook.load_model(random_checkpoints["llama"][0], device="cpu")
+    ids = token_ids(1, 30, seed=2)
+    donor = model.new_cache(32)
+    model(ids[:, :20], cache=donor)
+    cache = model.new_cache(32)
+    cache.load(*zip(*(donor.rows(layer) for layer in range(donor.num_layers))))
+    logits = model(ids[:, 20:], cache=cache)
+    assert cache.provenance == ["loaded"] * 20 + ["computed"] * 10
+    assert cache.last_written == range(20, 30)
+    assert (logits - model(ids)[:, 20:]).abs().max().item() <= 1e-4
+
+
+def test_sixteen_bit_weights_are_widened_to_float32(random_checkpoints, tmp_path):
+    folder, reference = random_checkpoints["llama"]
+    reference.to(torch.float16).save_pretrained(tmp_path)
+    reference.to(torch.float32)
+    model = workbook.load_model(tmp_path, device="cpu")
+    assert model.dtype == torch.float32
+    half = workbook.load_model(tmp_path, device="cpu", dtype="float16")
+    assert half.dtype == torch.float16 and half.rotary.inv_freq.dtype == torch.float32
+
+
+def test_record_attention_returns_real_causal_weights(random_checkpoints):
+    model = workbook.load_model(random_checkpoints["qwen2"][0], device="cpu")
+    steps = []
+    logits = model(token_ids(1, 12), record_attention=steps)
+    assert len(steps) == model.config.num_layers
+    weights = steps[0].weights
+    assert weights.shape == (1, model.config.num_heads, 12, 12)
+    assert torch.allclose(weights.sum(-1), torch.ones(1, model.config.num_heads, 12), atol=1e-5)
+    assert (weights.triu(diagonal=1) == 0).all()
+    assert (logits - model(token_ids(1, 12))).abs().max().item() <= 1e-4
+
+
+def test_parameter_count_counts_tied_embeddings_once(random_checkpoints):
+    folder, reference = random_checkpoints["qwen2"]
+    assert workbook.load_model(folder, device="cpu").num_parameters() == reference.num_parameters()
+
+
+# ----- clear errors, and nothing touched when they happen ----------------------------------------
+
+def test_unknown_model_lists_the_shipped_ones():
+    with pytest.raises(UnknownModelError, match="Shipped models"):
+        workbook.load_model("no-such-org/no-such-model")
+    with pytest.raises(UnknownModelError, match="no folder"):
+        workbook.load_model("/definitely/not/here")
+
+
+def test_unsupported_architecture_names_the_supported_ones(random_checkpoints, tmp_path):
+    folder = random_checkpoints["llama"][0]
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "bert"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedModelError, match="Supported: llama, mistral, qwen2, gpt2"):
+        workbook.load_model(tmp_path)
+
+
+def test_a_folder_without_safetensors_is_refused(random_checkpoints, tmp_path):
+    (tmp_path / "config.json").write_text((random_checkpoints["llama"][0] / "config.json").read_text())
+    with pytest.raises(UnsupportedModelError, match="safetensors"):
+        workbook.load_model(tmp_path)
+
+
+@pytest.mark.parametrize("bad,error,message", [
+    (torch.zeros(1, 0, dtype=torch.long), EmptyInputError, "empty"),
+    (torch.zeros(5, dtype=torch.long), WorkbookError, r"\[batch, seq\]"),
+    (torch.zeros(1, 5), WorkbookError, "integer"),
+    (torch.full((1, 3), 320), WorkbookError, "0..319"),
+    ([[1, 2, 3]], WorkbookError, "tensor"),
+])
+def test_bad_input_gets_a_clear_error_and_leaves_the_cache_alone(random_checkpoints, bad, error, message):
+    model = workbook.load_model(random_checkpoints["llama"][0], device="cpu")
+    cache = model.new_cache(16)
+    model(token_ids(1, 4), cache=cache)
+    keys_before = [k.clone() for k in cache.keys]
+    with pytest.raises(error, match=message):
+        model(bad, cache=cache)
+    assert cache.length == 4 and len(cache.provenance) == 4
+    assert all(torch.equal(a, b) for a, b in zip(keys_before, cache.keys))
+
+
+def test_too_long_for_the_cache_or_the_context(random_checkpoints):
+    model = workbook.load_model(random_checkpoints["llama"][0], device="cpu")
+    cache = model.new_cache(10)
+    model(token_ids(1, 8), cache=cache)
+    with pytest.raises(ContextLengthError, match="holds 10 rows"):
+        model(token_ids(1, 3), cache=cache)
+    assert cache.length == 8
+    with pytest.raises(ContextLengthError, match="context of 96"):
+        model(token_ids(1, 97))
+    with pytest.raises(ContextLengthError):
+        model.new_cache(97)
+    with pytest.raises(ValueError):  # WorkbookError is a ValueError
+        model.new_cache(0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; the CPU twin is test_logits_match_transformers")
+def test_logits_match_transformers_on_cuda(random_checkpoints):
+    folder, reference = random_checkpoints["llama"]
+    model = workbook.load_model(folder, device="cuda")
+    ids = token_ids(1, 40)
+    with torch.no_grad():
+        expected = reference(ids).logits
+    cache = model.new_cache(48)
+    assert model(ids, cache=cache).device.type == "cuda"
+    assert (model(ids).cpu() - expected).abs().max().item() <= 1e-4
