@@ -1,0 +1,378 @@
+"""Provider price sheets and napkin math: what a request costs, cold and cached.
+
+Prices live in `data/pricing.json` (dated, each with its source page); this module reads them
+and turns token counts into dollars. It applies each provider's caching rules to real token
+counts, so a lesson can show that a 12-token toy prompt is never cached by a real API, that
+OpenAI counts hits in 128-token steps, and that an Anthropic write costs more than a miss.
+
+Standard library only: no torch, no widgets, so it imports anywhere in a blink.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from numbers import Integral
+from pathlib import Path
+from typing import Literal
+
+from .errors import WorkbookError
+
+PER_MILLION = 1_000_000
+DAYS_PER_YEAR = 365
+DEFAULT_PRICING_PATH = Path(__file__).resolve().parent.parent / "data" / "pricing.json"
+
+Ttl = Literal["5m", "1h"]
+
+
+@dataclass(frozen=True)
+class PriceSheet:
+    """One model's prices, in USD per million tokens, plus the caching rules that shape a bill.
+
+    `cache_write` is what a token costs the first time it goes into the cache (Anthropic's
+    5-minute write; the plain input price where writes carry no premium); `cache_write_1h` is
+    Anthropic's 1-hour write. `cache_step` is the granularity of a hit: OpenAI reports cached
+    tokens in 128-token blocks, others to the token. `storage_per_mtok_hour` is Gemini's charge
+    for keeping an explicit cache alive (0 where the provider does not bill storage).
+    """
+
+    provider: str
+    model: str
+    input: float
+    cache_read: float
+    cache_write: float
+    output: float
+    min_cacheable_tokens: int
+    source: str
+    checked: str
+    cache_write_1h: float | None = None
+    cache_step: int = 1
+    storage_per_mtok_hour: float = 0.0
+    priced_up_to_tokens: int | None = None  # prompts longer than this bill at a tier not in the sheet
+    name: str = ""
+    page_date: str | None = None
+    notes: str = field(default="", compare=False)
+
+    @property
+    def key(self) -> str:
+        """The id `load_price_sheets` files this sheet under, e.g. "openai/gpt-5.5"."""
+        return f"{self.provider}/{self.model}"
+
+    def write_price(self, ttl: Ttl = "5m") -> float:
+        """USD per million tokens for a cache write with this lifetime."""
+        if ttl == "5m":
+            return self.cache_write
+        if ttl == "1h":
+            if self.cache_write_1h is None:
+                raise WorkbookError(
+                    f"{self.key} has no 1-hour cache write price. Use ttl='5m', or a model whose sheet lists "
+                    "cache_write_1h (the Anthropic models do)."
+                )
+            return self.cache_write_1h
+        raise WorkbookError(f"ttl must be '5m' or '1h', not {ttl!r}.")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one request (or a sum of requests), split the way providers bill them.
+
+    `input_tokens` is uncached input only; cache writes and reads are counted apart, so the
+    four fields never overlap and each one has its own price.
+    """
+
+    input_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    output_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("input_tokens", "cache_write_tokens", "cache_read_tokens", "output_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Integral):
+                raise WorkbookError(f"Usage.{name} must be a whole number of tokens, got {value!r}.")
+            if value < 0:
+                raise WorkbookError(f"Usage.{name} cannot be negative (got {value}). Token counts start at 0.")
+            # numpy integers count too, but are stored as plain ints so the Usage prints and serialises cleanly.
+            object.__setattr__(self, name, int(value))
+
+    @property
+    def total_input_tokens(self) -> int:
+        """Every prompt token, however it was billed: uncached + written + read."""
+        return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.output_tokens + other.output_tokens,
+        )
+
+    def __radd__(self, other: object) -> Usage:
+        # Lets sum(list_of_usages) start from its default 0.
+        if other == 0:
+            return self
+        return NotImplemented
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading the sheets
+
+
+def load_price_sheets(path: str | Path | None = None) -> dict[str, PriceSheet]:
+    """Read `data/pricing.json` (or `path`) into {"provider/model": PriceSheet}."""
+    path = DEFAULT_PRICING_PATH if path is None else Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WorkbookError(f"No price sheet file at {path}. Pass the path of a pricing.json, or restore data/pricing.json.") from None
+    except json.JSONDecodeError as exc:
+        raise WorkbookError(f"{path} is not valid JSON ({exc}). Fix the file; `python -m json.tool` shows where.") from None
+
+    providers = data.get("providers")
+    if not isinstance(providers, dict) or not providers:
+        raise WorkbookError(f"{path} has no 'providers' table. See data/pricing.json for the expected layout.")
+
+    sheets: dict[str, PriceSheet] = {}
+    for provider, block in providers.items():
+        rules = block.get("rules", {})
+        for model, entry in block.get("models", {}).items():
+            where = f"{path.name}: providers.{provider}.models.{model}"
+            try:
+                sheet = PriceSheet(
+                    provider=provider,
+                    model=model,
+                    name=entry.get("name", model),
+                    input=float(entry["input"]),
+                    cache_read=float(entry["cache_read"]),
+                    cache_write=float(entry["cache_write"]),
+                    cache_write_1h=None if entry.get("cache_write_1h") is None else float(entry["cache_write_1h"]),
+                    output=float(entry["output"]),
+                    min_cacheable_tokens=_number_of_tokens(entry, rules, "min_cacheable_tokens"),
+                    cache_step=_number_of_tokens(entry, rules, "cache_step", default=1),
+                    storage_per_mtok_hour=float(entry.get("storage_per_mtok_hour", 0.0)),
+                    priced_up_to_tokens=None if entry.get("priced_up_to_tokens") is None else int(entry["priced_up_to_tokens"]),
+                    source=entry["source"],
+                    checked=entry["checked"],
+                    page_date=entry.get("page_date"),
+                    notes=entry.get("notes", ""),
+                )
+            except KeyError as exc:
+                raise WorkbookError(f"{where} is missing {exc.args[0]!r}. Every model needs input, cache_read, cache_write, output, source and checked.") from None
+            except (TypeError, ValueError) as exc:
+                raise WorkbookError(f"{where} has a value that is not a number: {exc}.") from None
+            _check_sheet(sheet, where)
+            sheets[sheet.key] = sheet
+    return sheets
+
+
+def _number_of_tokens(entry: dict, rules: dict, name: str, default: int | None = None) -> int:
+    """A token count from the model entry, else from the provider's rules, else `default`."""
+    value = entry.get(name, rules.get(name, default))
+    if isinstance(value, bool) or not isinstance(value, int):
+        # A provider rule written as prose ("per model") means each model must carry its own number.
+        raise KeyError(name)
+    return value
+
+
+def _check_sheet(sheet: PriceSheet, where: str) -> None:
+    prices = [sheet.input, sheet.cache_read, sheet.cache_write, sheet.output, sheet.storage_per_mtok_hour]
+    if sheet.cache_write_1h is not None:
+        prices.append(sheet.cache_write_1h)
+    if any(p < 0 for p in prices):
+        raise WorkbookError(f"{where} has a negative price. Prices are USD per million tokens and start at 0.")
+    if sheet.min_cacheable_tokens < 0 or sheet.cache_step < 1:
+        raise WorkbookError(f"{where}: min_cacheable_tokens must be >= 0 and cache_step >= 1.")
+
+
+def get_sheet(model_id: str, sheets: dict[str, PriceSheet] | None = None) -> PriceSheet:
+    """Look up one sheet by "provider/model" (a bare model name works when it is unambiguous)."""
+    sheets = load_price_sheets() if sheets is None else sheets
+    if model_id in sheets:
+        return sheets[model_id]
+    matches = [s for s in sheets.values() if s.model == model_id]
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(sorted(sheets))
+    if len(matches) > 1:
+        raise WorkbookError(f"{model_id!r} is listed by several providers; say which, e.g. {matches[0].key!r}. Known: {known}.")
+    raise WorkbookError(f"No price sheet for {model_id!r}. Known ids: {known}. Add the model to data/pricing.json to price it.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost of a request
+
+
+def cost(usage: Usage, sheet: PriceSheet, *, ttl: Ttl = "5m") -> float:
+    """USD for `usage` at `sheet`'s prices; `ttl` picks the write price (Anthropic's 5m or 1h)."""
+    if not isinstance(usage, Usage):
+        raise WorkbookError(f"cost() needs a Usage, got {type(usage).__name__}. Build one with Usage(input_tokens=..., ...).")
+    dollars_times_million = (
+        usage.input_tokens * sheet.input
+        + usage.cache_write_tokens * sheet.write_price(ttl)
+        + usage.cache_read_tokens * sheet.cache_read
+        + usage.output_tokens * sheet.output
+    )
+    return dollars_times_million / PER_MILLION
+
+
+def cacheable_tokens(sheet: PriceSheet, reusable_prefix_tokens: int) -> int:
+    """How many of a reusable prefix's tokens the provider would actually cache.
+
+    Below the minimum nothing is cached (the request silently pays full price); above it,
+    the count is rounded down to the provider's step (OpenAI: 1024, 1152, 1280, ...).
+    """
+    _check_count("reusable_prefix_tokens", reusable_prefix_tokens)
+    if reusable_prefix_tokens < max(sheet.min_cacheable_tokens, 1):
+        return 0
+    return (reusable_prefix_tokens // sheet.cache_step) * sheet.cache_step
+
+
+def provider_usage(
+    sheet: PriceSheet,
+    prompt_tokens: int,
+    reusable_prefix_tokens: int,
+    output_tokens: int,
+    *,
+    cache_hit: bool = True,
+) -> Usage:
+    """The Usage a provider would bill for a request, from real token counts.
+
+    `reusable_prefix_tokens` is the start of the prompt that an earlier request already sent
+    (for Anthropic: the part up to your cache breakpoint). With `cache_hit=True` that prefix is
+    in the cache and is read; with `cache_hit=False` this is the first request, which writes
+    it (at the write premium, where the provider charges one). Provider rules applied: no
+    caching below `min_cacheable_tokens`, hits counted in `cache_step` blocks.
+    """
+    _check_count("prompt_tokens", prompt_tokens)
+    _check_count("reusable_prefix_tokens", reusable_prefix_tokens)
+    _check_count("output_tokens", output_tokens)
+    if reusable_prefix_tokens > prompt_tokens:
+        raise WorkbookError(
+            f"The reusable prefix ({reusable_prefix_tokens} tokens) cannot be longer than the prompt ({prompt_tokens} tokens). "
+            "Pass the number of leading prompt tokens shared with an earlier request."
+        )
+    if sheet.priced_up_to_tokens is not None and prompt_tokens > sheet.priced_up_to_tokens:
+        raise WorkbookError(
+            f"{sheet.key}'s prices apply to prompts of up to {sheet.priced_up_to_tokens:,} tokens; {prompt_tokens:,} is billed "
+            "at a higher long-context tier that the sheet does not record. Use a shorter prompt or add that tier."
+        )
+    cached = cacheable_tokens(sheet, reusable_prefix_tokens)
+    if cache_hit:
+        return Usage(input_tokens=prompt_tokens - cached, cache_read_tokens=cached, output_tokens=output_tokens)
+    return Usage(input_tokens=prompt_tokens - cached, cache_write_tokens=cached, output_tokens=output_tokens)
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise WorkbookError(f"{name} must be a whole number of tokens, got {value!r}.")
+    if value < 0:
+        raise WorkbookError(f"{name} cannot be negative (got {value}). Count tokens from 0.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Napkin math for lessons
+
+
+@dataclass(frozen=True)
+class RepeatCosts:
+    """What `repeats` identical-prefix requests cost without a cache and with one."""
+
+    repeats: int
+    cold_usd: float  # every request pays full input price
+    cached_usd: float  # the first request writes the prefix, every later one reads it
+
+    @property
+    def saved_usd(self) -> float:
+        return self.cold_usd - self.cached_usd
+
+    @property
+    def saved_fraction(self) -> float:
+        """Share of the cold bill that caching saves (negative when caching costs more)."""
+        return self.saved_usd / self.cold_usd if self.cold_usd else 0.0
+
+
+def repeat_costs(
+    sheet: PriceSheet,
+    prompt_tokens: int,
+    cached_tokens: int,
+    repeats: int,
+    output_tokens: int = 0,
+    *,
+    ttl: Ttl = "5m",
+) -> RepeatCosts:
+    """Cost of sending a prompt `repeats` times, cold versus cached.
+
+    `cached_tokens` is taken as given (napkin math, like the seed article's 12-token demo);
+    use `provider_usage` when the provider's minimum and step should decide it.
+    """
+    _check_count("prompt_tokens", prompt_tokens)
+    _check_count("cached_tokens", cached_tokens)
+    _check_count("output_tokens", output_tokens)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise WorkbookError(f"repeats must be a whole number >= 1, got {repeats!r}.")
+    if cached_tokens > prompt_tokens:
+        raise WorkbookError(f"cached_tokens ({cached_tokens}) cannot exceed prompt_tokens ({prompt_tokens}).")
+    uncached = prompt_tokens - cached_tokens
+    cold = Usage(input_tokens=prompt_tokens, output_tokens=output_tokens)
+    first = Usage(input_tokens=uncached, cache_write_tokens=cached_tokens, output_tokens=output_tokens)
+    hit = Usage(input_tokens=uncached, cache_read_tokens=cached_tokens, output_tokens=output_tokens)
+    cold_usd = repeats * cost(cold, sheet, ttl=ttl)
+    cached_usd = cost(first, sheet, ttl=ttl) + (repeats - 1) * cost(hit, sheet, ttl=ttl)
+    return RepeatCosts(repeats=repeats, cold_usd=cold_usd, cached_usd=cached_usd)
+
+
+def break_even_reuses(sheet: PriceSheet, *, ttl: Ttl = "5m", storage_hours: float = 0.0) -> int | None:
+    """Fewest cache reads after one write for caching to cost no more than not caching.
+
+    Per cached token: write + k * read + storage <= (1 + k) * input, so
+    k >= (write + storage - input) / (input - read). Anthropic's 5-minute write pays back after
+    1 read, the 1-hour write after 2; a provider without a write premium pays back at once (0).
+    `storage_hours` adds Gemini-style storage for that long. None means it never pays back.
+    """
+    if storage_hours < 0:
+        raise WorkbookError(f"storage_hours cannot be negative (got {storage_hours}).")
+    # Exact decimal arithmetic, so a ratio that is exactly 4 does not round up to 5.
+    base = Fraction(repr(sheet.input))
+    read = Fraction(repr(sheet.cache_read))
+    write = Fraction(repr(sheet.write_price(ttl)))
+    storage = Fraction(repr(sheet.storage_per_mtok_hour)) * Fraction(repr(float(storage_hours)))
+    if read >= base:
+        return None
+    needed = (write + storage - base) / (base - read)
+    return max(0, math.ceil(needed))
+
+
+@dataclass(frozen=True)
+class TrafficCost:
+    """A steady traffic level priced per request, per day and per year."""
+
+    requests_per_day: float
+    per_request_usd: float
+
+    @property
+    def per_day_usd(self) -> float:
+        return self.per_request_usd * self.requests_per_day
+
+    @property
+    def per_year_usd(self) -> float:
+        return self.per_day_usd * DAYS_PER_YEAR
+
+
+def traffic_cost(usage: Usage, sheet: PriceSheet, requests_per_day: float, *, ttl: Ttl = "5m") -> TrafficCost:
+    """Daily and yearly cost of `requests_per_day` requests that each bill like `usage` (365-day year)."""
+    if requests_per_day < 0:
+        raise WorkbookError(f"requests_per_day cannot be negative (got {requests_per_day}).")
+    return TrafficCost(requests_per_day=requests_per_day, per_request_usd=cost(usage, sheet, ttl=ttl))
+
+
+def storage_cost(sheet: PriceSheet, cached_tokens: int, hours: float) -> float:
+    """USD to keep `cached_tokens` in an explicit cache for `hours` (Gemini bills this; 0 elsewhere)."""
+    _check_count("cached_tokens", cached_tokens)
+    if hours < 0:
+        raise WorkbookError(f"hours cannot be negative (got {hours}). Give the cache's lifetime (TTL) in hours.")
+    return cached_tokens * sheet.storage_per_mtok_hour * hours / PER_MILLION
