@@ -31,8 +31,10 @@ def random_hf_models():
     from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
                               MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
+    # A large init makes attention sharp, so outputs depend strongly on every earlier K/V row:
+    # with the default 0.02 a model is nearly blind to context and wrong rows would go unnoticed.
     common = dict(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                  num_attention_heads=4, max_position_embeddings=96)
+                  num_attention_heads=4, max_position_embeddings=96, initializer_range=0.3)
     return {
         "llama": (LlamaConfig(**common, num_key_value_heads=2, tie_word_embeddings=False,
                               rope_parameters={"rope_type": "default", "rope_theta": 5000.0}), LlamaForCausalLM),
@@ -45,7 +47,7 @@ def random_hf_models():
             "rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}), LlamaForCausalLM),
         "qwen2": (Qwen2Config(**common, num_key_value_heads=2, tie_word_embeddings=True), Qwen2ForCausalLM),
         "mistral-sliding": (MistralConfig(**common, num_key_value_heads=2, sliding_window=8, head_dim=24), MistralForCausalLM),
-        "gpt2": (GPT2Config(vocab_size=320, n_embd=64, n_layer=2, n_head=4, n_positions=96,
+        "gpt2": (GPT2Config(vocab_size=320, n_embd=64, n_layer=2, n_head=4, n_positions=96, initializer_range=0.3,
                             bos_token_id=0, eos_token_id=0), GPT2LMHeadModel),
     }
 
@@ -61,3 +63,24 @@ def random_checkpoints(tmp_path_factory):
         reference.save_pretrained(folder)
         out[name] = (folder, reference)
     return out
+
+
+@pytest.fixture(scope="session")
+def small_model(random_checkpoints):
+    """A random two-layer Llama (vocab 320) loaded through the workbook."""
+    import workbook
+
+    return workbook.load_model(random_checkpoints["llama"][0], device="cpu")
+
+
+@pytest.fixture(scope="session")
+def small_tokenizer():
+    """A byte-level BPE with the same vocabulary size as `small_model`, trained on a few sentences."""
+    from workbook import BPETokenizer
+
+    text = ["You are a careful support assistant for an online shop. Answer briefly and politely.",
+            "The user asks about orders, refunds and delivery dates. Never invent an order number."] * 5
+    tok = BPETokenizer.train(text, vocab_size=320, special_tokens=["<|endoftext|>", "<|system|>", "<|user|>", "<|end|>"])
+    tok.eos_token = "<|endoftext|>"
+    tok.chat_templates = {"default": "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"}
+    return tok

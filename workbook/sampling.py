@@ -47,3 +47,11 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> int:
     """Draw one token id from a 1-D distribution."""
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def choose_token(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
+                 generator: torch.Generator | None = None) -> int:
+    """The next token for 1-D `logits`: the argmax when greedy, else a draw from `next_token_probs`."""
+    if temperature == 0:
+        return int(logits.argmax())
+    return sample(next_token_probs(logits, temperature, top_p), generator)

@@ -1,0 +1,306 @@
+"""Prefix (prompt) caching across requests: a radix tree over token ids whose nodes own pages of a KV pool.
+
+A request's prompt walks down the tree as far as it matches a cached prompt, in whole pages;
+those K/V rows are copied from the pool instead of recomputed. After the prompt is computed,
+its full pages are inserted so later requests can reuse them. Ideas from SGLang's radix cache
+(lock references, LRU eviction of unlocked leaves) and vLLM's prefix caching (full pages only,
+a per-tenant salt in the key).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Hashable, Sequence
+
+import torch
+
+from .errors import WorkbookError
+from .kv_cache import KVCache
+
+
+class CacheBudgetError(WorkbookError):
+    """The prefix cache is too small for what was asked of it."""
+
+
+@dataclass(eq=False)
+class Node:
+    """One edge of the radix tree: a run of whole pages of tokens, and the pool pages holding their K/V."""
+
+    tokens: tuple[int, ...]
+    pages: list[int]
+    parent: Node | None
+    children: dict[tuple[int, ...], Node] = field(default_factory=dict)  # keyed by the child's first page of tokens
+    lock_ref: int = 0  # how many running requests use this node; locked nodes are never evicted
+    last_access: int = 0
+    hits: int = 0
+    id: int = 0
+
+
+@dataclass
+class Match:
+    """The longest cached prefix of a prompt: its length in tokens and the pool pages holding it."""
+
+    length: int
+    pages: list[int]
+    node: Node | None  # the deepest node the match reached (None: no hit); lock it while the request runs
+
+
+@dataclass
+class CacheStats:
+    queries: int
+    queried_tokens: int
+    hit_tokens: int
+    inserted_tokens: int
+    evictions: int  # nodes evicted
+    evicted_tokens: int
+    pages_in_use: int
+    pages_total: int
+    bytes_in_use: int
+
+    @property
+    def hit_rate(self) -> float:
+        """Hit tokens / queried tokens, as vLLM reports it."""
+        return self.hit_tokens / self.queried_tokens if self.queried_tokens else 0.0
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """A read-only snapshot of one tree node, for plots."""
+
+    id: int
+    parent_id: int | None
+    tenant: Hashable
+    depth_tokens: int  # tokens from the root to the start of this node
+    tokens: tuple[int, ...]
+    hits: int
+    last_access: int
+    locked: bool
+
+
+class PrefixCache:
+    """Longest-prefix reuse of K/V rows across requests, in pages of `page_size` tokens, within `capacity_tokens`."""
+
+    def __init__(self, page_size: int = 16, capacity_tokens: int = 8192):
+        if page_size < 1:
+            raise CacheBudgetError(f"page_size must be at least 1 token, not {page_size}.")
+        if capacity_tokens < page_size:
+            raise CacheBudgetError(f"capacity_tokens={capacity_tokens} holds no page of {page_size} tokens; give at least {page_size}.")
+        self.page_size = page_size
+        self.num_pages = capacity_tokens // page_size
+        self.roots: dict[Hashable, Node] = {}  # one subtree per tenant: the tenant salts every key
+        self.free_pages: list[int] = list(range(self.num_pages))
+        self.keys: torch.Tensor | None = None  # the pool: [layers, pages, kv_heads, page_size, head_dim]
+        self.values: torch.Tensor | None = None
+        self._clock = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._stats = dict(queries=0, queried_tokens=0, hit_tokens=0, inserted_tokens=0, evictions=0, evicted_tokens=0)
+
+    # ----- the pool -----------------------------------------------------------------------------
+
+    def bind(self, model) -> None:
+        """Allocate the pool for `model`'s K/V shape on its device (once; a second model must match)."""
+        cfg = model.config
+        shape = (cfg.num_layers, self.num_pages, cfg.num_kv_heads, self.page_size, cfg.head_dim)
+        if self.keys is None:
+            self.keys = torch.zeros(shape, device=model.device, dtype=model.dtype)
+            self.values = torch.zeros(shape, device=model.device, dtype=model.dtype)
+        elif self.keys.shape != shape or self.keys.dtype != model.dtype or self.keys.device != model.device:
+            raise WorkbookError("This prefix cache already holds K/V of a model with another shape, dtype or device.")
+
+    def bytes_per_page(self) -> int:
+        if self.keys is None:
+            return 0
+        return 2 * self.keys[:, 0].numel() * self.keys.element_size()
+
+    def pages_for(self, n_tokens: int) -> int:
+        """Whole pages `n_tokens` fill: only full pages are ever cached."""
+        return n_tokens // self.page_size
+
+    def load_into(self, match: Match, cache: KVCache) -> None:
+        """Copy a match's pages into a request's KV cache, marked as loaded."""
+        if not match.pages:
+            return
+        pages = torch.tensor(match.pages, device=self.keys.device)
+        layers, _, heads, _, dim = self.keys.shape
+
+        def rows(pool):  # [layers, n_pages, heads, page, dim] -> per layer [1, heads, n_pages * page, dim]
+            return list(pool[:, pages].permute(0, 2, 1, 3, 4).reshape(layers, 1, heads, -1, dim))
+
+        cache.load(rows(self.keys), rows(self.values))
+
+    # ----- the tree -----------------------------------------------------------------------------
+
+    def match(self, ids: Sequence[int], tenant: Hashable = None) -> Match:
+        """The longest cached prefix of `ids`, in whole pages, never reaching the last token.
+
+        The last prompt position is always left to compute, because its logits give the first
+        new token. Counts as one query in the statistics.
+        """
+        ids = list(ids)
+        limit = self.pages_for(max(len(ids) - 1, 0)) * self.page_size
+        path, length = self._walk(ids[:limit], tenant)
+        now = next(self._clock)
+        for node, _ in path:
+            node.hits += 1
+            node.last_access = now
+        self._stats["queries"] += 1
+        self._stats["queried_tokens"] += len(ids)
+        self._stats["hit_tokens"] += length
+        pages = [page for node, same in path for page in node.pages[:same]]
+        return Match(length, pages, path[-1][0] if path else None)
+
+    def insert(self, ids: Sequence[int], cache: KVCache, tenant: Hashable = None) -> int:
+        """Store the full pages of `ids` whose K/V rows are in `cache` (rows 0..len(ids)); return tokens newly written.
+
+        Pages already in the tree are kept, not rewritten. Raises CacheBudgetError, changing
+        nothing, if the new pages do not fit even after evicting every unlocked leaf.
+        """
+        ids = list(ids)
+        if cache.length < len(ids):
+            raise WorkbookError(f"The KV cache has {cache.length} rows but {len(ids)} tokens were given to insert.")
+        end = self.pages_for(len(ids)) * self.page_size
+        path, length = self._walk(ids[:end], tenant)
+        now = next(self._clock)
+        for node, _ in path:
+            node.last_access = now
+        if length == end:
+            return 0
+        stopped_inside = bool(path) and path[-1][1] < len(path[-1][0].pages)
+        anchor = path[-1][0] if path else None
+        self.lock(anchor)  # our own path must survive the eviction that makes room
+        try:
+            self._make_room(self.pages_for(end - length))
+            if stopped_inside:
+                parent = self._split(*path[-1])
+            else:
+                parent = anchor or self._root(tenant)
+            pages = [self.free_pages.pop() for _ in range(self.pages_for(end - length))]
+            self._copy_rows_to_pages(cache, length, pages)
+            tokens = tuple(ids[length:end])
+            parent.children[tokens[:self.page_size]] = Node(tokens, pages, parent, last_access=now, id=next(self._ids))
+        finally:
+            self.unlock(anchor)
+        self._stats["inserted_tokens"] += len(tokens)
+        return len(tokens)
+
+    def lock(self, node: Node | None) -> None:
+        """Pin `node` and its ancestors: a running request is using their pages. None pins nothing."""
+        while node is not None:
+            node.lock_ref += 1
+            node = node.parent
+
+    def unlock(self, node: Node | None) -> None:
+        while node is not None:
+            node.lock_ref -= 1
+            node = node.parent
+
+    def evictable_pages(self) -> int:
+        """Pages that eviction could free now: those of nodes with no lock on them."""
+        return sum(len(n.pages) for n in self._all_nodes() if n.lock_ref == 0)
+
+    def clear(self) -> None:
+        """Evict everything that is not locked."""
+        while self._evict_one():
+            pass
+
+    # ----- statistics and views -----------------------------------------------------------------
+
+    @property
+    def pages_in_use(self) -> int:
+        return self.num_pages - len(self.free_pages)
+
+    def stats(self) -> CacheStats:
+        return CacheStats(**self._stats, pages_in_use=self.pages_in_use, pages_total=self.num_pages,
+                          bytes_in_use=self.pages_in_use * self.bytes_per_page())
+
+    def nodes(self) -> list[NodeView]:
+        """Every node of every tenant's tree, parents before children."""
+        views = []
+        for tenant, root in self.roots.items():
+            stack = [(root, 0)]
+            while stack:
+                node, depth = stack.pop()
+                for child in node.children.values():
+                    views.append(NodeView(child.id, node.id if node.parent else None, tenant, depth, child.tokens,
+                                          child.hits, child.last_access, child.lock_ref > 0))
+                    stack.append((child, depth + len(child.tokens)))
+        return views
+
+    # ----- internals ----------------------------------------------------------------------------
+
+    def _root(self, tenant: Hashable) -> Node:
+        if tenant not in self.roots:
+            self.roots[tenant] = Node((), [], None, id=0)
+        return self.roots[tenant]
+
+    def _walk(self, ids: Sequence[int], tenant: Hashable) -> tuple[list[tuple[Node, int]], int]:
+        """Follow `ids` down the tree: each node entered with how many of its pages match, and the tokens matched."""
+        path, length = [], 0
+        node = self.roots.get(tenant)
+        while node is not None and length + self.page_size <= len(ids):
+            child = node.children.get(tuple(ids[length:length + self.page_size]))
+            if child is None:
+                break
+            same = self._common_pages(child.tokens, ids[length:])
+            path.append((child, same))
+            length += same * self.page_size
+            node = child if same == len(child.pages) else None
+        return path, length
+
+    def _common_pages(self, tokens: Sequence[int], ids: Sequence[int]) -> int:
+        """How many leading whole pages of `tokens` equal those of `ids`."""
+        n = 0
+        for start in range(0, min(len(tokens), len(ids)) - self.page_size + 1, self.page_size):
+            if tuple(tokens[start:start + self.page_size]) != tuple(ids[start:start + self.page_size]):
+                break
+            n += 1
+        return n
+
+    def _split(self, child: Node, n_pages: int) -> Node:
+        """Cut `child` after `n_pages`; return the new upper part (same content, one more node)."""
+        cut = n_pages * self.page_size
+        upper = Node(child.tokens[:cut], child.pages[:n_pages], child.parent, lock_ref=child.lock_ref,
+                     last_access=child.last_access, hits=child.hits, id=next(self._ids))
+        child.parent.children[upper.tokens[:self.page_size]] = upper
+        child.tokens, child.pages, child.parent = child.tokens[cut:], child.pages[n_pages:], upper
+        upper.children[child.tokens[:self.page_size]] = child
+        return upper
+
+    def _all_nodes(self):
+        for root in self.roots.values():
+            stack = list(root.children.values())
+            while stack:
+                node = stack.pop()
+                yield node
+                stack.extend(node.children.values())
+
+    def _make_room(self, n_pages: int) -> None:
+        if n_pages > len(self.free_pages) + self.evictable_pages():
+            raise CacheBudgetError(
+                f"The prefix cache needs {n_pages} free pages of {self.page_size} tokens but can free at most "
+                f"{len(self.free_pages) + self.evictable_pages()} of its {self.num_pages}. Raise capacity_tokens."
+            )
+        while len(self.free_pages) < n_pages:
+            self._evict_one()
+
+    def _evict_one(self) -> bool:
+        """Free the least recently used unlocked leaf; False if there is none."""
+        leaves = [n for n in self._all_nodes() if not n.children and n.lock_ref == 0]
+        if not leaves:
+            return False
+        victim = min(leaves, key=lambda n: n.last_access)
+        del victim.parent.children[victim.tokens[:self.page_size]]
+        self.free_pages.extend(victim.pages)
+        self._stats["evictions"] += 1
+        self._stats["evicted_tokens"] += len(victim.tokens)
+        return True
+
+    def _copy_rows_to_pages(self, cache: KVCache, start: int, pages: list[int]) -> None:
+        n = len(pages) * self.page_size
+        index = torch.tensor(pages, device=self.keys.device)
+        for layer in range(cache.num_layers):
+            k, v = cache.rows(layer)  # [1, heads, length, dim]
+            for pool, rows in ((self.keys, k), (self.values, v)):
+                block = rows[0, :, start:start + n]  # [heads, n, dim]
+                pool[layer, index] = block.reshape(block.shape[0], len(pages), self.page_size, -1).transpose(0, 1)
