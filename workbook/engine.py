@@ -95,7 +95,7 @@ class Engine:
             try:
                 if cache:
                     cache.load_into(match, rows)
-                logits = model(torch.tensor([ids[hit:]], device=model.device), cache=rows)[0, -1]
+                logits = model(torch.tensor([ids[hit:]], device=model.device), cache=rows, last_only=True)[0, -1]
                 output = [choose_token(logits, temperature, top_p, generator)]
                 clock.lap()  # time to first token
                 written = cache.insert(ids, rows, tenant) if cache else 0

@@ -236,8 +236,9 @@ class Transformer(nn.Module):
                        batch_size=batch_size, device=self.device, dtype=self.dtype)
 
     @torch.no_grad()
-    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, record_attention: list | None = None):
-        """Logits for every input position.
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, record_attention: list | None = None,
+                last_only: bool = False):
+        """Logits for every input position (or only the last, with `last_only`: all a prefill needs).
 
         With a `cache`, the input continues the cached rows: its K/V rows are appended and it
         attends to everything before it. Pass a list as `record_attention` to run the written-out
@@ -253,6 +254,8 @@ class Transformer(nn.Module):
         rope = self.rotary(positions, h.dtype) if self.rotary is not None else None
         for layer, block in enumerate(self.model.layers):
             h = block(h, rope, cache, layer, record_attention)
+        if last_only:
+            h = h[:, -1:]
         logits = self.lm_head(self.model.norm(h))
         if cache is not None:
             cache.commit(n)

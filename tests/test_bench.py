@@ -1,0 +1,35 @@
+"""The benchmark commands run end to end (tiny sizes, nothing saved); speed itself is never asserted."""
+
+import pytest
+import torch
+
+from workbook.bench.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint_with_tokenizer(small_tokenizer, tmp_path_factory):
+    """A small random Llama with a context long enough for the corpus's real system prompts."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("bench_model")
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
+                     ).save_pretrained(folder)
+    small_tokenizer.save(folder)
+    return folder
+
+
+def test_prefix_benchmark_runs_and_reports_both_engines(checkpoint_with_tokenizer, capsys):
+    main(["prefix", "--quick", "--model", str(checkpoint_with_tokenizer), "--suffix", "8", "--budget", "8192"])
+    out = capsys.readouterr().out
+    assert "Time to first token" in out and "Workload replay" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("64 ", "128 "))]
+    assert len(rows) == 2 and all(r[3].endswith("x") and r[6].endswith("x") for r in rows)
+    cached = next(line for line in out.splitlines() if line.strip().startswith("cached"))
+    assert float(cached.split()[1].rstrip("%")) > 0  # shared system prompts do hit
+
+
+def test_unknown_benchmark_is_refused():
+    with pytest.raises(SystemExit):
+        main(["nonsense"])

@@ -1,0 +1,25 @@
+"""`python -m workbook.bench {prefix,speculative} [options]`: measure, print, save."""
+
+import argparse
+import importlib
+
+BENCHMARKS = {
+    "prefix": "TTFT cold vs cached prefix, beside transformers' prompt reuse; a multi-user workload replay",
+    "speculative": "speculative decoding vs target-only, beside transformers' assisted generation",
+}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m workbook.bench", description=__doc__,
+                                     epilog="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))
+    parser.add_argument("benchmark", choices=BENCHMARKS)
+    chosen, rest = parser.parse_known_args(argv)
+    module = importlib.import_module(f"workbook.bench.{chosen.benchmark}")  # only the one asked for
+    options = argparse.ArgumentParser(prog=f"python -m workbook.bench {chosen.benchmark}",
+                                      description=BENCHMARKS[chosen.benchmark])
+    module.add_arguments(options)
+    module.run(options.parse_args(rest))
+
+
+if __name__ == "__main__":
+    main()

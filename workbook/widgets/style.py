@@ -1,0 +1,43 @@
+"""Shared look of every view: a colour-blind-safe palette (Okabe & Ito) and how errors are shown."""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+
+# Each provenance has a colour and a word: the word carries the meaning for readers who cannot tell the colours apart.
+PROVENANCE_COLOURS = {
+    "computed": "#E69F00",  # orange: this row was computed in this request
+    "loaded": "#0072B2",  # blue: loaded from a cache, no compute spent
+    "invalidated": "#D55E00",  # vermillion: was cacheable, but a change before it broke the prefix
+}
+ACCEPTED, REJECTED, BONUS = "#009E73", "#CC79A7", "#56B4E9"  # speculative decoding: green, purple, sky blue
+TEXT_ON = {"#E69F00": "#000000", "#0072B2": "#FFFFFF", "#D55E00": "#FFFFFF", "#009E73": "#FFFFFF",
+           "#CC79A7": "#000000", "#56B4E9": "#000000"}
+
+
+def legend_html(colours: dict[str, str]) -> str:
+    """A one-line legend: a swatch and a word for each entry."""
+    items = "".join(
+        f'<span style="display:inline-block;margin-right:12px"><span style="display:inline-block;width:12px;height:12px;'
+        f'background:{c};border:1px solid #333;vertical-align:middle"></span> {html.escape(name)}</span>'
+        for name, c in colours.items()
+    )
+    return f'<div class="wb-legend">{items}</div>'
+
+
+class ErrorBox:
+    """Shows a bad-input message inside the view instead of a traceback."""
+
+    def __init__(self):
+        self.message = ""
+        self.widget = W.HTML("")
+
+    def show(self, error: Exception) -> None:
+        self.message = str(error)
+        self.widget.value = f'<div class="wb-error" style="color:#B00020;font-weight:bold">⚠ {html.escape(self.message)}</div>'
+
+    def clear(self) -> None:
+        self.message = ""
+        self.widget.value = ""
