@@ -35,7 +35,7 @@ def test_prefill_then_decode_with_cache_equals_one_full_forward(random_checkpoin
     pieces = [model(ids[:, :23], cache=cache)] + [model(ids[:, i:i + 1], cache=cache) for i in range(23, 40)]
     assert (torch.cat(pieces, dim=1) - full).abs().max().item() <= 1e-4
     assert cache.length == 40 and cache.provenance == ["computed"] * 40
-    assert torch.equal(model(ids, last_only=True), model(ids)[:, -1:])
+    assert torch.allclose(model(ids, last_only=True), full[:, -1:], atol=1e-5)
 
 
 def test_cache_rows_loaded_from_another_cache_give_the_same_logits(random_checkpoints):
