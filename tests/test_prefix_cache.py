@@ -160,7 +160,7 @@ def test_eviction_never_frees_a_locked_page(small_model):
     cache.insert(a, rows_a)
     held = cache.match(a + [1])
     cache.lock(held.node)
-    pool_rows = cache.keys[:, held.pages].clone()
+    pool_rows = cache.keys[:, :, held.pages].clone()
     cache.insert(b, fill(small_model, b))
     before = snapshot(cache)
     with pytest.raises(CacheBudgetError):  # needs 4 pages; only b's 2 are free to take
@@ -168,7 +168,7 @@ def test_eviction_never_frees_a_locked_page(small_model):
     assert_same(snapshot(cache), before)
     cache.insert(ids(16, 23), fill(small_model, ids(16, 23)))  # evicts b, never a
     assert cache.match(a + [1]).pages == held.pages
-    assert torch.equal(cache.keys[:, held.pages], pool_rows)
+    assert torch.equal(cache.keys[:, :, held.pages], pool_rows)
     cache.unlock(held.node)
     assert all(not n.locked for n in cache.nodes())
 
@@ -189,10 +189,10 @@ def test_random_inserts_under_pressure_keep_every_locked_path_intact(small_model
         match = cache.match(prompt)
         if keep and match.node is not None:
             cache.lock(match.node)
-            held.append((prompt, match, cache.keys[:, match.pages].clone()))
+            held.append((prompt, match, cache.keys[:, :, match.pages].clone()))
         for p, m, rows in held:
             assert cache.match(p).pages[:len(m.pages)] == m.pages
-            assert torch.equal(cache.keys[:, m.pages], rows)
+            assert torch.equal(cache.keys[:, :, m.pages], rows)
     for _, m, _ in held:
         cache.unlock(m.node)
     cache.clear()

@@ -36,8 +36,9 @@ class KVCache:
         if max_tokens < 1 or batch_size < 1:
             raise WorkbookError(f"A KV cache needs max_tokens >= 1 and batch_size >= 1 (got {max_tokens}, {batch_size}).")
         shape = (batch_size, num_kv_heads, max_tokens, head_dim)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        # Uninitialised: only rows below `length` are ever read, and each is written before that.
+        self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.length = 0
         self.provenance: list[Provenance] = []
         self.last_written = range(0, 0)

@@ -90,7 +90,7 @@ class PrefixCache:
         self.num_pages = capacity_tokens // page_size
         self.roots: dict[Hashable, Node] = {}  # one subtree per tenant: the tenant salts every key
         self.free_pages: list[int] = list(range(self.num_pages))
-        self.keys: torch.Tensor | None = None  # the pool: [layers, pages, kv_heads, page_size, head_dim]
+        self.keys: torch.Tensor | None = None  # the pool: [layers, kv_heads, pages, page_size, head_dim]
         self.values: torch.Tensor | None = None
         self._clock = itertools.count(1)
         self._ids = itertools.count(1)
@@ -101,7 +101,8 @@ class PrefixCache:
     def bind(self, model) -> None:
         """Allocate the pool for `model`'s K/V shape on its device (once; a second model must match)."""
         cfg = model.config
-        shape = (cfg.num_layers, self.num_pages, cfg.num_kv_heads, self.page_size, cfg.head_dim)
+        # Pages sit next to each other per head, so gathering a prefix is one copy into the usual row layout.
+        shape = (cfg.num_layers, cfg.num_kv_heads, self.num_pages, self.page_size, cfg.head_dim)
         if self.keys is None:
             self.keys = torch.zeros(shape, device=model.device, dtype=model.dtype)
             self.values = torch.zeros(shape, device=model.device, dtype=model.dtype)
@@ -111,7 +112,7 @@ class PrefixCache:
     def bytes_per_page(self) -> int:
         if self.keys is None:
             return 0
-        return 2 * self.keys[:, 0].numel() * self.keys.element_size()
+        return 2 * self.keys[:, :, 0].numel() * self.keys.element_size()
 
     def pages_for(self, n_tokens: int) -> int:
         """Whole pages `n_tokens` fill: only full pages are ever cached."""
@@ -122,10 +123,10 @@ class PrefixCache:
         if not match.pages:
             return
         pages = torch.tensor(match.pages, device=self.keys.device)
-        layers, _, heads, _, dim = self.keys.shape
+        layers, heads, _, _, dim = self.keys.shape
 
-        def rows(pool):  # [layers, n_pages, heads, page, dim] -> per layer [1, heads, n_pages * page, dim]
-            return list(pool[:, pages].permute(0, 2, 1, 3, 4).reshape(layers, 1, heads, -1, dim))
+        def rows(pool):  # [layers, heads, n_pages, page, dim] -> per layer [1, heads, n_pages * page, dim]
+            return list(pool[:, :, pages].view(layers, 1, heads, -1, dim))
 
         cache.load(rows(self.keys), rows(self.values))
 
@@ -303,4 +304,4 @@ class PrefixCache:
             k, v = cache.rows(layer)  # [1, heads, length, dim]
             for pool, rows in ((self.keys, k), (self.values, v)):
                 block = rows[0, :, start:start + n]  # [heads, n, dim]
-                pool[layer, index] = block.reshape(block.shape[0], len(pages), self.page_size, -1).transpose(0, 1)
+                pool[layer, :, index] = block.reshape(block.shape[0], len(pages), self.page_size, -1)
