@@ -1,0 +1,36 @@
+"""Every lesson is a synced, output-free pair, opens with objectives and ends with checks.
+
+The notebooks themselves are executed by nbval (`--nbval-lax`, see pyproject.toml).
+"""
+
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+
+
+def test_there_are_lessons():
+    assert SOURCES, "no notebooks/NN_topic.py found"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_ipynb_is_in_sync_with_its_py_and_has_no_outputs(source):
+    paired = source.with_suffix(".ipynb")
+    assert paired.is_file(), f"{paired.name} is missing: run `jupytext --sync {source}`"
+    from_py, from_ipynb = jupytext.read(source), nbformat.read(paired, as_version=4)
+    assert [(c.cell_type, c.source) for c in from_ipynb.cells] == [(c.cell_type, c.source) for c in from_py.cells], \
+        f"{paired.name} differs from {source.name}: run `jupytext --sync {source}`"
+    for cell in from_ipynb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{paired.name} carries outputs: clear them"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_lesson_opens_with_objectives_and_ends_with_checks(source):
+    cells = jupytext.read(source).cells
+    assert cells[0].cell_type == "markdown" and "you will be able to" in cells[0].source.lower()
+    assert any("check yourself" in c.source.lower() for c in cells if c.cell_type == "markdown")

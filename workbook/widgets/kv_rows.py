@@ -1,0 +1,102 @@
+"""The KV cache as a table: one row per token, holding a K and a V vector in every layer.
+
+Collapsed, each token is one row (token, K, V, where it came from); expanded, the row splits
+into one K/V cell per layer, which is what a cache really stores and why it grows so fast.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+import ipywidgets as W
+
+from .style import PROVENANCE_COLOURS, TEXT_ON, ErrorBox, legend_html
+from .tokens import NEUTRAL, check_provenance, readable
+
+
+@dataclass
+class KVRowsState:
+    ids: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    provenance: list[str] | None = None
+    expanded: bool = False
+    rows: list[dict] = field(default_factory=list)  # the table as shown, one dict per token
+
+
+class KVRowsTable:
+    """Shows which K/V rows of a prompt were computed and which were loaded; a toggle shows every layer."""
+
+    def __init__(self, tokenizer, num_layers: int):
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, not {num_layers}.")
+        self.tokenizer = tokenizer
+        self.num_layers = num_layers
+        self.state = KVRowsState()
+        self.errors = ErrorBox()
+        self.expand = W.ToggleButton(value=False, description="Show every layer", icon="layer-group",
+                                     tooltip="Switch between one row per token and one K/V cell per layer")
+        self.expand.observe(self._on_expand, names="value")
+        self._table = W.HTML()
+        self.widget = W.VBox([self.expand, self.errors.widget, self._table])
+
+    def show(self, ids: list[int], provenance: list[str] | None = None) -> None:
+        """Draw the rows of `ids`; `provenance` says per token "computed", "loaded" or "invalidated"."""
+        try:
+            ids = [int(i) for i in ids]
+            check_provenance(ids, provenance)
+            texts = self.tokenizer.token_texts(ids)
+        except ValueError as error:
+            self.errors.show(error)
+            return
+        self.errors.clear()
+        self.state.ids, self.state.texts = ids, texts
+        self.state.provenance = None if provenance is None else list(provenance)
+        self._redraw()
+
+    def _on_expand(self, change) -> None:
+        self.expand.description = "Collapse layers" if change["new"] else "Show every layer"
+        self._redraw()
+
+    def _redraw(self) -> None:
+        s = self.state
+        s.expanded = self.expand.value
+        labels = s.provenance or ["—"] * len(s.ids)
+        s.rows = []
+        for position, (token_id, text, label) in enumerate(zip(s.ids, s.texts, labels)):
+            row = {"position": position, "token": text, "id": token_id}
+            if s.expanded:
+                row.update({f"layer {layer}": f"K{layer} V{layer}" for layer in range(self.num_layers)})
+            else:
+                row.update({"K": f"K × {self.num_layers} layers", "V": f"V × {self.num_layers} layers"})
+            row["provenance"] = label
+            s.rows.append(row)
+        self._table.value = self._render()
+
+    def _render(self) -> str:
+        s = self.state
+        if not s.rows:
+            return '<div style="color:#555">No tokens yet.</div>'
+        columns = list(s.rows[0])
+        head = "".join(f'<th style="padding:2px 6px;text-align:left">{html.escape(c)}</th>' for c in columns)
+        body = []
+        for row in s.rows:
+            background = PROVENANCE_COLOURS.get(row["provenance"], NEUTRAL)
+            style = f"background:{background};color:{TEXT_ON.get(background, '#000000')}"
+            cells = []
+            for c in columns:
+                value = readable(row[c]) if c == "token" else str(row[c])
+                coloured = c in ("K", "V", "provenance") or c.startswith("layer ")
+                cells.append(f'<td style="padding:2px 6px;font-family:monospace;white-space:pre;'
+                             f'{style if coloured else ""}">{html.escape(value)}</td>')
+            body.append(f"<tr>{''.join(cells)}</tr>")
+        counts = ""
+        if s.provenance:
+            counts = ", ".join(f"{s.provenance.count(p)} {p}" for p in PROVENANCE_COLOURS if p in s.provenance)
+            counts = f" ({counts})"
+        caption = (f"{len(s.ids)} token rows{counts} × {self.num_layers} layers × 2 (K and V) = "
+                   f"{2 * len(s.ids) * self.num_layers} vectors stored")
+        legend = legend_html(PROVENANCE_COLOURS) if s.provenance else ""
+        return (f'<div class="wb-kv-rows"><div style="color:#555">{html.escape(caption)}</div>{legend}'
+                f'<div style="max-height:360px;overflow:auto"><table style="border-collapse:collapse">'
+                f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></div>")

@@ -1,0 +1,151 @@
+"""Tokens as chips: each token's text (spaces and newlines made visible), its id, and where its K/V came from.
+
+`TokenStrip` draws one token sequence; `DivergenceView` puts two editable prompts side by side and
+marks every token after their first difference as invalidated: the part a prefix cache cannot reuse.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+import ipywidgets as W
+
+from ..tokenizer import first_divergence
+from .style import PROVENANCE_COLOURS, TEXT_ON, ErrorBox, legend_html
+
+NEUTRAL = "#EEEEEE"  # a chip with no provenance: just a token
+# Whitespace would be invisible on a chip, yet it is where prompts most often differ.
+VISIBLE_WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+
+
+def readable(text: str) -> str:
+    """A token's text with spaces, newlines and tabs replaced by visible marks."""
+    return "".join(VISIBLE_WHITESPACE.get(ch, ch) for ch in text)
+
+
+def check_provenance(ids: list[int], provenance: list[str] | None) -> None:
+    """Raise a ValueError unless `provenance` is None or one known word per token."""
+    if provenance is None:
+        return
+    if len(provenance) != len(ids):
+        raise ValueError(f"Got {len(ids)} tokens but {len(provenance)} provenance labels; give one per token.")
+    unknown = set(provenance) - PROVENANCE_COLOURS.keys()
+    if unknown:
+        raise ValueError(f"Unknown provenance {', '.join(map(repr, sorted(unknown)))}; "
+                         f"use {', '.join(PROVENANCE_COLOURS)}.")
+
+
+def chip_html(text: str, token_id: int, provenance: str | None) -> str:
+    """One token as a chip: visible text on top, id below, and the provenance word under that."""
+    background = PROVENANCE_COLOURS.get(provenance, NEUTRAL)
+    colour = TEXT_ON.get(background, "#000000")
+    label = f'<div style="font-size:9px">{provenance}</div>' if provenance else ""
+    title = html.escape(f"token {token_id}: {text!r}" + (f" ({provenance})" if provenance else ""), quote=True)
+    return (f'<span class="wb-chip" title="{title}" style="display:inline-block;margin:2px;padding:2px 5px;'
+            f'border-radius:4px;border:1px solid #555;background:{background};color:{colour};text-align:center;'
+            f'font-family:monospace;vertical-align:top">'
+            f'<div style="white-space:pre;font-size:13px">{html.escape(readable(text))}</div>'
+            f'<div style="font-size:10px;opacity:0.85">{token_id}</div>{label}</span>')
+
+
+@dataclass
+class TokenStripState:
+    ids: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # one readable string per token (whitespace kept as is)
+    provenance: list[str] | None = None
+
+
+class TokenStrip:
+    """A row of token chips, optionally coloured and labelled computed / loaded / invalidated."""
+
+    def __init__(self, tokenizer, title: str = ""):
+        self.tokenizer = tokenizer
+        self.title = title
+        self.state = TokenStripState()
+        self.errors = ErrorBox()
+        self._chips = W.HTML()
+        self.widget = W.VBox([self._chips, self.errors.widget])
+
+    def show(self, ids: list[int], provenance: list[str] | None = None) -> None:
+        """Draw `ids`; a bad input leaves the strip as it was and shows why in the error box."""
+        try:
+            ids = [int(i) for i in ids]
+            check_provenance(ids, provenance)
+            texts = self.tokenizer.token_texts(ids)
+        except ValueError as error:
+            self.errors.show(error)
+            return
+        self.errors.clear()
+        self.state = TokenStripState(ids=ids, texts=texts, provenance=None if provenance is None else list(provenance))
+        self._chips.value = self._render()
+
+    def _render(self) -> str:
+        s = self.state
+        labels = s.provenance or [None] * len(s.ids)
+        chips = "".join(chip_html(t, i, p) for t, i, p in zip(s.texts, s.ids, labels))
+        head = f"<b>{html.escape(self.title)}</b> " if self.title else ""
+        counts = f"{len(s.ids)} tokens"
+        if s.provenance:
+            counts += ": " + ", ".join(f"{s.provenance.count(p)} {p}" for p in PROVENANCE_COLOURS if p in s.provenance)
+        legend = legend_html(PROVENANCE_COLOURS) if s.provenance else ""
+        return (f'<div class="wb-token-strip">{head}<span style="color:#555">{counts}</span>{legend}'
+                f'<div>{chips}</div></div>')
+
+
+@dataclass
+class DivergenceState:
+    text_a: str = ""
+    text_b: str = ""
+    ids_a: list[int] = field(default_factory=list)
+    ids_b: list[int] = field(default_factory=list)
+    divergence: int | None = None  # first token index where they differ; None when identical
+    reusable: int = 0  # tokens of B a cache of A could supply
+
+
+class DivergenceView:
+    """Two editable prompts; prompt B's tokens after the first difference are marked invalidated."""
+
+    def __init__(self, tokenizer, text_a: str = "", text_b: str = "", max_tokens: int = 512):
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.state = DivergenceState()
+        self.errors = ErrorBox()
+        layout = W.Layout(width="48%", height="90px")
+        self.box_a = W.Textarea(value=text_a, description="A (cached)", layout=layout)
+        self.box_b = W.Textarea(value=text_b, description="B (new)", layout=layout)
+        self.strip_a = TokenStrip(tokenizer, "A")
+        self.strip_b = TokenStrip(tokenizer, "B")
+        self.summary = W.HTML()
+        for box in (self.box_a, self.box_b):
+            box.observe(lambda _: self.update(), names="value")
+        self.widget = W.VBox([W.HBox([self.box_a, self.box_b]), self.errors.widget, self.summary,
+                              self.strip_a.widget, self.strip_b.widget])
+        self.update()
+
+    def update(self) -> None:
+        """Re-tokenize both boxes and redraw."""
+        a, b = self.box_a.value, self.box_b.value
+        try:
+            if not a or not b:
+                raise ValueError("Both prompts need some text: type in box A and box B.")
+            ids_a, ids_b = self.tokenizer.encode(a), self.tokenizer.encode(b)
+            longest = max(len(ids_a), len(ids_b))
+            if longest > self.max_tokens:
+                raise ValueError(f"A prompt here has {longest} tokens; this view shows at most {self.max_tokens}. "
+                                 "Shorten it.")
+        except ValueError as error:
+            self.errors.show(error)
+            return
+        self.errors.clear()
+        split = first_divergence(ids_a, ids_b)
+        reusable = len(ids_b) if split is None else split
+        self.state = DivergenceState(a, b, ids_a, ids_b, split, reusable)
+        self.strip_a.show(ids_a)
+        self.strip_b.show(ids_b, ["loaded"] * reusable + ["invalidated"] * (len(ids_b) - reusable))
+        if split is None:
+            text = f"Identical: all {len(ids_b)} tokens of B could be loaded from A's cache."
+        else:
+            text = (f"First difference at token {split}: {reusable} of B's {len(ids_b)} tokens could be loaded "
+                    f"from A's cache; the other {len(ids_b) - reusable} must be computed.")
+        self.summary.value = f"<b>{html.escape(text)}</b>"
