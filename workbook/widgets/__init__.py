@@ -1,1 +1,12 @@
 """Interactive views for the lessons. Each view keeps its state in a plain object that tests drive from Python."""
+
+from .attention_grid import AttentionGrid
+from .decode_stepper import DecodeStepper
+from .kv_rows import KVRowsTable
+from .prefix_demo import PrefixCacheDemo
+from .prompt_lab import PromptLabView
+from .radix_tree import RadixTreeView
+from .tokens import DivergenceView, TokenStrip
+
+__all__ = ["AttentionGrid", "DecodeStepper", "DivergenceView", "KVRowsTable", "PrefixCacheDemo", "PromptLabView",
+           "RadixTreeView", "TokenStrip"]

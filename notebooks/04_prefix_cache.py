@@ -1,0 +1,354 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 4: prefix caching, or how a second request skips the work of the first
+#
+# Lesson 3 kept the K/V rows of a prompt *inside* one request, so each new token cost one row
+# instead of the whole history. This lesson keeps them *between* requests. Many requests open with
+# the same system prompt, tool list or document; a server that stores those rows once can hand them
+# to every later request that starts the same way. Providers sell this as "prompt caching".
+#
+# By the end of this lesson you will be able to:
+#
+# - explain why the K/V rows of a shared prefix can be reused by a different request, and why only a *prefix*;
+# - run a cold request, a cache hit and a broken prefix on a real model, and read which rows were computed,
+#   loaded or invalidated;
+# - predict how many tokens a paged prefix cache can load for a prompt;
+# - turn a request's token usage into dollars with real price sheets, including the rules that decide
+#   whether a provider caches your prompt at all;
+# - read a radix tree of cached prompts, and explain LRU eviction, locks, and why tenants never share hits.
+#
+# Everything below runs on the small model that ships with the workbook, on your CPU, in under a minute.
+
+# %%
+import statistics
+import time
+
+import torch
+
+import workbook
+from workbook import Engine, PrefixCache, PriceSheet, Usage, cost, load_price_sheets
+from workbook.checks_prefix import check_break_penalty, check_loadable_tokens, check_prompt_order
+from workbook.pricing import break_even_reuses, cacheable_tokens, provider_usage, repeat_costs
+from workbook.widgets.prefix_demo import DEFAULT_SYSTEM_PROMPT, QUESTION_1, QUESTION_2, PrefixCacheDemo, chat
+from workbook.widgets.radix_tree import RadixTreeView
+
+lesson_start = time.perf_counter()
+model = workbook.load_model(workbook.default_model())
+tokenizer = workbook.load_tokenizer(workbook.default_model())
+cfg = model.config
+print(f"{workbook.default_model()}: {model.num_parameters() / 1e6:.1f}M parameters, {cfg.num_layers} layers, "
+      f"{cfg.num_kv_heads} K/V heads of {cfg.head_dim} numbers, on {model.device}")
+
+# %% [markdown]
+# ## 1. What a later request can reuse, and why only a prefix
+#
+# A prompt's tokens go through every layer, and at each layer each token leaves a key row and a value
+# row behind. Causal attention lets token *i* look only at tokens 0 to *i*, so its rows depend on the
+# tokens up to *i* and on nothing after it. Two requests that agree on their first *n* tokens therefore
+# compute identical rows for those *n* positions, whatever follows. That is the whole trick: keep the
+# rows, and give them to the next request that starts the same way.
+#
+# The same reasoning says where reuse stops. If the prompts differ at token 40, then row 40 differs, and
+# so does every row after it, even where the words are the same again, because each of those rows
+# attended to the changed token. A prefix cache reuses a shared *beginning*, never a shared middle.
+#
+# How much is there to keep? Every token costs one K and one V vector per layer:
+
+# %%
+bytes_per_token = model.new_cache(1).bytes_per_token()
+system_turn = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}]
+system_tokens = len(tokenizer.encode_chat(system_turn, add_generation_prompt=False))
+print(f"K/V rows of one token: {cfg.num_layers} layers x 2 x {cfg.num_kv_heads} heads x {cfg.head_dim} numbers "
+      f"= {bytes_per_token:,} bytes")
+print(f"The demo's system prompt, {system_tokens} tokens: {system_tokens * bytes_per_token / 1024:,.0f} KiB of rows")
+
+# %% [markdown]
+# Small here; on a model with 80 layers and 8 K/V heads of 128 numbers in 16-bit, one token is 320 KiB,
+# and a 4,000-token system prompt is about 1.3 GB, stored once instead of once per request.
+#
+# ## 2. Cold, hit, broken prefix
+#
+# The demo below is an `Engine` with a `PrefixCache`: a customer-support system prompt (persona, a date,
+# policies and two tools, a few hundred tokens) and two user questions. Click the buttons in order:
+#
+# 1. **Send request 1** empties the cache and sends the system prompt with question 1. Nothing is cached,
+#    so every row is *computed*, and the full pages are *written* to the cache.
+# 2. **Send request 2** sends the same system prompt with question 2. The system prompt's rows are
+#    *loaded*; only the question and the tail of the last partial page are computed.
+# 3. **Break prefix** moves the date near the top of the system prompt on by one day, the way a template
+#    that stamps today's date does, and sends question 2 again. Rows before the date are still loaded;
+#    every row after it, although the cache held it a moment ago, is *invalidated* and computed again.
+#
+# Each token chip and each K/V row carries its colour *and* its word (computed, loaded, invalidated).
+# The counters show the latest request; the table below them keeps the history. Try editing the system
+# prompt yourself, or pick another provider's prices.
+
+# %%
+demo = PrefixCacheDemo(model, tokenizer)
+demo.widget
+
+# %% [markdown]
+# The same three clicks, from code, so the claims below can be checked. (The view above follows along.)
+
+# %%
+cold = demo.send_request_1()
+hit = demo.send_request_2()
+broken = demo.break_prefix()
+for r in demo.state.history:
+    print(f"{r.label:14} {len(r.prompt_ids):4} tokens: {r.loaded:4} loaded, {r.computed:4} computed "
+          f"({r.invalidated} invalidated), {r.written:4} written, TTFT {r.ttft_s * 1e3:6.1f} ms")
+print(f"The edit is at token {broken.edit_at}: {tokenizer.token_texts([broken.prompt_ids[broken.edit_at]])}")
+
+# %% [markdown]
+# Three things to notice. Request 2 loaded a whole number of 16-token pages: this cache, like vLLM's,
+# stores full pages only. The broken request still loaded the pages *before* the date, because they did
+# not change. And loading is not free, but it is cheap: copying rows takes far less time than computing them.
+#
+# **Claim: a hit is exact.** Loading rows must give the very same result as computing them. Compare the
+# hit with a run on an engine that has no cache at all:
+
+# %%
+plain = Engine(model, tokenizer)
+for cached in (hit, broken):
+    reference = plain.generate(chat(cached.system_prompt, cached.question), max_new_tokens=demo.max_new_tokens)
+    gap = (cached.result.first_token_logits - reference.first_token_logits).abs().max().item()
+    assert cached.loaded > 0
+    assert torch.allclose(cached.result.first_token_logits, reference.first_token_logits, atol=1e-4), gap
+    assert cached.result.output_ids == reference.output_ids
+    print(f"{cached.label}: {cached.loaded} rows loaded; largest logit difference {gap:.1e}; "
+          f"same greedy reply {cached.result.text!r}")
+
+# %% [markdown]
+# **How much faster?** One TTFT is noisy (your laptop is doing other things), so take the median of a
+# few runs of request 2: on an empty cache, and after request 1 has cached the system prompt.
+
+# %%
+def median_ttft_ms(engine, warm, runs=3):
+    """Median TTFT of request 2, each run on an emptied cache; with `warm`, request 1 goes first (untimed)."""
+    times = []
+    for _ in range(runs):
+        engine.prefix_cache.clear()
+        if warm:
+            engine.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_1), max_new_tokens=1)
+        times.append(engine.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_2), max_new_tokens=1).timings.ttft_s)
+    return 1e3 * statistics.median(times)
+
+
+timing_engine = Engine(model, tokenizer, PrefixCache(page_size=16, capacity_tokens=4096))
+cold_ms, hit_ms = median_ttft_ms(timing_engine, warm=False), median_ttft_ms(timing_engine, warm=True)
+print(f"median TTFT of request 2: cold {cold_ms:.1f} ms, system prompt cached {hit_ms:.1f} ms "
+      f"({cold_ms / hit_ms:.1f}x faster) on {model.device}")
+
+# %% [markdown]
+# The gap grows with the length of the shared prefix: a cold prefill does work for every prompt token,
+# a hit only for the new ones. (Speed is never asserted here: it depends on your machine.
+# `python -m workbook.bench prefix` measures it properly.)
+#
+# ## 3. Napkin math: what the cache is worth in dollars
+#
+# Providers bill a request in four buckets: uncached input, cache writes, cache reads and output, each at
+# its own price per million tokens. The engine reports exactly these buckets as `usage`, and
+# `workbook.pricing.cost` multiplies them out.
+#
+# **Claim: a broken prefix costs what the calculator says.** Price the broken request at Claude Sonnet
+# 4.5's rates, by the library and by hand:
+
+# %%
+sheets = load_price_sheets()
+sonnet = sheets["anthropic/claude-sonnet-4-5"]
+u = broken.usage
+by_hand = (u.input_tokens * sonnet.input + u.cache_write_tokens * sonnet.cache_write
+           + u.cache_read_tokens * sonnet.cache_read + u.output_tokens * sonnet.output) / 1_000_000
+assert abs(cost(u, sonnet) - by_hand) < 1e-12
+assert u.total_input_tokens == len(broken.prompt_ids) and u.cache_read_tokens == broken.loaded
+assert cost(u, sonnet) > cost(broken.cold_usage(), sonnet)  # the write premium: see below
+print(u)
+print(f"broken prefix ${cost(u, sonnet):.6f}, hit ${cost(hit.usage, sonnet):.6f}, no cache at all "
+      f"${cost(broken.cold_usage(), sonnet):.6f} per request")
+
+# %% [markdown]
+# Note the Anthropic twist: a cache *write* costs 1.25 times the normal input price, so the broken
+# request costs more than sending it with no cache at all. A prefix that breaks on every request makes
+# you pay the premium and never collect the discount.
+#
+# A widely read blog post on prompt caching worked through a Codex session billed at GPT-5.5's rates:
+# 615,643 uncached input tokens, 7,505,280 cached ones and 31,771 output tokens, and found $7.78 with the
+# cache against $41.55 without. Checking its arithmetic:
+
+# %%
+article_rates = PriceSheet(provider="article", model="gpt-5.5 as quoted", input=5.0, cache_read=0.5, cache_write=5.0,
+                           output=30.0, min_cacheable_tokens=1024, source="the blog post's table", checked="as quoted")
+with_cache = cost(Usage(input_tokens=615_643, cache_read_tokens=7_505_280, output_tokens=31_771), article_rates)
+without = cost(Usage(input_tokens=615_643 + 7_505_280, output_tokens=31_771), article_rates)
+assert (round(with_cache, 2), round(without, 2)) == (7.78, 41.56)
+print(f"with cache ${with_cache:.4f}, without ${without:.4f}: {1 - with_cache / without:.0%} saved")
+
+# %% [markdown]
+# Right, up to a cent: without the cache the bill is $41.5577, which rounds to $41.56. The post added
+# its lines after rounding each one ($40.60 + $0.95). The saving, about 81%, stands.
+
+# %% [markdown]
+# The same post's toy demo (12 tokens cold, then 8 loaded and 4 computed, at $5 and $0.50 per million)
+# claims $60 versus $24 per million requests. That is right too: 12 × $5 = $60, and 8 × $0.50 + 4 × $5 = $24.
+# But no real provider would cache a 12-token prompt, and none would cache ours either. Each has a
+# minimum length, and below it the whole prompt is billed as ordinary input:
+
+# %%
+reusable = hit.loaded
+print(f"Our request 2 has {len(hit.prompt_ids)} tokens and could reuse {reusable}.")
+for key, sheet in sheets.items():
+    billed = provider_usage(sheet, len(hit.prompt_ids), reusable, hit.usage.output_tokens)
+    print(f"  {sheet.name:22} caches from {sheet.min_cacheable_tokens:5,} tokens -> would read {billed.cache_read_tokens} tokens")
+assert all(cacheable_tokens(sheet, reusable) == 0 for sheet in sheets.values())
+
+# %% [markdown]
+# So the demo's saving is what *our* engine does; a hosted API would start caching only with a system
+# prompt several times longer. At a realistic size (a 4,000-token system prompt, a 50-token question and
+# a 200-token answer), here is the bill for a million requests, cold against cached, and how many cache
+# reads pay back one write:
+
+# %%
+print(f"{'model':24}{'cold / 1M':>12}{'cached / 1M':>14}{'saved':>7}  pays back after")
+for key, sheet in sheets.items():
+    cached = cacheable_tokens(sheet, 4_000)
+    bill = repeat_costs(sheet, prompt_tokens=4_050, cached_tokens=cached, repeats=1_000_000, output_tokens=200)
+    reads = break_even_reuses(sheet)
+    print(f"{sheet.name:24}{bill.cold_usd:>12,.0f}{bill.cached_usd:>14,.0f}{round(bill.saved_fraction, 4) + 0.0:>7.0%}  "
+          f"{reads} read{'s' if reads != 1 else ''}" + ("" if cached else "  (4,000 is under its minimum)"))
+
+# %% [markdown]
+# Providers differ in more than price. OpenAI caches automatically once a prompt reaches 1,024 tokens
+# and counts hits in 128-token steps. Anthropic caches up to breakpoints you mark, charges extra for the
+# write and reports `cache_creation_input_tokens` and `cache_read_input_tokens` separately. Google's
+# explicit caches are named objects with a lifetime you set, and they bill storage by the hour on top.
+# The dates and sources of every number are in `data/pricing.json`.
+#
+# ## 4. Many requests: the radix tree
+#
+# One system prompt and two questions make a short list. A server sees thousands of requests that share
+# *some* beginning: one company's system prompt, then each user's question; another product's system
+# prompt, and so on. A radix tree stores each shared beginning once and branches where prompts differ.
+# Here every node is a run of whole pages (8 tokens each) whose rows sit in a pool of 384 tokens: small
+# on purpose, so it fills up.
+#
+# Click **Send a batch** a few times. Each batch sends four requests from six users of two companies
+# ("tenants") using three system prompts. Each box shows a few of its tokens, its length, its hits, and
+# `t`, the cache's clock at its last use; darker boxes were hit more often, and a box is as tall as the
+# number of cached prompts that run through it. When the pool is full the
+# cache evicts the least recently used leaf that no running request holds; **Show evictions** draws the
+# last batch's evicted nodes as grey ghosts where they hung, and **Hold a request open** locks one
+# user's prompt the way a request that is still generating would.
+
+# %%
+tree = RadixTreeView(model, tokenizer)
+tree.widget
+
+# %%
+for _ in range(6):
+    tree.send_batch()
+stats = tree.state.stats
+print(f"{len(tree.state.requests)} requests: hit rate {stats.hit_rate:.0%} ({stats.hit_tokens:,} of {stats.queried_tokens:,} "
+      f"tokens), {stats.evictions} nodes evicted, {stats.pages_in_use} of {stats.pages_total} pages in use")
+for r in tree.state.requests[-4:]:
+    print(f"  {r.user:6} ({r.tenant}, {r.app}): {r.loaded:3} of {r.prompt_tokens} tokens loaded")
+assert stats.evictions > 0 and stats.pages_in_use <= stats.pages_total
+# The busiest prefix (acme's support prompt: two of the six users) is still cached after all that eviction.
+busiest = [r for r in tree.state.requests if (r.tenant, r.app) == ("acme", "support")][-1]
+assert busiest.loaded >= 64
+
+# %% [markdown]
+# Least-recently-used eviction keeps what many requests touch. Every request refreshes the nodes on
+# its path, so a shared system prompt stays young while one user's question ages and goes first. A
+# system prompt that nobody has used for a while goes too; look for the travel prompt, which only one
+# user sends, in the ghosts.
+#
+# A request that is running holds a lock on the nodes it loaded (SGLang calls this `lock_ref`), because
+# evicting rows in use would pull them out from under it. Locked nodes are never evicted:
+
+# %%
+tree.set_pinned(True)
+locked = {v.id for v in tree.cache.nodes() if v.locked}
+evictions_before = tree.state.stats.evictions
+for _ in range(3):
+    tree.send_batch()
+assert tree.state.stats.evictions > evictions_before and locked <= {v.id for v in tree.cache.nodes()}
+print(f"{tree.state.stats.evictions - evictions_before} more evictions, and the {len(locked)} locked node(s) survived")
+tree.set_pinned(False)
+
+# %% [markdown]
+# ## 5. Tenants never share hits
+#
+# In the tree above, acme and globex both use the support system prompt, yet each has its own copy:
+# every key is salted with the tenant, so globex's first request misses even when acme cached the same
+# prompt a moment earlier. That looks wasteful, and it is deliberate. A hit is *faster*, and speed can
+# be measured from outside: if tenants shared a cache, one customer could time requests and learn what
+# other customers had recently sent. A 2025 study, "Auditing Prompt Caching in Language Model APIs",
+# detected exactly this kind of cross-user sharing at several providers through timing alone. OpenAI's
+# documentation says its caches are not shared between organisations.
+
+# %%
+shared_pool = Engine(model, tokenizer, PrefixCache(page_size=16, capacity_tokens=4096))
+acme_1 = shared_pool.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_1), max_new_tokens=1, tenant="acme")
+globex_1 = shared_pool.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_1), max_new_tokens=1, tenant="globex")
+acme_2 = shared_pool.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_2), max_new_tokens=1, tenant="acme")
+assert globex_1.cached_tokens == 0 and acme_2.cached_tokens > 0
+print(f"globex, same prompt as acme: {globex_1.cached_tokens} tokens loaded, TTFT {globex_1.timings.ttft_s * 1e3:.1f} ms")
+print(f"acme, its own prefix again:  {acme_2.cached_tokens} tokens loaded, TTFT {acme_2.timings.ttft_s * 1e3:.1f} ms")
+
+# %% [markdown]
+# ## What to take away
+#
+# - Same tokens in the same positions give the same K/V rows, so a prefix computed once can be loaded by
+#   every later request that starts with it, and the result is exactly the same.
+# - Only a prefix, and in whole pages: one changed token early in a prompt (a date, a session id, a
+#   reordered tool list) invalidates everything after it.
+# - Put what never changes first and what changes with every request last.
+# - Real providers add rules: minimum lengths, steps, write premiums, storage fees. Price the usage, not the hope.
+# - At scale a radix tree shares prefixes between many requests; LRU eviction keeps the popular ones,
+#   locks protect the ones in use, and tenant salts keep customers apart.
+#
+# ## Check yourself
+#
+# **Exercise 1.** A 128-token prompt is sent twice to a prefix cache with 16-token pages and plenty of
+# room. How many of the second request's tokens are loaded from the cache? Replace `None` with a number.
+
+# %%
+answer_1 = None
+check_loadable_tokens(answer_1)
+
+# %% [markdown]
+# **Exercise 2.** A 5,000-token system prompt sits in Anthropic's 5-minute cache for Claude Sonnet 4.5.
+# Each request adds a 50-token question and gets a 200-token answer. The system prompt carries the date
+# near its top, so the first request each day finds the cache broken and writes the system prompt again.
+# How many US dollars more does that request cost than a request that hits the cache? The prices are
+# printed below (per million tokens).
+
+# %%
+print(f"input ${sonnet.input}, cache write ${sonnet.cache_write}, cache read ${sonnet.cache_read}, output ${sonnet.output}")
+answer_2 = None
+check_break_penalty(answer_2)
+
+# %% [markdown]
+# **Exercise 3.** Put these parts of a prompt in a cache-friendly order: `"instructions"`,
+# `"tool definitions"`, `"examples"`, `"today's date"`, `"retrieved documents"`, `"user message"`.
+# Give a list of the six strings.
+
+# %%
+answer_3 = None
+check_prompt_order(answer_3)
+
+# %%
+print(f"Lesson ran in {time.perf_counter() - lesson_start:.1f} s")

@@ -1,0 +1,227 @@
+"""Lesson 4 in a real JupyterLab page, driven by headless Chromium: the notebook runs, its buttons change the page.
+
+Needs Debian's `chromium` at /usr/bin/chromium and PyPI's `playwright` (never `playwright install`);
+skips with the reason when either is missing. The server runs on a free loopback port with a token,
+on a temporary copy of the notebook, with every Jupyter config, data and runtime folder in a
+temporary directory, and it is stopped (kernels with it) however the test ends.
+"""
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "notebooks" / "04_prefix_cache.ipynb"
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+RUN_ALL_TIMEOUT_MS = 150_000
+CLICK_TIMEOUT_MS = 20_000
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _settings(folder: Path) -> None:
+    """User settings for this server only: draw every cell (no virtual scrolling), start the notebook's kernel
+    without asking, and fetch no news."""
+    tracker = folder / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text(json.dumps({"windowingMode": "none", "autoStartDefaultKernel": True}))
+    notify = folder / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notify.parent.mkdir(parents=True)
+    notify.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, log: Path, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"jupyter lab exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"jupyter lab did not answer within {seconds} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server on a copy of lesson 4: yields (base url, token); always stopped afterwards."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install -y chromium) to run this check")
+    pytest.importorskip("playwright.sync_api", reason="the browser check needs PyPI's playwright (pip install playwright)")
+    work = tmp_path / "notebooks"
+    work.mkdir()
+    shutil.copy(NOTEBOOK, work)
+    home = {name: tmp_path / name for name in ("config", "data", "runtime", "settings", "workspaces", "ipython")}
+    for folder in home.values():
+        folder.mkdir()
+    _settings(home["settings"])
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home["config"]), "JUPYTER_DATA_DIR": str(home["data"]),
+           "JUPYTER_RUNTIME_DIR": str(home["runtime"]), "JUPYTERLAB_SETTINGS_DIR": str(home["settings"]),
+           "JUPYTERLAB_WORKSPACES_DIR": str(home["workspaces"]), "IPYTHONDIR": str(home["ipython"]),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    port, token = _free_port(), secrets.token_hex(16)
+    log = tmp_path / "jupyter.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+             "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+             "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+             "--LabServerApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+             *(["--allow-root"] if os.geteuid() == 0 else [])],  # containers and CI often run as root
+            cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(f"{base}/api/status?token={token}", server, log)
+        yield base, token
+    finally:
+        _stop(server)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM lets the server shut its kernels down; anything left in its process group is then killed."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGINT)  # jupyter asks to confirm a single Ctrl-C
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=10)
+    try:
+        os.killpg(server.pid, signal.SIGKILL)  # the group this test started: stray kernels, if any
+    except ProcessLookupError:
+        pass
+
+
+def _run_all_cells(page) -> None:
+    """Kernel > Restart Kernel and Run All Cells, again if a kernel that was still connecting dropped the run.
+
+    Plain "Run All" right after opening can be lost while the session is still starting; a restart
+    waits for a connected kernel before it queues the cells.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    first_cell_done = page.locator(".jp-InputArea-prompt", has_text="[1]:").first
+    for _ in range(3):
+        select_kernel = page.locator(".jp-Dialog", has_text="Select Kernel")
+        if select_kernel.count():  # a kernel list that arrived late makes JupyterLab ask; take its suggestion
+            select_kernel.get_by_role("button", name="Select").click()
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel and Run All Cells")).click()
+        page.locator(".jp-Dialog").get_by_role("button", name=re.compile(r"^(Restart|Confirm)")).click()
+        try:
+            first_cell_done.wait_for(timeout=90_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    pytest.fail("Restart Kernel and Run All Cells never ran the first cell")
+
+
+def _count(page, name: str) -> int:
+    """The number a counter of the prefix-cache demo shows."""
+    return int(page.locator(f".wb-counter[data-name={name}] .wb-count").first.inner_text())
+
+
+def _click_and_wait(page, button: str, condition: str) -> float:
+    """Click a widget button, wait until `condition` (JavaScript) holds in the page; return the seconds taken."""
+    start = time.perf_counter()
+    page.get_by_role("button", name=button, exact=True).click()
+    page.wait_for_function(condition, timeout=CLICK_TIMEOUT_MS)
+    return time.perf_counter() - start
+
+
+def _loaded_is(test: str) -> str:
+    return f"""() => {{ const el = document.querySelector('.wb-counter[data-name=loaded] .wb-count');
+                        const status = document.querySelector('.wb-status');
+                        return el && status && {test}; }}"""
+
+
+def test_lesson_4_runs_and_its_buttons_change_the_page(lab):
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})  # tall: the demo fits on screen
+        try:
+            page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status=idle]", timeout=60_000)
+
+            _run_all_cells(page)
+            page.locator(".jp-OutputArea-output", has_text="Lesson ran in").wait_for(timeout=RUN_ALL_TIMEOUT_MS)
+            assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").filter(
+                has_text="Error").count() == 0, "a cell raised"
+            demo = page.locator(".jp-OutputArea-output", has=page.get_by_role("button", name="Send request 1"))
+            tree = page.locator(".jp-OutputArea-output", has=page.get_by_role("button", name="Send a batch"))
+            assert demo.count() == 1 and tree.count() == 1
+            tree.locator(".js-plotly-plot").wait_for(timeout=30_000)
+            demo.screenshot(path=SCREENSHOTS / "04_demo_after_run_all.png")
+            tree.screenshot(path=SCREENSHOTS / "04_radix_tree.png")
+
+            # Request 1: cold, nothing loaded.
+            t1 = _click_and_wait(page, "Send request 1",
+                                 _loaded_is("el.innerText === '0' && status.innerText.startsWith('request 1')"))
+            assert _count(page, "computed") > 0 and _count(page, "written") > 0
+            demo.screenshot(path=SCREENSHOTS / "04_request_1.png")
+
+            # Request 2: the system prompt's rows are loaded; no chip is invalidated.
+            t2 = _click_and_wait(page, "Send request 2",
+                                 _loaded_is("Number(el.innerText) > 0 && status.innerText.startsWith('request 2')"))
+            loaded_hit = _count(page, "loaded")
+            chips = demo.locator(".wb-chip")
+            assert chips.filter(has_text="loaded").count() == loaded_hit
+            assert chips.filter(has_text="invalidated").count() == 0
+            demo.screenshot(path=SCREENSHOTS / "04_request_2.png")
+
+            # Break prefix: the date in the system prompt moves on, rows after it turn invalidated.
+            date_before = demo.locator("textarea").first.input_value()
+            t3 = _click_and_wait(page, "Break prefix",
+                                 _loaded_is("status.innerText.startsWith('broken prefix')"))
+            assert demo.locator("textarea").first.input_value() != date_before
+            assert 0 <= _count(page, "loaded") < loaded_hit
+            assert chips.filter(has_text="invalidated").count() > 0
+            demo.screenshot(path=SCREENSHOTS / "04_break_prefix.png")
+
+            # The radix tree answers its button too.
+            before = tree.locator(".wb-radix-stats [data-name=requests] b").inner_text()
+            tree.get_by_role("button", name="Send a batch").click()
+            page.wait_for_function(
+                f"() => document.querySelector('.wb-radix-stats [data-name=requests] b').innerText !== '{before}'",
+                timeout=CLICK_TIMEOUT_MS)
+            tree.get_by_role("button", name="Show evictions").click()
+            tree.get_by_text(re.compile(r"The last batch evicted")).wait_for(timeout=CLICK_TIMEOUT_MS)
+            tree.screenshot(path=SCREENSHOTS / "04_radix_tree_evictions.png")
+            print(f"click to updated page: request 1 {t1:.2f} s, request 2 {t2:.2f} s, break prefix {t3:.2f} s")
+        except Exception:
+            page.screenshot(path=SCREENSHOTS / "04_failure.png")  # what the page looked like when it went wrong
+            raise
+        finally:
+            browser.close()
