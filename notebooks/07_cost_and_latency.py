@@ -1,0 +1,482 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 7: cost and latency, measured and priced
+#
+# The earlier lessons showed *that* a cache saves work. This one asks *how much*: in milliseconds on your
+# own machine, and in dollars at real providers' prices. Every chart here is drawn from numbers the
+# workbook measures while you run it, from benchmark tables recorded on other machines, or from the
+# dated price sheets in `data/pricing.json`. No number is typed in by hand.
+#
+# By the end of this lesson you will be able to:
+#
+# - measure time to first token (TTFT) cold and cached, and decode speed with and without a KV cache,
+#   on your own machine, and read the recorded tables of other machines;
+# - weigh a provider's cache-write premium against its read discount, and say after how many reuses
+#   caching pays;
+# - predict what happens to the bill when requests arrive further apart than the cache's lifetime (TTL);
+# - account for minimum cacheable lengths and for the hourly storage of an explicit cache;
+# - recompute the worked examples of the articles this workbook grew from, and spot the wrong ones.
+
+# %%
+import math
+import random
+import statistics
+import time
+from types import SimpleNamespace
+
+import plotly.graph_objects as go
+import torch
+
+import workbook
+from workbook import Engine, Usage, cost, load_price_sheets
+from workbook.bench.prefix import CORPUS, corpus_ids, measure_prefix
+from workbook.checks_later import check_seed_yearly_cost, check_storage_break_even, check_ttl_choice
+from workbook.costs import (TTL_MINUTES, expected_request_cost, explicit_cache_hourly_cost, hit_probability,
+                            hits_with_ttl, storage_break_even_rate)
+from workbook.pricing import (break_even_reuses, cacheable_tokens, provider_usage, repeat_costs, storage_cost,
+                              traffic_cost)
+from workbook.timing import Stopwatch, device_name, load_results
+
+lesson_start = time.perf_counter()
+model = workbook.load_model(workbook.default_model())
+tokenizer = workbook.load_tokenizer(workbook.default_model())
+DEVICE = device_name(model.device)
+sheets = load_price_sheets()
+PRICES_CHECKED = max(s.checked for s in sheets.values())
+print(f"{workbook.default_model()}: {model.num_parameters() / 1e6:.1f}M parameters on {DEVICE}")
+
+# %% [markdown]
+# ## 1. Measured here: time to first token, cold and cached
+#
+# The prefix benchmark (`python -m workbook.bench prefix`) times a one-token request on an *n*-token
+# prefix plus a fresh 16-token suffix, twice: on an engine with no cache (cold) and on one whose prefix
+# cache already holds the prefix (hit). We run its `measure_prefix` here on a few short prefixes, with
+# few repeats so the lesson stays quick; the full benchmark goes further.
+
+# %%
+LENGTHS = [64, 256, 512]
+settings = SimpleNamespace(suffix=16, repeats=3, warmup=1)
+text_ids = corpus_ids(tokenizer, CORPUS.read_text(encoding="utf-8"), max(LENGTHS) + settings.suffix * 8)
+measured = [measure_prefix(model, tokenizer, None, text_ids, n, settings) for n in LENGTHS]
+for row in measured:
+    print(f"prefix {row.prefix_tokens:4}: cold {row.cold_s * 1e3:7.1f} ms, hit {row.hit_s * 1e3:6.1f} ms ({row.speedup:4.1f}x)")
+
+# %% [markdown]
+# Timings are never asserted (your machine is busy with other things), but the *work* is. A hit must
+# load the whole prefix, and compute only the suffix:
+
+# %%
+n = LENGTHS[-1]
+check = Engine(model, tokenizer, workbook.PrefixCache(page_size=16, capacity_tokens=2048))
+check.generate(text_ids[:n] + text_ids[n:n + 16], max_new_tokens=1)
+hit = check.generate(text_ids[:n] + text_ids[n + 16:n + 32], max_new_tokens=1)
+assert hit.usage.cache_read_tokens == n and hit.provenance.count("computed") == 16
+
+figure = go.Figure()
+figure.add_scatter(x=LENGTHS, y=[r.cold_s * 1e3 for r in measured], name="cold: every token computed", mode="lines+markers")
+figure.add_scatter(x=LENGTHS, y=[r.hit_s * 1e3 for r in measured], name="hit: prefix loaded, 16 tokens computed",
+                   mode="lines+markers")
+figure.update_layout(title=f"Time to first token, measured on {DEVICE}<br><sup>median of {settings.repeats} runs, "
+                           f"{workbook.default_model()}</sup>", xaxis_title="prefix length (tokens)",
+                     yaxis_title="TTFT (ms)")
+figure.show()
+
+# %% [markdown]
+# Cold TTFT grows with the prefix, because every prefix token passes through every layer. The hit's
+# TTFT stays nearly flat: copying rows is cheap, and the 16 new tokens cost the same whatever came before
+# them (apart from attending to a longer history, which is small at these lengths).
+#
+# ## 2. Measured here: decode speed with and without a KV cache
+#
+# Lesson 3 counted the rows. Here is the clock: greedy decoding of 8 tokens after a prompt, once with
+# the engine's KV cache and once recomputing the whole sequence for every new token. The first token is
+# the prefill in both cases, so decode speed counts the 7 tokens after it.
+
+# %%
+NEW = 8
+
+
+def decode_with_cache(prompt):
+    result = Engine(model, tokenizer).generate(prompt, max_new_tokens=NEW, stop_at_eos=False)
+    return result.output_ids, sum(result.timings.token_times_s)
+
+
+def decode_without_cache(prompt):
+    ids = list(prompt)
+    with Stopwatch(model.device) as clock:
+        for _ in range(NEW):
+            logits = model(torch.tensor([ids], device=model.device), last_only=True)[0, -1]
+            ids.append(int(logits.argmax()))
+            clock.lap()
+    return ids[len(prompt):], sum(clock.laps[1:])  # lap 0 is the prefill
+
+
+decode = {}
+for n in (64, 192):
+    prompt = text_ids[:n]
+    runs = {"with KV cache": [decode_with_cache(prompt) for _ in range(3)],
+            "without": [decode_without_cache(prompt) for _ in range(2)]}  # slow by design: two runs will do
+    assert runs["with KV cache"][0][0] == runs["without"][0][0]  # the cache changes the speed, not the tokens
+    decode[n] = {how: (NEW - 1) / statistics.median(s for _, s in r) for how, r in runs.items()}
+    print(f"prompt {n:3}: " + ", ".join(f"{how} {tps:6.1f} tokens/s" for how, tps in decode[n].items()))
+
+figure = go.Figure()
+for how in ("with KV cache", "without"):
+    figure.add_bar(x=[f"{n}-token prompt" for n in decode], y=[decode[n][how] for n in decode], name=how)
+figure.update_layout(title=f"Greedy decode speed, measured on {DEVICE}<br><sup>{NEW - 1} tokens after the first, "
+                           "median of 2 or 3 runs</sup>", yaxis_title="tokens per second", barmode="group")
+figure.show()
+
+# %% [markdown]
+# Without a cache each step is a prefill of the whole sequence so far, so the longer the prompt, the
+# slower every token. With the cache a step processes one token, and the prompt's length hardly matters.
+#
+# ## 3. Recorded on other machines
+#
+# The benchmark commands save their tables to `data/benchmarks/<device>.json`, with the device's name,
+# so you can compare your laptop with the machines they were recorded on. A fresh clone may not have
+# any yet; then this section says so and moves on.
+
+# %%
+recorded = load_results()
+
+
+def recorded_sections(name):
+    """(device name, results) of every recorded benchmark file that has this section."""
+    return [(f["sections"][name]["device_name"], f["sections"][name]["results"])
+            for f in recorded.values() if name in f.get("sections", {})]
+
+
+print(f"{len(recorded)} benchmark file(s): {', '.join(recorded) or 'none'}")
+if not recorded_sections("prefix"):
+    print("No recorded prefix benchmark yet. Record one with `python -m workbook.bench prefix` "
+          "(it writes data/benchmarks/<your device>.json), then run this cell again.")
+for device, results in recorded_sections("prefix"):
+    rows = results["ttft"]
+    x = [r["prefix_tokens"] for r in rows]
+    figure = go.Figure()
+    for key, label in (("cold_s", "workbook, cold"), ("hit_s", "workbook, cached prefix"),
+                       ("hf_cold_s", "transformers, cold"), ("hf_hit_s", "transformers, reused DynamicCache")):
+        if all(r.get(key) is not None for r in rows):
+            figure.add_scatter(x=x, y=[r[key] * 1e3 for r in rows], name=label, mode="lines+markers")
+    figure.update_layout(title=f"Recorded TTFT vs prefix length on {device}<br><sup>{results['model']}, "
+                               f"median of {results['repeats']} runs, {rows[0]['suffix_tokens']}-token suffix</sup>",
+                         xaxis_title="prefix length (tokens)", yaxis_title="TTFT (ms)", xaxis_type="log", yaxis_type="log")
+    figure.show()
+
+# %% [markdown]
+# Speculative decoding (lesson 6) has its own recorded table: the speedup over target-only decoding for
+# each number of drafted tokens *k*, beside the speedup that the acceptance rate α and the draft's
+# relative cost c predict.
+
+# %%
+if not recorded_sections("speculative"):
+    print("No recorded speculative-decoding benchmark yet. Record one with `python -m workbook.bench speculative`.")
+for device, results in recorded_sections("speculative"):
+    ours = sorted((r for r in results["draft_model"] if r["method"].startswith("speculative")), key=lambda r: r["k"])
+    figure = go.Figure()
+    figure.add_scatter(x=[r["k"] for r in ours], y=[r["speedup"] for r in ours], name="measured", mode="lines+markers")
+    figure.add_scatter(x=[r["k"] for r in ours], y=[r["predicted_speedup"] for r in ours], mode="lines+markers",
+                       name="predicted: (1 − α^(k+1)) / ((1 − α)(kc + 1))", line={"dash": "dot"})
+    figure.add_hline(y=1.0, line={"color": "grey"}, annotation_text="target alone")
+    figure.update_layout(title=f"Speculative decoding speedup vs k on {device}<br><sup>target {results['target']}, "
+                               f"draft {results['draft']}, c = {results['cost_ratio_c']:.2f}</sup>",
+                         xaxis_title="drafted tokens per step (k)", yaxis_title="speedup over the target alone")
+    figure.show()
+
+# %% [markdown]
+# ## 4. Provider economics
+#
+# The rest of the lesson needs no clock: only token counts and the price sheets. Each sheet records its
+# source page and the day it was checked; prices change, so treat the numbers as examples and the
+# *rules* as the lesson.
+#
+# ### Write premium against read discount
+#
+# A provider can charge for a cache entry twice: when it is written, and every time it is read. Below,
+# both as multiples of the plain input price.
+
+# %%
+names = [s.name for s in sheets.values()]
+figure = go.Figure()
+figure.add_bar(x=names, y=[s.cache_write / s.input for s in sheets.values()], name="write (5-minute or default)")
+figure.add_bar(x=names, y=[(s.cache_write_1h or math.nan) / s.input for s in sheets.values()], name="write, 1-hour TTL")
+figure.add_bar(x=names, y=[s.cache_read / s.input for s in sheets.values()], name="read")
+figure.add_hline(y=1.0, line={"color": "grey"}, annotation_text="plain input")
+figure.update_layout(title=f"Cache prices as multiples of the input price<br><sup>price sheets checked {PRICES_CHECKED}</sup>",
+                     barmode="group", yaxis_title="× input price")
+figure.show()
+
+# %% [markdown]
+# Anthropic charges 1.25× (or 2× for a one-hour lifetime) to write and 0.1× to read; OpenAI and Google
+# charge nothing extra to write. So how many reads pay back one write? Per cached token, one write plus
+# *k* reads must cost no more than *k* + 1 plain sends: write + k·read ≤ (1 + k)·input.
+# `break_even_reuses` solves that; `repeat_costs` checks it by pricing whole runs of requests.
+
+# %%
+print(f"{'model':24}{'5-minute':>9}{'1-hour':>8}{'with 1 h of storage':>21}")
+for sheet in sheets.values():
+    k = break_even_reuses(sheet)
+    k_1h = break_even_reuses(sheet, ttl="1h") if sheet.cache_write_1h else None
+    k_stored = break_even_reuses(sheet, storage_hours=1) if sheet.storage_per_mtok_hour else None
+    print(f"{sheet.name:24}{k:>9}{'' if k_1h is None else k_1h:>8}{'' if k_stored is None else k_stored:>21}")
+    # k reads after the write (k + 1 requests) cost no more than no cache; one read fewer would cost more.
+    assert repeat_costs(sheet, 5_000, 5_000, k + 1).saved_usd >= -1e-12
+    if k > 0:
+        assert repeat_costs(sheet, 5_000, 5_000, k).saved_usd < 0
+assert break_even_reuses(sheets["anthropic/claude-sonnet-4-5"]) == 1
+assert break_even_reuses(sheets["anthropic/claude-sonnet-4-5"], ttl="1h") == 2
+
+# %% [markdown]
+# One read pays back Anthropic's 5-minute write and two pay back the one-hour write. Where a write
+# costs the plain input price, caching can never lose, so the break-even is zero reads.
+#
+# ### When requests arrive slower than the TTL
+#
+# A cache entry lives for its TTL, and each hit renews it (Anthropic: 5 minutes, or 1 hour at the higher
+# write price). If the next request comes later than that, it finds nothing, pays for a fresh write and
+# starts the clock again. `hits_with_ttl` replays a list of arrival times:
+
+# %%
+print(hits_with_ttl([0, 3, 7, 13, 18], ttl_minutes=5))  # gaps of 3, 4, 6, 5 minutes
+assert hits_with_ttl([0, 3, 7, 13, 18], ttl_minutes=5) == [False, True, True, False, True]
+
+# %% [markdown]
+# With requests arriving at random, on average *g* minutes apart, the gap before a request is
+# exponential, so a request hits with probability 1 − exp(−TTL / g). A quick simulation agrees:
+
+# %%
+rng = random.Random(0)
+for gap in (2, 5, 20):
+    arrivals, t = [], 0.0
+    for _ in range(20_000):
+        t += rng.expovariate(1 / gap)
+        arrivals.append(t)
+    simulated = sum(hits_with_ttl(arrivals, 5)) / (len(arrivals) - 1)
+    print(f"mean gap {gap:2} min: simulated {simulated:.3f}, formula {hit_probability(gap, 5):.3f}")
+    assert abs(simulated - hit_probability(gap, 5)) < 0.01
+
+# %% [markdown]
+# Now the bill: a 5,000-token system prompt, a 100-token question and a 300-token answer at Claude Sonnet
+# 4.5, as the average gap between requests grows.
+
+# %%
+sonnet = sheets["anthropic/claude-sonnet-4-5"]
+PREFIX, QUESTION, ANSWER = 5_000, 100, 300
+no_cache = cost(Usage(input_tokens=PREFIX + QUESTION, output_tokens=ANSWER), sonnet)
+gaps = [0.5 * 1.25 ** i for i in range(34)]  # 0.5 to about 800 minutes
+
+
+def per_request(gap, ttl):
+    return expected_request_cost(sonnet, PREFIX + QUESTION, PREFIX, ANSWER, hit_probability(gap, TTL_MINUTES[ttl]), ttl=ttl)
+
+
+figure = go.Figure()
+for ttl in TTL_MINUTES:
+    figure.add_scatter(x=gaps, y=[1000 * per_request(g, ttl) for g in gaps], name=f"cached, {ttl} TTL")
+figure.add_scatter(x=gaps, y=[1000 * no_cache] * len(gaps), name="no cache", line={"dash": "dot", "color": "grey"})
+figure.update_layout(title=f"Expected cost per 1,000 requests vs time between requests<br><sup>{sonnet.name}, "
+                           f"{PREFIX:,}-token prefix, random arrivals; prices checked {sonnet.checked}</sup>",
+                     xaxis_title="average minutes between requests", yaxis_title="USD per 1,000 requests",
+                     xaxis_type="log")
+figure.show()
+
+# The 5-minute cache stops paying when p·hit + (1 − p)·miss = no cache, i.e. p* = (miss − none) / (miss − hit).
+hit_usd, miss_usd = per_request(1e-9, "5m"), per_request(1e9, "5m")
+p_star = (miss_usd - no_cache) / (miss_usd - hit_usd)
+gap_star = -TTL_MINUTES["5m"] / math.log(1 - p_star)
+print(f"hit ${hit_usd:.5f}, miss ${miss_usd:.5f}, no cache ${no_cache:.5f} per request")
+print(f"the 5-minute cache saves money only while requests come less than {gap_star:.1f} minutes apart on average")
+assert per_request(1, "5m") < no_cache < per_request(30, "5m")
+assert per_request(30, "1h") < no_cache
+assert max(per_request(1, "5m"), per_request(1, "1h")) < 1.05 * hit_usd
+
+# %% [markdown]
+# Three regimes. With a request every minute or two, both lifetimes almost always hit and cost about the
+# read price. With a request every 10 to 60 minutes, the 5-minute entry keeps expiring: most requests pay
+# the 1.25× write and nothing comes back, while the 1-hour entry, dearer to write, keeps being read. With
+# requests hours apart, every request misses either way, and "caching" costs more than not caching.
+#
+# So why offer the cheaper, shorter lifetime at all? For traffic that comes in bursts. A chat session of
+# four quick requests followed by a long silence writes once per burst whichever TTL you pick, and then
+# the smaller premium wins:
+
+# %%
+def day_of(arrivals, ttl):
+    """USD for requests at these minutes, each hit or miss as `hits_with_ttl` decides."""
+    return sum(cost(provider_usage(sonnet, PREFIX + QUESTION, PREFIX, ANSWER, cache_hit=hit), sonnet, ttl=ttl)
+               for hit in hits_with_ttl(arrivals, TTL_MINUTES[ttl]))
+
+
+bursts = [start + m for start in range(0, 24 * 60, 180) for m in (0, 1, 2, 3)]  # 4 requests in 3 minutes, every 3 hours
+steady = list(range(0, 24 * 60, 10))  # one request every 10 minutes
+for name, arrivals in (("bursts", bursts), ("steady", steady)):
+    print(f"{name}: {len(arrivals)} requests a day, 5m TTL ${day_of(arrivals, '5m'):.2f}, 1h TTL ${day_of(arrivals, '1h'):.2f}")
+assert day_of(bursts, "5m") < day_of(bursts, "1h") and day_of(steady, "1h") < day_of(steady, "5m")
+
+# %% [markdown]
+# Pick the lifetime from the shape of your traffic: the 5-minute one for short bursts, the 1-hour one
+# for a steady trickle, none at all for requests hours apart.
+#
+# ### The minimum cacheable length
+#
+# Under a provider's minimum nothing is cached, and OpenAI counts hits in steps of 128 tokens above it.
+# Here is what each provider would bill as cached for a shared prefix of a given length:
+
+# %%
+picked = [sheets[k] for k in ("openai/gpt-5.5", "anthropic/claude-sonnet-4-5", "google/gemini-2.5-pro",
+                              "anthropic/claude-opus-4-6")]
+lengths = list(range(0, 5_001, 8))
+figure = go.Figure()
+for sheet in picked:
+    figure.add_scatter(x=lengths, y=[cacheable_tokens(sheet, n) for n in lengths], name=sheet.name, line_shape="hv")
+figure.update_layout(title=f"Tokens billed as cached vs shared prefix length<br><sup>price sheets checked {PRICES_CHECKED}</sup>",
+                     xaxis_title="shared prefix (tokens)", yaxis_title="billed as cached (tokens)")
+figure.show()
+assert [cacheable_tokens(picked[0], n) for n in (1_023, 1_024, 1_151, 1_152)] == [0, 1_024, 1_024, 1_152]
+assert cacheable_tokens(picked[1], 1_023) == 0 and cacheable_tokens(picked[1], 1_025) == 1_025
+assert cacheable_tokens(picked[2], 2_047) == 0 and cacheable_tokens(picked[3], 4_095) == 0
+
+# %% [markdown]
+# ### Explicit caches and storage
+#
+# Google's explicit caches are objects you create and keep alive for a TTL you choose, and they bill
+# storage for every hour they live, read or not. They pay off when reads are frequent enough for the
+# read discount to cover the storage: storage ≤ reads per hour × (input − read price), per token.
+
+# %%
+pro = sheets["google/gemini-2.5-pro"]
+CACHED = 100_000
+rates = [r / 2 for r in range(0, 25)]
+hourly = [explicit_cache_hourly_cost(pro, CACHED, r) for r in rates]
+break_even_rate = storage_break_even_rate(pro)
+figure = go.Figure()
+figure.add_scatter(x=rates, y=[c for c, _ in hourly], name="explicit cache: storage + reads")
+figure.add_scatter(x=rates, y=[p for _, p in hourly], name="no cache: full input price every time")
+figure.add_vline(x=break_even_rate, line={"dash": "dot"}, annotation_text=f"{break_even_rate:g} requests/hour")
+figure.update_layout(title=f"Cost per hour of a {CACHED:,}-token context<br><sup>{pro.name}, storage "
+                           f"${pro.storage_per_mtok_hour}/M tokens/hour, checked {pro.checked}</sup>",
+                     xaxis_title="requests per hour", yaxis_title="USD per hour (the cached context only)")
+figure.show()
+print(f"one hour of storage for {CACHED:,} tokens: ${storage_cost(pro, CACHED, 1):.2f}; break-even {break_even_rate:g} requests/hour")
+# Gemini writes at the plain input price, so the first hour (write + storage) breaks even at the same rate.
+assert break_even_rate == break_even_reuses(pro, storage_hours=1) == 4
+assert storage_break_even_rate(sonnet) is None  # Anthropic bills no storage: the write premium pays for the lifetime
+
+# %% [markdown]
+# ## 5. The seed articles' worked examples, recomputed
+#
+# The articles this workbook grew from include some napkin math. Checking it is a good exercise: most of
+# it holds, and some of it does not.
+
+# %%
+gpt55 = sheets["openai/gpt-5.5"]
+
+# Seed 002: a Codex session at GPT-5.5 prices ($5 input, $0.50 cached, $30 output per million).
+codex = Usage(input_tokens=615_643, cache_read_tokens=7_505_280, output_tokens=31_771)
+with_cache = cost(codex, gpt55)
+without = cost(Usage(input_tokens=codex.total_input_tokens, output_tokens=codex.output_tokens), gpt55)
+assert round(with_cache, 2) == 7.78                      # the article's $7.78: right
+assert round(without, 2) == 41.56                        # the article's $41.55: a cent off (it added rounded rows)
+assert round(without - with_cache, 2) == 33.77 and round(1 - with_cache / without, 2) == 0.81  # saved $33.77, 81%: right
+
+# Seed 002's toy demo: 12 tokens cold, then 8 loaded + 4 computed, "per 1M repeats: $60 cold, $24 cached, saving $36".
+toy_cold = cost(Usage(input_tokens=12), gpt55) * 1e6
+toy_hit = cost(Usage(input_tokens=4, cache_read_tokens=8), gpt55) * 1e6
+assert (round(toy_cold), round(toy_hit), round(toy_cold - toy_hit)) == (60, 24, 36)  # right
+assert cacheable_tokens(gpt55, 8) == 0  # ...but no provider would cache 8 tokens
+
+# Seed 002 (quoting an independent test): "1,920 cached tokens" after appending to a cached prefix.
+assert 1_920 == 15 * gpt55.cache_step  # a whole number of OpenAI's 128-token steps, as the rule predicts
+
+# Seed 001: "a 2,000-token system prompt and 100,000 requests/day cost $6/day ($2,160/year)" at $3/M (Sonnet).
+daily = traffic_cost(Usage(input_tokens=2_000), sonnet, requests_per_day=100_000)
+assert round(daily.per_day_usd) == 600 and round(daily.per_year_usd) == 219_000  # not $6 and $2,160
+assert 6 * 365 == 2_190  # and even $6 a day would be $2,190 a year
+
+# Seed 001: the first call "pays for 50,000 cache_creation_input_tokens (full price)"; later calls read "at 10% price".
+assert cost(Usage(cache_write_tokens=50_000), sonnet) == 1.25 * cost(Usage(input_tokens=50_000), sonnet)  # 25% above full
+assert round(cost(Usage(cache_read_tokens=50_000), sonnet) / cost(Usage(input_tokens=50_000), sonnet), 6) == 0.1  # right
+
+# Seed 004: "for stable prefixes, input costs dropped by about 10x" (a 4,000-token prefix, a 50-token question).
+ratio = cost(Usage(input_tokens=4_050), sonnet) / cost(Usage(input_tokens=50, cache_read_tokens=4_000), sonnet)
+assert 8 < ratio < 10  # 9x: "about 10x" is fair, and it can only approach 10x as the question shrinks
+
+print(f"Codex session: ${with_cache:.4f} with the cache, ${without:.4f} without")
+print(f"Seed 001, corrected: ${daily.per_day_usd:,.0f} a day, ${daily.per_year_usd:,.0f} a year")
+print(f"Seed 004: a cached 4,000-token prefix makes the input {ratio:.1f}x cheaper")
+
+# %% [markdown]
+# The verdicts: the Codex table is right up to a cent of rounding, and so is the toy demo (although no
+# provider would cache a 12-token prompt). Seed 001's daily cost is wrong by a factor of 100: 2,000 ×
+# 100,000 is 200 million tokens a day, which at $3 per million is $600, not $6. Its code comment that the
+# first call pays "full price" misses Anthropic's write premium: the first call pays 1.25× for the cached
+# part. Always redo the multiplication before you quote a number.
+#
+# ## 6. Faster is also visible
+#
+# Section 1 measured cold and cached TTFT on the same prefix. The gap is not only a saving; it is also a
+# signal. Anyone who can send requests and time them can tell whether a prefix was already in the cache,
+# that is, whether someone sent it recently. That is why lesson 4's cache keeps a separate tree per
+# tenant, and why providers say their caches are not shared between organisations.
+
+# %%
+longest = measured[-1]
+threshold = (longest.cold_s + longest.hit_s) / 2
+print(f"{longest.prefix_tokens}-token prefix: cold {longest.cold_s * 1e3:.1f} ms, hit {longest.hit_s * 1e3:.1f} ms. "
+      f"A request answered in under {threshold * 1e3:.1f} ms most likely hit the cache.")
+
+# %% [markdown]
+# ## What to take away
+#
+# - A cached prefix cuts time to first token in proportion to its length; a KV cache keeps every decode
+#   step cheap however long the text gets. Measure both on the machine you care about.
+# - Caching pays after `break_even_reuses` reads: one for Anthropic's 5-minute write, two for its 1-hour
+#   write, zero where writes cost the plain input price.
+# - A TTL shorter than the gap between requests turns every write into waste; pick the lifetime from your
+#   traffic.
+# - Below the minimum length nothing is cached; explicit caches add storage by the hour, which frequent
+#   reads must pay back.
+# - Redo the arithmetic of any figure you quote, including this workbook's.
+#
+# ## Check yourself
+#
+# **Exercise 1.** An explicit Gemini 2.5 Pro cache is kept alive hour after hour. How many requests per
+# hour must read it for the storage to pay for itself? (`pro` holds the prices.)
+
+# %%
+answer_1 = None
+check_storage_break_even(answer_1)
+
+# %% [markdown]
+# **Exercise 2.** A 5,000-token system prompt, a 100-token question and a 300-token answer, one request
+# every 10 minutes, all day, at Claude Sonnet 4.5. Which cache lifetime is cheaper, `"5m"` or `"1h"`?
+# (Hint: `day_of` above does most of the work.)
+
+# %%
+answer_2 = None
+check_ttl_choice(answer_2)
+
+# %% [markdown]
+# **Exercise 3.** Seed 001 says a 2,000-token system prompt sent 100,000 times a day costs "$6/day
+# ($2,160/year)" at $3 per million input tokens. What does it really cost per year (365 days), in US dollars?
+
+# %%
+answer_3 = None
+check_seed_yearly_cost(answer_3)
+
+# %%
+print(f"lesson ran in {time.perf_counter() - lesson_start:.1f} s")

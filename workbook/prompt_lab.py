@@ -1,0 +1,407 @@
+"""Lesson 5's prompt lab: a templated prompt, the everyday edits that break its cache hit, and two layouts.
+
+A support app renders every request from one template: a system prompt, tool definitions, a
+policy document, a date line, the customer's name and message. The cache holds the previous
+request (Ana's, yesterday); this request is Ben's, today. Each `Breaker` is one habit that makes
+the two prompts part ways earlier than they need to; `PromptLab.run` sends both through an
+`Engine` with a `PrefixCache` and reports where they diverged and what the cache could still serve.
+
+No widgets here: the view in `workbook.widgets.prompt_lab` and the tests drive the same functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Literal, Sequence
+from unittest import mock
+
+import torch
+
+from .engine import Engine, GenerationResult
+from .errors import WorkbookError
+from .kv_cache import KVCache
+from .prefix_cache import PrefixCache
+from .pricing import PriceSheet, Usage, cost, provider_usage
+from .timing import percentile
+from .tokenizer import first_divergence
+
+Layout = Literal["static-first", "dynamic-first"]
+DATE_FORMAT = "%d %b %Y"  # the shipped "dated" chat template's format, e.g. "15 Mar 2026"
+SPLIT = "\ue000"  # a private-use character marking where the dynamic part starts; removed before tokenizing
+
+
+class PromptLabError(WorkbookError):
+    """A template the lab cannot render: bad tool JSON, a date line without {date}, an unknown breaker."""
+
+
+# ----- the template and the two requests ----------------------------------------------------------
+
+DEFAULT_SYSTEM = ("You are the support assistant of Cobble & Chain, a bicycle rental shop in Ghent. "
+                  "You help customers with bookings, rentals and repairs. Answer briefly and politely.")
+DEFAULT_TOOLS = json.dumps([
+    {"name": "check_booking", "description": "Look up a booking by its id.",
+     "parameters": {"type": "object", "properties": {"booking_id": {"type": "string"}}, "required": ["booking_id"]}},
+    {"name": "extend_rental", "description": "Add days to a running rental.",
+     "parameters": {"type": "object", "properties": {"booking_id": {"type": "string"}, "days": {"type": "integer"}},
+                    "required": ["booking_id", "days"]}},
+], indent=1)
+DEFAULT_POLICY = "\n".join([
+    "- Look up a booking with check_booking before you talk about it.",
+    "- Cancelling is free until 24 hours before pick-up.",
+    "- A late return costs 5 euros per started hour.",
+    "- Flat tyres are repaired for free during a rental.",
+    "- Never share another customer's booking.",
+])
+DEFAULT_DATE_LINE = "Today's date: {date}"
+# A rule added in the middle of the policy document: the "changed document" breaker.
+NEW_RULE = "- New this season: a helmet comes free with every rental."
+
+
+@dataclass(frozen=True)
+class Visit:
+    """The values that change from one request to the next: who writes, what, and when."""
+
+    user_name: str
+    user_message: str
+    when: dt.datetime
+
+
+PREVIOUS = Visit("Ana", "Hi! Can I still cancel booking B-2291 for Saturday?", dt.datetime(2026, 3, 14, 9, 0, 0))
+CURRENT = Visit("Ben", "My front tyre is flat. What should I do?", dt.datetime(2026, 3, 15, 9, 0, 47))
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """The app's prompt: its fixed text, and where the changing lines go.
+
+    static-first puts the system prompt, tools and policy first and the date and customer last;
+    dynamic-first opens with the date and the customer, the way a prompt reads most naturally.
+    """
+
+    system: str = DEFAULT_SYSTEM
+    tools_json: str = DEFAULT_TOOLS
+    policy: str = DEFAULT_POLICY
+    date_line: str = DEFAULT_DATE_LINE
+    layout: Layout = "static-first"
+
+    def __post_init__(self) -> None:
+        if self.date_line.count("{date}") != 1:
+            raise PromptLabError(f"The date line must contain {{date}} exactly once, e.g. {DEFAULT_DATE_LINE!r}; "
+                                 f"got {self.date_line!r}.")
+        if self.layout not in ("static-first", "dynamic-first"):
+            raise PromptLabError(f"layout is 'static-first' or 'dynamic-first', not {self.layout!r}.")
+        if not self.system.strip():
+            raise PromptLabError("The system prompt is empty. Write at least one sentence.")
+        self.tools()  # fails early, with the parser's reason, on broken JSON
+
+    def tools(self) -> list:
+        """The tool definitions, parsed."""
+        try:
+            tools = json.loads(self.tools_json)
+        except json.JSONDecodeError as error:
+            raise PromptLabError(f"The tool definitions are not valid JSON: {error}.") from None
+        if not isinstance(tools, list):
+            raise PromptLabError("The tool definitions must be a JSON list of tools, e.g. [{\"name\": ...}].")
+        return tools
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One request before rendering: the template's text and visit, plus the choices the breakers make."""
+
+    template: PromptTemplate
+    visit: Visit
+    system: str
+    policy: str
+    head: str = ""  # lines that open the system prompt, before the persona
+    sort_tool_keys: bool = True  # the app's canonical serialisation: json.dumps(..., sort_keys=True)
+    chat_template: str = "default"
+    one_string: bool = False  # True: the prompt goes to the engine as one string, not as [static, dynamic] segments
+
+    @classmethod
+    def of(cls, template: PromptTemplate, visit: Visit) -> Draft:
+        return cls(template, visit, template.system, template.policy)
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A rendered request: the static part, the dynamic part, and how the engine receives them."""
+
+    static: str  # everything before the first value that changes per request
+    dynamic: str
+    one_string: bool
+
+    @property
+    def text(self) -> str:
+        return self.static + self.dynamic
+
+    @property
+    def prompt(self) -> str | list[str]:
+        """What `Engine.generate` gets: one string, or two segments tokenized apart so the seam stays put."""
+        return self.text if self.one_string else [self.static, self.dynamic]
+
+
+@contextmanager
+def template_clock(when: dt.datetime):
+    """While rendering, chat templates that call `strftime_now` read `when` instead of the system clock.
+
+    `transformers` gives templates a `strftime_now(format)` that formats `datetime.now()`, and it
+    turns anything but plain data passed as a template variable into text, so a variable cannot
+    replace the function. Instead we swap the clock that function reads, for the render only.
+    """
+    from transformers.utils import chat_template_utils
+
+    class FixedClock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return when
+
+    with mock.patch.object(chat_template_utils, "datetime", FixedClock):
+        yield
+
+
+def render(draft: Draft, tokenizer) -> RenderedPrompt:
+    """Fill the template for one visit, apply the chat template, and cut it where the dynamic part starts."""
+    t, visit = draft.template, draft.visit
+    tools = json.dumps(t.tools(), sort_keys=draft.sort_tool_keys, indent=1)
+    label, rest = t.date_line.split("{date}")
+    date_line = label + SPLIT + visit.when.strftime(DATE_FORMAT) + rest
+    customer = f"Customer: {visit.user_name}"
+    static = f"{draft.head}{draft.system}\n\n# Tools\n{tools}\n\n# Policy\n{draft.policy}"
+    if t.layout == "static-first":
+        system, user = f"{static}\n\n{date_line}", f"{customer}\n\n{visit.user_message}"
+    else:
+        system, user = f"{date_line}\n{customer}\n\n{static}", visit.user_message
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    with template_clock(visit.when):
+        text = tokenizer.apply_chat_template(messages, template=draft.chat_template)
+    if text.count(SPLIT) != 1:
+        raise PromptLabError(f"Chat template {draft.chat_template!r} did not copy the system message into the prompt "
+                             "exactly once (or the template text contains the character U+E000), so the lab cannot "
+                             "tell the static part from the dynamic one.")
+    static_part, dynamic_part = text.split(SPLIT)
+    return RenderedPrompt(static_part, dynamic_part, draft.one_string)
+
+
+# ----- the breakers -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Breaker:
+    """A habit that breaks a cache hit. `edit(draft, later)` changes a draft; `later` is True for this
+    request and False for the cached one, so a breaker can make the two differ."""
+
+    name: str
+    label: str
+    why: str
+    edit: Callable[[Draft, bool], Draft]
+
+
+def insert_middle(document: str, line: str) -> str:
+    """`document` with `line` added between its middle lines."""
+    lines = document.split("\n")
+    lines.insert(len(lines) // 2, line)
+    return "\n".join(lines)
+
+
+BREAKERS: dict[str, Breaker] = {b.name: b for b in [
+    Breaker("timestamp", "Timestamp at the top of the system prompt",
+            "A request time to the second changes with every request, at the very start of the prompt.",
+            lambda d, later: replace(d, head=f"Request time: {d.visit.when:%Y-%m-%d %H:%M:%S}\n" + d.head)),
+    Breaker("user_name", "Customer's name in the system prompt's first line",
+            "Personalising the opening line makes every customer's prompt different from token ~10 on.",
+            lambda d, later: replace(d, head=d.head + f"You are talking to {d.visit.user_name}.\n")),
+    Breaker("dated_template", "Chat template that stamps today's date",
+            "The 'dated' chat template writes today's date above the system prompt; tomorrow it writes another.",
+            lambda d, later: replace(d, chat_template="dated")),
+    Breaker("tool_key_order", "Tools re-serialised with another key order",
+            "Same tools, same meaning, but json.dumps without sort_keys=True writes the keys in another order.",
+            lambda d, later: replace(d, sort_tool_keys=not later)),
+    Breaker("trailing_space", "Trailing space after the persona",
+            "One invisible space at the end of a line is a different token.",
+            lambda d, later: replace(d, system=d.system + " ") if later else d),
+    Breaker("changed_document", "A rule added in the middle of the policy",
+            "Everything after the edit is recomputed; everything before it is still reused.",
+            lambda d, later: replace(d, policy=insert_middle(d.policy, NEW_RULE)) if later else d),
+    Breaker("token_seam", "Prompt built as one string (no segments)",
+            "The static part ends with the space before the date. Tokenized as one string, that space merges "
+            "with the date into one token, so the static part's last token is not the one the cache holds.",
+            lambda d, later: replace(d, one_string=True)),
+]}
+
+
+def drafts(template: PromptTemplate, breakers: Iterable[str] = (), previous: Visit = PREVIOUS,
+           current: Visit = CURRENT) -> tuple[Draft, Draft]:
+    """The cached request's draft and this request's, with the named breakers applied to both."""
+    breakers = set(breakers)
+    unknown = breakers - set(BREAKERS)
+    if unknown:
+        raise PromptLabError(f"Unknown breaker(s) {', '.join(sorted(unknown))}; choose from {', '.join(BREAKERS)}.")
+    before, now = Draft.of(template, previous), Draft.of(template, current)
+    for name in (n for n in BREAKERS if n in breakers):  # a fixed order, whatever order they were given in
+        before, now = BREAKERS[name].edit(before, False), BREAKERS[name].edit(now, True)
+    return before, now
+
+
+# ----- one lab run --------------------------------------------------------------------------------
+
+@dataclass
+class LabResult:
+    """Yesterday's cached request against today's: where they part and what the cache could serve."""
+
+    breakers: tuple[str, ...]
+    page_size: int
+    cached_ids: list[int]  # the previous request, whose rows the cache holds
+    static_tokens: int  # tokens of this request's static part (tokenized on its own)
+    divergence: int  # first token where this request differs from the cached one
+    result: GenerationResult  # this request, run through the engine
+
+    @property
+    def ids(self) -> list[int]:
+        return self.result.prompt_ids
+
+    @property
+    def loaded(self) -> int:
+        return self.result.usage.cache_read_tokens
+
+    @property
+    def cacheable(self) -> int:
+        """Tokens of the static part in whole pages: what a hit could load at best."""
+        return self.static_tokens // self.page_size * self.page_size
+
+    @property
+    def recomputed(self) -> int:
+        """Rows of the static part the cache could have served but that were computed again."""
+        return max(0, self.cacheable - self.loaded)
+
+    @property
+    def reused_share(self) -> float:
+        return min(1.0, self.loaded / self.cacheable) if self.cacheable else 0.0
+
+    @property
+    def lost_to_pages(self) -> int:
+        """Tokens before the first difference that were computed anyway: only whole pages are loaded."""
+        return max(0, min(self.divergence, len(self.ids) - 1) - self.loaded)
+
+    @property
+    def provenance(self) -> list[str]:
+        """Per token: loaded, invalidated (cacheable but computed again) or computed (new anyway)."""
+        return ["loaded" if p == "loaded" else "invalidated" if i < self.cacheable else "computed"
+                for i, p in enumerate(self.result.provenance)]
+
+    def input_cost(self, sheet: PriceSheet) -> float:
+        """USD of this request's prompt at `sheet`'s prices, with this engine's cache rules (output left out)."""
+        return cost(replace(self.result.usage, output_tokens=0), sheet)
+
+    def provider_usage(self, sheet: PriceSheet) -> Usage:
+        """What the provider would bill: the shared prefix up to the end of the static part, under its own rules."""
+        shared = min(self.divergence, self.static_tokens)
+        return provider_usage(sheet, len(self.ids), shared, self.result.usage.output_tokens)
+
+
+class PromptLab:
+    """Sends the cached request and this request through one `Engine` with a `PrefixCache`.
+
+    Before each run the cache is emptied and refilled with the previous request's rows, so every
+    run starts from the same cache whatever ran before. Those rows are computed once per prompt
+    and kept, which is what keeps a click fast.
+    """
+
+    def __init__(self, model, tokenizer, *, page_size: int = 16, capacity_tokens: int = 4096,
+                 previous: Visit = PREVIOUS, current: Visit = CURRENT):
+        self.model, self.tokenizer = model, tokenizer
+        self.previous, self.current = previous, current
+        self.capacity_tokens = capacity_tokens
+        self._rows: dict[tuple[int, ...], KVCache] = {}  # prompt ids -> their KVCache, oldest first
+        self.set_page_size(page_size)
+
+    def set_page_size(self, page_size: int) -> None:
+        """Use a fresh prefix cache with pages of `page_size` tokens."""
+        self.engine = Engine(self.model, self.tokenizer, PrefixCache(page_size=page_size, capacity_tokens=self.capacity_tokens))
+
+    @property
+    def page_size(self) -> int:
+        return self.engine.prefix_cache.page_size
+
+    def run(self, template: PromptTemplate, breakers: Iterable[str] = (), *, temperature: float = 0.0,
+            top_p: float = 1.0, max_new_tokens: int = 1, seed: int = 0) -> LabResult:
+        """Cache the previous request, send this one, and measure the damage the breakers did."""
+        breakers = tuple(breakers)
+        before, now = drafts(template, breakers, self.previous, self.current)
+        cached, prompt = render(before, self.tokenizer), render(now, self.tokenizer)
+        cached_ids, ids = self.engine.prompt_ids(cached.prompt), self.engine.prompt_ids(prompt.prompt)
+        cache = self.engine.prefix_cache
+        cache.clear()
+        cache.insert(cached_ids, self._rows_of(cached_ids))
+        result = self.engine.generate(ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+        divergence = first_divergence(cached_ids, ids)
+        return LabResult(breakers=tuple(n for n in BREAKERS if n in breakers), page_size=self.page_size,
+                         cached_ids=cached_ids, static_tokens=len(self.tokenizer.encode(prompt.static)),
+                         divergence=len(ids) if divergence is None else divergence, result=result)
+
+    def _rows_of(self, ids: list[int]) -> KVCache:
+        """The K/V rows of a whole prompt, computed on first use and kept for the next runs."""
+        key = tuple(ids)
+        if key not in self._rows:
+            rows = self.model.new_cache(len(ids))
+            self.model(torch.tensor([ids], device=self.model.device), cache=rows, last_only=True)
+            self._rows[key] = rows
+            while len(self._rows) > 8:  # a handful of templates is all a session needs
+                del self._rows[next(iter(self._rows))]
+        return self._rows[key]
+
+
+# ----- a replayed workload: two layouts -------------------------------------------------------------
+
+WORKLOAD_NAMES = ["Ana", "Ben", "Chloé", "Dries", "Ana", "Emma", "Ben", "Farid", "Griet", "Ana", "Hugo", "Ines"]
+WORKLOAD_MESSAGES = [
+    "Can I still cancel booking B-2291 for Saturday?", "My front tyre is flat. What should I do?",
+    "Do you rent child seats?", "Can I add two days to booking B-3010?", "Is the shop open on Sunday?",
+    "How much is a late return?", "The chain keeps slipping. Can you help?", "Where do I pick up an e-bike?",
+    "Can I pay by card at pick-up?", "Please check booking B-2291 again.", "Do you repair my own bike too?",
+    "Can two people share one booking?",
+]
+
+
+def workload(start: dt.datetime = CURRENT.when, minutes_apart: float = 7.0) -> list[Visit]:
+    """A morning of requests: twelve messages from nine customers (some come back), a few minutes apart."""
+    return [Visit(name, message, start + dt.timedelta(minutes=i * minutes_apart))
+            for i, (name, message) in enumerate(zip(WORKLOAD_NAMES, WORKLOAD_MESSAGES))]
+
+
+@dataclass
+class ReplayResult:
+    """One layout's run through a workload: billing buckets, hit rate and time to first token."""
+
+    layout: Layout
+    usage: Usage  # summed over the requests
+    hit_rate: float  # hit tokens / prompt tokens, as the prefix cache counts it
+    ttft_s: list[float] = field(default_factory=list)
+
+    @property
+    def ttft_p50_s(self) -> float:
+        return percentile(self.ttft_s, 50)
+
+    @property
+    def requests(self) -> int:
+        return len(self.ttft_s)
+
+
+def replay(model, tokenizer, template: PromptTemplate, visits: Sequence[Visit], *, page_size: int = 16) -> ReplayResult:
+    """Send `visits` in order through a fresh engine and prefix cache, rendered with `template`."""
+    plain = Engine(model, tokenizer)
+    prompts = [plain.prompt_ids(render(Draft.of(template, v), tokenizer).prompt) for v in visits]
+    plain.generate(prompts[0], max_new_tokens=1)  # untimed: the first call pays one-off set-up costs
+    engine = Engine(model, tokenizer, PrefixCache(page_size=page_size, capacity_tokens=sum(map(len, prompts)) + page_size))
+    results = [engine.generate(ids, max_new_tokens=1) for ids in prompts]
+    return ReplayResult(template.layout, sum(r.usage for r in results), engine.prefix_cache.stats().hit_rate,
+                        [r.timings.ttft_s for r in results])
+
+
+def compare_layouts(model, tokenizer, template: PromptTemplate, visits: Sequence[Visit], *,
+                    page_size: int = 16) -> dict[str, ReplayResult]:
+    """The same workload replayed static-first and dynamic-first."""
+    return {layout: replay(model, tokenizer, replace(template, layout=layout), visits, page_size=page_size)
+            for layout in ("static-first", "dynamic-first")}
