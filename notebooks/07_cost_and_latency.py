@@ -186,7 +186,7 @@ for device, results in recorded_sections("prefix"):
 if not recorded_sections("speculative"):
     print("No recorded speculative-decoding benchmark yet. Record one with `python -m workbook.bench speculative`.")
 for device, results in recorded_sections("speculative"):
-    ours = sorted((r for r in results["draft_model"] if r["method"].startswith("speculative")), key=lambda r: r["k"])
+    ours = sorted((r for r in results["draft_model"] if r["method"].startswith("speculative k=")), key=lambda r: r["k"])
     figure = go.Figure()
     figure.add_scatter(x=[r["k"] for r in ours], y=[r["speedup"] for r in ours], name="measured", mode="lines+markers")
     figure.add_scatter(x=[r["k"] for r in ours], y=[r["predicted_speedup"] for r in ours], mode="lines+markers",

@@ -6,7 +6,8 @@ from .kv_rows import KVRowsTable
 from .prefix_demo import PrefixCacheDemo
 from .prompt_lab import PromptLabView
 from .radix_tree import RadixTreeView
+from .speculative_view import SpeculativeView
 from .tokens import DivergenceView, TokenStrip
 
 __all__ = ["AttentionGrid", "DecodeStepper", "DivergenceView", "KVRowsTable", "PrefixCacheDemo", "PromptLabView",
-           "RadixTreeView", "TokenStrip"]
+           "RadixTreeView", "SpeculativeView", "TokenStrip"]

@@ -1,0 +1,115 @@
+"""Lesson 6's "check yourself" exercises on speculative decoding, each returning a `CheckResult`.
+
+An answer that is still `None` gets "not answered yet", never an error, so the lesson runs top
+to bottom before the learner has answered anything.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+from .checks import CheckResult
+from .speculative import predicted_speedup
+
+# Exercise 1: one verify step.
+STEP_K, STEP_ACCEPTED = 6, 2
+
+# Exercise 2: the k that pays best for a given draft.
+BEST_K_ALPHA, BEST_K_C, BEST_K_RANGE = 0.6, 0.2, range(1, 11)
+
+# Exercise 3: what may change the tokens of greedy speculative decoding. Each: (change, changes output?, why).
+OUTPUT_CHANGERS: dict[str, tuple[str, bool, str]] = {
+    "a": ("replacing the draft model with a much worse one", False,
+          "a worse draft is rejected more often, which costs speed, but every kept token is the target's own choice"),
+    "b": ("raising k from 4 to 8", False, "more proposals per step, judged by the same rule"),
+    "c": ("drafting by prompt lookup instead of a draft model", False,
+          "where the guesses come from does not matter; the target still decides"),
+    "d": ("replacing the target model with another one", True,
+          "the output is the target's greedy output, so another target gives other tokens"),
+    "e": ("letting k adapt from step to step (adaptive_k=True)", False,
+          "k only changes how many tokens each pass may keep"),
+}
+
+
+def _not_answered(how: str) -> CheckResult:
+    return CheckResult(None, f"{how} Then run this cell again.")
+
+
+def _whole(value) -> int | None:
+    """`value` as an int if it is a whole number (3 or 3.0), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def step_outcome(k: int, n_accepted: int) -> tuple[int, int]:
+    """(tokens a verify step adds, target cache rows it rolls back) when `n_accepted` of `k` drafts pass."""
+    return n_accepted + 1, k - n_accepted
+
+
+def check_step_outcome(answer, k: int = STEP_K, n_accepted: int = STEP_ACCEPTED) -> CheckResult:
+    """Exercise 1: k drafts, the first n_accepted pass; answer (tokens added, target rows rolled back)."""
+    if answer is None:
+        return _not_answered("Set the answer to a pair of whole numbers: (tokens added, rows rolled back).")
+    try:
+        added, dropped = (_whole(x) for x in answer)
+    except (TypeError, ValueError):
+        return CheckResult(False, f"Give a pair of whole numbers like (1, 2), not {answer!r}.")
+    if added is None or dropped is None:
+        return CheckResult(False, f"Both numbers must be whole numbers, not {answer!r}.")
+    want_added, want_dropped = step_outcome(k, n_accepted)
+    why = (f"The step keeps the {n_accepted} accepted drafts plus the target's own token at the first rejection: "
+           f"{want_added} tokens. The verify pass wrote a row for the pending token and each of the {k} drafts; "
+           f"the rows of the rejected draft and of the {k - n_accepted - 1} after it are dropped: {want_dropped} rows. "
+           "(The correction itself has no row yet: it is the next pass's pending token.)")
+    if (added, dropped) == (want_added, want_dropped):
+        return CheckResult(True, why)
+    return CheckResult(False, f"You said ({added}, {dropped}). {why}")
+
+
+def best_k(alpha: float, c: float, ks=BEST_K_RANGE) -> int:
+    """The k with the highest predicted speedup for per-token acceptance `alpha` and cost ratio `c`."""
+    return max(ks, key=lambda k: predicted_speedup(alpha, k, c))
+
+
+def check_best_k(answer, alpha: float = BEST_K_ALPHA, c: float = BEST_K_C) -> CheckResult:
+    """Exercise 2: which k from 1 to 10 gives the highest predicted speedup for this alpha and c?"""
+    if answer is None:
+        return _not_answered(f"Set the answer to a whole number k from {BEST_K_RANGE.start} to {BEST_K_RANGE.stop - 1}.")
+    k = _whole(answer)
+    if k is None or k not in BEST_K_RANGE:
+        return CheckResult(False, f"Give a whole number from {BEST_K_RANGE.start} to {BEST_K_RANGE.stop - 1}, not {answer!r}.")
+    best = best_k(alpha, c)
+    table = ", ".join(f"k={j}: {predicted_speedup(alpha, j, c):.2f}x" for j in range(1, 6))
+    why = (f"With α = {alpha} and c = {c}: {table}. Each extra draft costs c of a target pass for sure, but only "
+           f"pays off if every draft before it passed, which gets less likely as k grows: k = {best} is best.")
+    if k == best:
+        return CheckResult(True, why)
+    return CheckResult(False, f"k = {k} predicts {predicted_speedup(alpha, k, c):.2f}x. {why}")
+
+
+def check_output_changers(answer) -> CheckResult:
+    """Exercise 3: which changes in `OUTPUT_CHANGERS` can change greedy speculative output? A set of letters."""
+    if answer is None:
+        return _not_answered('Set the answer to a set of letters, e.g. {"a", "c"}, or set() for none.')
+    if isinstance(answer, str):  # "a, d" counts as the letters in it
+        chosen = {ch for ch in answer.lower() if ch.isalnum()}
+    else:
+        try:
+            chosen = {str(x).strip().lower() for x in answer}
+        except TypeError:
+            return CheckResult(False, f'Give a set of letters like {{"a", "c"}}, not {answer!r}.')
+    unknown = chosen - OUTPUT_CHANGERS.keys()
+    if unknown:
+        return CheckResult(False, f"{', '.join(sorted(unknown))} is not an option; choose from {', '.join(OUTPUT_CHANGERS)}.")
+    changers = {key for key, (_, changes, _) in OUTPUT_CHANGERS.items() if changes}
+    lines = "\n".join(f"  {key}) {'changes' if changes else 'keeps'} the output: {why}."
+                      for key, (_, changes, why) in OUTPUT_CHANGERS.items())
+    if chosen == changers:
+        return CheckResult(True, "The drafter only decides how fast; the target decides what:\n" + lines)
+    return CheckResult(False, "Ask of each change: does it change which token the target would pick itself? "
+                              "Drafts never get a say.")
