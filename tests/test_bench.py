@@ -33,3 +33,9 @@ def test_prefix_benchmark_runs_and_reports_both_engines(checkpoint_with_tokenize
 def test_unknown_benchmark_is_refused():
     with pytest.raises(SystemExit):
         main(["nonsense"])
+
+
+def test_help_after_a_benchmark_lists_that_benchmarks_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prefix", "--help"])
+    assert exit_info.value.code == 0 and "--prefix-lengths" in capsys.readouterr().out

@@ -6,9 +6,7 @@ to bottom before the learner has answered anything.
 
 from __future__ import annotations
 
-from numbers import Integral
-
-from .checks import CheckResult
+from .checks import CheckResult, _not_answered, _whole_number
 from .speculative import predicted_speedup
 
 # Exercise 1: one verify step.
@@ -31,21 +29,6 @@ OUTPUT_CHANGERS: dict[str, tuple[str, bool, str]] = {
 }
 
 
-def _not_answered(how: str) -> CheckResult:
-    return CheckResult(None, f"{how} Then run this cell again.")
-
-
-def _whole(value) -> int | None:
-    """`value` as an int if it is a whole number (3 or 3.0), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, Integral):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
 def step_outcome(k: int, n_accepted: int) -> tuple[int, int]:
     """(tokens a verify step adds, target cache rows it rolls back) when `n_accepted` of `k` drafts pass."""
     return n_accepted + 1, k - n_accepted
@@ -56,7 +39,7 @@ def check_step_outcome(answer, k: int = STEP_K, n_accepted: int = STEP_ACCEPTED)
     if answer is None:
         return _not_answered("Set the answer to a pair of whole numbers: (tokens added, rows rolled back).")
     try:
-        added, dropped = (_whole(x) for x in answer)
+        added, dropped = (_whole_number(x) for x in answer)
     except (TypeError, ValueError):
         return CheckResult(False, f"Give a pair of whole numbers like (1, 2), not {answer!r}.")
     if added is None or dropped is None:
@@ -80,7 +63,7 @@ def check_best_k(answer, alpha: float = BEST_K_ALPHA, c: float = BEST_K_C) -> Ch
     """Exercise 2: which k from 1 to 10 gives the highest predicted speedup for this alpha and c?"""
     if answer is None:
         return _not_answered(f"Set the answer to a whole number k from {BEST_K_RANGE.start} to {BEST_K_RANGE.stop - 1}.")
-    k = _whole(answer)
+    k = _whole_number(answer)
     if k is None or k not in BEST_K_RANGE:
         return CheckResult(False, f"Give a whole number from {BEST_K_RANGE.start} to {BEST_K_RANGE.stop - 1}, not {answer!r}.")
     best = best_k(alpha, c)

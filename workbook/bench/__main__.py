@@ -10,10 +10,14 @@ BENCHMARKS = {
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m workbook.bench", description=__doc__,
+    # No help flag here, so `python -m workbook.bench prefix --help` reaches the chosen benchmark's options.
+    parser = argparse.ArgumentParser(prog="python -m workbook.bench", description=__doc__, add_help=False,
                                      epilog="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))
-    parser.add_argument("benchmark", choices=BENCHMARKS)
+    parser.add_argument("benchmark", nargs="?", choices=BENCHMARKS)
     chosen, rest = parser.parse_known_args(argv)
+    if chosen.benchmark is None:
+        parser.print_help()
+        raise SystemExit(0 if {"-h", "--help"} & set(rest) else 2)
     module = importlib.import_module(f"workbook.bench.{chosen.benchmark}")  # only the one asked for
     options = argparse.ArgumentParser(prog=f"python -m workbook.bench {chosen.benchmark}",
                                       description=BENCHMARKS[chosen.benchmark])
