@@ -39,3 +39,13 @@ def test_help_after_a_benchmark_lists_that_benchmarks_options(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["prefix", "--help"])
     assert exit_info.value.code == 0 and "--prefix-lengths" in capsys.readouterr().out
+
+
+def test_widget_benchmark_times_a_click_in_every_lesson_widget(capsys):
+    payload = main(["widgets", "--quick"])
+    out = capsys.readouterr().out
+    lessons = {row["interaction"].split(":")[0] for row in payload["clicks"]}
+    assert lessons == {f"lesson {n}" for n in range(1, 7)}
+    assert all(row["median_s"] > 0 and row["repeats"] == 1 for row in payload["clicks"])
+    assert sum(line.strip().startswith("lesson") and line.rstrip().endswith(("ms", "s")) for line in out.splitlines()) \
+        == len(payload["clicks"])

@@ -1,4 +1,4 @@
-"""`python -m workbook.bench {prefix,speculative} [options]`: measure, print, save."""
+"""`python -m workbook.bench {prefix,speculative,widgets} [options]`: measure, print, save."""
 
 import argparse
 import importlib
@@ -6,10 +6,11 @@ import importlib
 BENCHMARKS = {
     "prefix": "TTFT cold vs cached prefix, beside transformers' prompt reuse; a multi-user workload replay",
     "speculative": "speculative decoding vs target-only, beside transformers' assisted generation",
+    "widgets": "what one click in each lesson widget costs on the shipped models",
 }
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     # No help flag here, so `python -m workbook.bench prefix --help` reaches the chosen benchmark's options.
     parser = argparse.ArgumentParser(prog="python -m workbook.bench", description=__doc__, add_help=False,
                                      epilog="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))
@@ -22,7 +23,7 @@ def main(argv=None) -> None:
     options = argparse.ArgumentParser(prog=f"python -m workbook.bench {chosen.benchmark}",
                                       description=BENCHMARKS[chosen.benchmark])
     module.add_arguments(options)
-    module.run(options.parse_args(rest))
+    return module.run(options.parse_args(rest))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,102 @@
+"""What one click costs: each lesson widget's Python-side response time on the shipped models.
+
+A widget's handler runs in the kernel; the browser adds its own round trip on top. The
+lessons aim for about 0.2 s per click on a laptop CPU with the embedded models.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ..checkpoints import default_draft_model, default_model
+from ..model import load_model
+from ..timing import Stopwatch, Timing, device_name, save_results
+from ..tokenizer import load_tokenizer
+
+GOAL_S = 0.2
+SYSTEM = "You are a friendly support assistant for Lumen Books."
+STORY = "May the force be with you. Write a short story:"
+DOC_PAGE = ("Module json\n\nJSON (JavaScript Object Notation) is a lightweight data interchange format. "
+            "The json module")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", default=None, help="target model (default: $WORKBOOK_MODEL or tiny)")
+    parser.add_argument("--draft", default=None, help="draft model (default: $WORKBOOK_DRAFT_MODEL or tiny-draft)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--quick", action="store_true", help="one repeat: a smoke test, not a measurement")
+    parser.add_argument("--no-save", action="store_true", help="print only; do not write data/benchmarks/")
+
+
+def toggle(widget, a, b) -> Callable[[], None]:
+    """An action that flips a widget's value between a and b: each call is one user change."""
+    return lambda: setattr(widget, "value", b if widget.value == a else a)
+
+
+def interactions(model, draft, tokenizer) -> list[tuple[str, Callable[[], None], Callable[[], None] | None]]:
+    """(what the learner does, the action, what runs untimed before it) for every lesson widget."""
+    from ..widgets import (AttentionGrid, DecodeStepper, DivergenceView, KVRowsTable, PrefixCacheDemo,
+                           PromptLabView, RadixTreeView, SpeculativeView)
+
+    divergence = DivergenceView(tokenizer, SYSTEM + " Where is my order?", SYSTEM + " Can I get a refund?")
+    rows = KVRowsTable(tokenizer, num_layers=model.config.num_layers)
+    ids = tokenizer.encode(SYSTEM)
+    rows.show(ids, ["computed"] * len(ids))
+    grid = AttentionGrid(model, tokenizer, prompt="The cache keeps each row once it is computed.")
+    stepper = DecodeStepper(model, tokenizer, prompt=STORY)
+    demo = PrefixCacheDemo(model, tokenizer)
+    tree = RadixTreeView(model, tokenizer)
+    lab = PromptLabView(model, tokenizer)
+    breaker = next(iter(lab.checkboxes.values()))
+    spec = SpeculativeView(model, draft, tokenizer, DOC_PAGE, k=4, max_new_tokens=24)
+    return [
+        ("lesson 1: edit prompt B of the divergence view", toggle(divergence.box_b, SYSTEM + " Refund?", SYSTEM + " Refund!"), None),
+        ("lesson 2: change the attention grid's layer", toggle(grid.layer, 0, model.config.num_layers - 1), None),
+        ("lesson 2: append a token to the attention grid", grid.append_button.click, grid.show_button.click),
+        ("lesson 3: one decode step", stepper.step_button.click, stepper.reset_button.click),
+        ("lesson 3: expand the KV-rows table", toggle(rows.expand, True, False), None),
+        ("lesson 4: send request 1 (cold)", demo.button_1.click, None),
+        ("lesson 4: send request 2 (hit)", demo.button_2.click, demo.button_1.click),
+        ("lesson 4: break the prefix", demo.break_button.click, lambda: (demo.button_1.click(), demo.button_2.click())),
+        ("lesson 4: send a batch to the radix tree", tree.send_button.click, None),
+        ("lesson 5: switch a cache breaker", toggle(breaker, True, False), None),
+        ("lesson 5: move the temperature slider", toggle(lab.temperature_slider, 0.2, 0.7), None),
+        ("lesson 6: next speculative step", spec.next_button.click, spec.previous_button.click),
+        ("lesson 6: move the k slider (runs again)", toggle(spec.k_slider, 3, 5), None),
+    ]
+
+
+def time_action(action, before, repeats: int, device) -> Timing:
+    """Median of `repeats` timed actions, after one untimed warm-up; `before` runs untimed each time."""
+    samples = []
+    for i in range(repeats + 1):
+        if before is not None:
+            before()
+        with Stopwatch(device) as clock:
+            action()
+        if i:
+            samples.append(clock.elapsed_s)
+    return Timing.from_samples(samples, device_name=device_name(device), warmup=1)
+
+
+def run(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    name, draft_name = args.model or default_model(), args.draft or default_draft_model()
+    model, draft, tokenizer = load_model(name), load_model(draft_name), load_tokenizer(name)
+    repeats = 1 if args.quick else args.repeats
+    rows = [{"interaction": what, **time_action(action, before, repeats, model.device).to_dict()}
+            for what, action, before in tqdm(interactions(model, draft, tokenizer), desc="widgets")]
+    device = device_name(model.device)
+    print(f"One click, Python side ({name} and {draft_name} on {device}); median of {repeats}")
+    for r in rows:
+        flag = "" if r["median_s"] <= GOAL_S else f"  over {GOAL_S:.1f} s"
+        print(f"  {r['interaction']:48s} {r['median_s'] * 1e3:8.1f} ms{flag}")
+    payload = {"model": name, "draft": draft_name, "device": device, "goal_s": GOAL_S, "clicks": rows}
+    if not args.no_save and not args.quick:
+        print(f"saved to {save_results('widgets', payload, device=model.device)}")
+    return payload
