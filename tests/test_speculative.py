@@ -1,7 +1,9 @@
 """Speculative decoding is exact: greedy output equals the target's own, sampling keeps its distribution."""
 
 import copy
+import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -360,3 +362,18 @@ def test_target_generate_refuses_the_same_bad_settings(models):
 def test_prompt_lookup_settings_are_checked(kwargs):
     with pytest.raises(WorkbookError, match="min_ngram"):
         PromptLookupDrafter(**kwargs)
+
+
+def test_a_draft_with_another_tokenizer_of_the_same_size_is_refused(models, tmp_path):
+    def with_tokenizer(name, first_token):
+        folder = tmp_path / name
+        shutil.copytree(models[name].folder, folder)
+        vocab = {first_token: 0, **{f"t{i}": i for i in range(1, VOCAB)}}
+        (folder / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocab}, "added_tokens": []}))
+        return workbook.load_model(folder, device="cpu")
+
+    target, same, other = with_tokenizer("target", "a"), with_tokenizer("small", "a"), with_tokenizer("truncated", "b")
+    prompt = prompts()[2]
+    assert speculative_generate(target, same, prompt, max_new_tokens=4).tokens == target_generate(target, prompt, max_new_tokens=4).tokens
+    with pytest.raises(WorkbookError, match="different tokenizers"):
+        speculative_generate(target, other, prompt, max_new_tokens=4)

@@ -5,7 +5,10 @@ Nothing here reaches the network unless the caller asks for it with `allow_downl
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import UnknownModelError
@@ -59,3 +62,20 @@ def _from_hub_cache(repo_id: str, allow_download: bool) -> Path:
 def _choices() -> str:
     return (f"Shipped models: {', '.join(shipped_model_names()) or 'none found in ' + str(MODELS_DIR)}; "
             "or give a local folder with config.json and *.safetensors, or a hub name already in your cache.")
+
+
+@lru_cache(maxsize=None)
+def vocabulary_fingerprint(folder: Path) -> str | None:
+    """A hash of what each token id means in a checkpoint's tokenizer; None when the folder has no tokenizer file.
+
+    Two checkpoints with the same fingerprint turn every token id into the same text, so one can
+    draft for the other. Merges are left out: they change how text is cut, not what an id means.
+    """
+    if (folder / "tokenizer.json").is_file():
+        data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+        meaning = [data.get("model", {}).get("vocab"), [(t["id"], t["content"]) for t in data.get("added_tokens", [])]]
+    elif (folder / "vocab.json").is_file():
+        meaning = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    else:
+        return None
+    return hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()

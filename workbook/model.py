@@ -208,6 +208,7 @@ class Transformer(nn.Module):
         self.config = cfg
         self.hf_config = hf_config
         self.name = ""
+        self.folder: Path | None = None  # the checkpoint folder, when loaded with load_model
         self.model = Decoder(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
@@ -366,5 +367,5 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto", dt
     if missing or unexpected:
         raise UnsupportedModelError(f"Checkpoint weights do not fit the {cfg.model_type} layout: "
                                     f"missing {missing[:5]}, unexpected {unexpected[:5]}.")
-    model.name = str(name_or_path)
+    model.name, model.folder = str(name_or_path), folder
     return model.to(device=pick_device(device), dtype=pick_dtype(dtype)).eval()

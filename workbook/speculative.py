@@ -20,6 +20,7 @@ from typing import Literal, Sequence
 
 import torch
 
+from .checkpoints import vocabulary_fingerprint
 from .errors import ContextLengthError, EmptyInputError, WorkbookError
 from .model import Transformer
 from .sampling import check_sampling, choose_token, make_generator, next_token_probs, sample
@@ -327,6 +328,10 @@ def check_draft(draft, target: Transformer, rows: int) -> None:
         raise WorkbookError(f"The draft's vocabulary has {draft.config.vocab_size} tokens and the target's "
                             f"{target.config.vocab_size}: a draft must share the target's tokenizer. "
                             "Pick a draft from the same model family, or use PromptLookupDrafter().")
+    if draft.folder and target.folder and vocabulary_fingerprint(draft.folder) != vocabulary_fingerprint(target.folder):
+        raise WorkbookError(f"The draft ({draft.name}) and the target ({target.name}) have vocabularies of the same size "
+                            "but different tokenizers, so a token id means different text to each. Pick a draft "
+                            "that ships the target's tokenizer, or use PromptLookupDrafter().")
     if draft.device != target.device:
         raise WorkbookError(f"The draft is on {draft.device} and the target on {target.device}; load both on one device.")
     check_context(draft, "draft", rows)
