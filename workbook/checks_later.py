@@ -17,7 +17,7 @@ from .pricing import PriceSheet, Usage, cacheable_tokens, cost, get_sheet, provi
 # Exercise 1: a change inside a long cached prompt, with pages of 64 tokens.
 EDIT_AT, PAGE = 300, 64
 # Exercise 2: a static part of 1,300 tokens; a changed document alters token 1,100 (0-based).
-STATIC_TOKENS, CHANGED_AT, OPENAI = 1_300, 1_100, "openai/gpt-5.5"
+CHANGED_AT, OPENAI = 1_100, "openai/gpt-5.5"
 # Exercise 3: a static part of exactly 1,024 tokens that ends with a space, sent as one string.
 SEAM_STATIC_TOKENS = 1_024
 
