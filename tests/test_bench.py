@@ -49,3 +49,13 @@ def test_widget_benchmark_times_a_click_in_every_lesson_widget(capsys):
     assert all(row["median_s"] > 0 and row["repeats"] == 1 for row in payload["clicks"])
     assert sum(line.strip().startswith("lesson") and line.rstrip().endswith(("ms", "s")) for line in out.splitlines()) \
         == len(payload["clicks"])
+
+
+def test_speculative_benchmark_runs_on_the_shipped_pair_and_matches_the_target(capsys):
+    payload = main(["speculative", "--quick"])
+    methods = {row["method"] for row in payload["draft_model"]}
+    assert {"target only", "speculative k=1", "speculative k=4", "transformers assisted k=4"} <= methods
+    assert payload["targets"]["all_greedy_outputs_identical"]
+    assert 0 < payload["cost_ratio_c"] < 1  # the draft is cheaper than the target
+    assert any(row["method"].startswith("speculative prompt lookup") for row in payload["prompt_lookup"])
+    assert "Targets:" in capsys.readouterr().out
