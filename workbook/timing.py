@@ -68,7 +68,8 @@ def resolve_device(device: Any = None) -> str:
     raise WorkbookError(f"Unknown device {device!r}. Use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'.")
 
 
-def _cpu_model_name() -> str:
+def cpu_model_name() -> str:
+    """The processor's marketing name, e.g. "Intel(R) Xeon(R) Processor"."""
     # platform.processor() is often empty or just the architecture on Linux; /proc/cpuinfo has the marketing name.
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -95,8 +96,8 @@ def device_name(device: Any = None) -> str:
         torch = _torch()
         return torch.cuda.get_device_name(torch.device(dev))
     if dev.startswith("mps"):
-        return f"mps: {_cpu_model_name()}"
-    return f"cpu: {_cpu_model_name()} ({_cpu_threads()} threads)"
+        return f"mps: {cpu_model_name()}"
+    return f"cpu: {cpu_model_name()} ({_cpu_threads()} threads)"
 
 
 def device_slug(device: Any = None) -> str:
@@ -108,7 +109,7 @@ def device_slug(device: Any = None) -> str:
     if dev.startswith("cuda"):
         label = f"cuda {device_name(dev)}"
     else:
-        label = f"{dev.split(':')[0]} {_cpu_model_name()}"
+        label = f"{dev.split(':')[0]} {cpu_model_name()}"
     label = re.sub(r"\((r|tm)\)", "", label, flags=re.IGNORECASE)
     slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
     return slug or "unknown-device"

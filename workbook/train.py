@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import time
@@ -32,6 +31,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from workbook import corpus
 from workbook.paths import DATA_DIR
+from workbook.timing import cpu_model_name
 
 HELDOUT_PATH = DATA_DIR / "corpus" / "heldout.txt"
 WORK_DIR = DATA_DIR / "train_runs"
@@ -176,7 +176,7 @@ def logits_of(model, input_ids: torch.Tensor) -> torch.Tensor:
 
 
 def train_model(spec: ModelSpec, config: LlamaConfig, ids: np.ndarray, seed: int, run_dir: Path,
-                teacher: LlamaForCausalLM | None = None, minutes: float | None = None) -> tuple[LlamaForCausalLM, dict]:
+                teacher: LlamaForCausalLM | None = None) -> tuple[LlamaForCausalLM, dict]:
     """Train one model with AdamW under bfloat16 autocast, checkpointing so a stopped run resumes."""
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -316,17 +316,6 @@ def greedy_samples(model: LlamaForCausalLM, tokenizer: Tokenizer, new_tokens: in
     return samples
 
 
-def cpu_name() -> str:
-    """The processor's name from /proc/cpuinfo (Linux), else what platform reports."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def save_float16(model: LlamaForCausalLM, folder: Path) -> LlamaForCausalLM:
     """Save in float16 (safetensors) and load it back in float32: what users will run."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -362,7 +351,7 @@ def prepare_data(seed: int) -> tuple[Tokenizer, np.ndarray]:
 
 
 def steps_for(spec: ModelSpec, config: LlamaConfig, ids: np.ndarray, minutes: float, teacher=None) -> int:
-    """How many steps fit in `minutes` on this machine, from the median of a few timed steps."""
+    """How many steps fit in `minutes` on this machine, from the mean time of a few probe steps."""
     probe = ModelSpec(**{**asdict(spec), "name": spec.name + "-probe", "steps": 6})
     probe_dir = WORK_DIR / "probe"
     probe_dir.mkdir(parents=True, exist_ok=True)
@@ -384,7 +373,7 @@ def record(spec: ModelSpec, model, state: dict, tokenizer: Tokenizer, seed: int,
         "training_tokens": state["step"] * spec.batch * CONTEXT,
         "steps": state["step"],
         "train_seconds": round(state["seconds"], 1),
-        "device": cpu_name(),
+        "device": cpu_model_name(),
         "cpu_threads": f"1 or {os.cpu_count()}, whichever stepped faster (ThreadTuner); the machine was shared",
         "precision": "bfloat16 autocast, float32 master weights; stored float16",
         "final_train_loss_mean_last_50": round(float(np.mean(state["losses"][-50:])), 4),

@@ -57,14 +57,16 @@ DOCS_SYSTEM = """You are CodeHelper, an assistant that helps programmers write a
 To call a tool, reply with only a JSON object: {"tool": <name>, "arguments": <object>}. The result comes back in a tool message."""
 
 
+DOC_PAGE = "Module json\n\nJSON (JavaScript Object Notation) is a lightweight data interchange format. The json module"
+
+
 def lesson_prompts(tokenizer) -> list[list[int]]:
     """Short chats like the lessons': a support question, a tutoring question, a documentation page to continue."""
     chats = [
         [{"role": "system", "content": SUPPORT_SYSTEM}, {"role": "user", "content": "Where is my order A12345? It has not arrived yet."}],
         [{"role": "system", "content": TUTOR_SYSTEM}, {"role": "user", "content": "How do I read a text file line by line?"}],
     ]
-    page = "Module json\n\nJSON (JavaScript Object Notation) is a lightweight data interchange format. The json module"
-    return [tokenizer.encode_chat(chat) for chat in chats] + [tokenizer.encode(page)]
+    return [tokenizer.encode_chat(chat) for chat in chats] + [tokenizer.encode(DOC_PAGE)]
 
 
 def quoting_prompt(tokenizer, sentences: int = 2) -> list[int]:

@@ -15,12 +15,11 @@ from ..checkpoints import default_draft_model, default_model
 from ..model import load_model
 from ..timing import Stopwatch, Timing, device_name, save_results
 from ..tokenizer import load_tokenizer
+from .speculative import DOC_PAGE  # the documentation page lesson 6 continues
 
 GOAL_S = 0.2
 SYSTEM = "You are a friendly support assistant for Lumen Books."
 STORY = "May the force be with you. Write a short story:"
-DOC_PAGE = ("Module json\n\nJSON (JavaScript Object Notation) is a lightweight data interchange format. "
-            "The json module")
 
 
 def add_arguments(parser) -> None:
