@@ -39,7 +39,7 @@ import unicodedata
 from IPython.display import display
 
 import workbook
-from workbook import checks
+from workbook.exercises import lesson1
 from workbook.widgets.tokens import DivergenceView, TokenStrip
 
 model_name = workbook.default_model()  # "tiny", unless $WORKBOOK_MODEL names another checkpoint
@@ -263,7 +263,7 @@ if hasattr(tokenizer, "readable_merges"):  # our written-out BPE; other checkpoi
 cached_prompt = "You are a helpful assistant. Today is Monday. Answer briefly."
 new_prompt = "You are a helpful assistant. Today is Tuesday. Answer briefly."
 answer_1 = None  # a whole number of tokens
-checks.check_reusable_tokens(tokenizer, cached_prompt, new_prompt, answer_1)
+lesson1.check_reusable_tokens(tokenizer, cached_prompt, new_prompt, answer_1)
 
 # %% [markdown]
 # **Exercise 2.** Two requests share a long system prompt and differ in one way, listed
@@ -271,9 +271,9 @@ checks.check_reusable_tokens(tokenizer, cached_prompt, new_prompt, answer_1)
 # of letters, e.g. `{"a", "d"}`.
 
 # %%
-for letter, (change, _, _) in checks.CACHE_BREAKERS.items():
+for letter, (change, _, _) in lesson1.CACHE_BREAKERS.items():
     print(f"{letter}) {change}")
 
 # %%
 answer_2 = None  # a set of letters
-checks.check_cache_breakers(answer_2)
+lesson1.check_cache_breakers(answer_2)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from IPython.display import display
 
 import workbook
-from workbook import checks
+from workbook.exercises import lesson2
 from workbook.attention import causal_attention, causal_attention_steps, causal_mask, repeat_kv
 from workbook.model import rotate_half
 from workbook.widgets.attention_grid import AttentionGrid
@@ -260,7 +260,7 @@ print(f"largest change in any earlier row after the last append: {grid.state.max
 
 # %%
 answer_1 = None  # a whole number
-checks.check_visible_pairs(6, answer_1)
+lesson2.check_visible_pairs(6, answer_1)
 
 # %% [markdown]
 # **Exercise 2.** One head computes these raw scores for the query at position 2 (the third
@@ -270,7 +270,7 @@ checks.check_visible_pairs(6, answer_1)
 # %%
 scores_row = [2.0, 0.0, 1.0, 3.0]
 answer_2 = None  # e.g. [0.1, 0.2, 0.3, 0.4]
-checks.check_attention_weights(scores_row, query_position=2, answer=answer_2)
+lesson2.check_attention_weights(scores_row, query_position=2, answer=answer_2)
 
 # %% [markdown]
 # **Exercise 3.** A prompt has 7 tokens (positions 0 to 6) and its attention has been
@@ -279,4 +279,4 @@ checks.check_attention_weights(scores_row, query_position=2, answer=answer_2)
 
 # %%
 answer_3 = None  # e.g. {0, 1}
-checks.check_rows_to_recompute(7, answer_3)
+lesson2.check_rows_to_recompute(7, answer_3)

@@ -39,8 +39,8 @@ from IPython.display import display
 from torch.utils.flop_counter import FlopCounterMode
 
 import workbook
-from workbook import checks
-from workbook.checks import forward_flops, kv_bytes_per_token, rows_computed
+from workbook.counting import forward_flops, kv_bytes_per_token, rows_computed
+from workbook.exercises import lesson3
 from workbook.timing import measure
 from workbook.widgets.decode_stepper import DecodeStepper
 from workbook.widgets.kv_rows import KVRowsTable
@@ -117,7 +117,7 @@ print(repr(tokenizer.decode(ids_cached[len(prompt_ids):])))
 # **Rows.** Call one token's keys and values across all layers a *row*. Generating n tokens
 # takes n passes, and pass k sees prompt + k tokens. Without a cache each pass computes all of
 # them; with a cache the first pass computes the prompt and every later pass one row.
-# `checks.rows_computed` has the formula; here it is checked against a step-by-step count.
+# `workbook.counting.rows_computed` has the formula; here it is checked against a step-by-step count.
 
 # %%
 p = len(prompt_ids)
@@ -134,7 +134,7 @@ print(f"rows computed for {new_tokens} tokens: {sum(per_step_without):,} without
 # **FLOPs.** Most of the arithmetic in a forward pass is matrix products. Every new token is
 # multiplied by every weight matrix, which costs 2 FLOPs (a multiply and an add) per weight.
 # Attention adds, per layer and head, about 4 × head_dim FLOPs for each (query, visible key)
-# pair: a dot product for the score and a weighted sum of the value. `checks.forward_flops`
+# pair: a dot product for the score and a weighted sum of the value. `workbook.counting.forward_flops`
 # counts both. Rather than trust it, compare it with PyTorch's own FLOP counter on one cached
 # step (the written-out attention, so the counter can see its matrix products):
 
@@ -307,7 +307,7 @@ assert len(table.state.rows) == len(second) and table.state.rows[0]["provenance"
 
 # %%
 answer_1 = None  # a whole number of bytes
-checks.check_kv_bytes_per_token(answer_1, num_layers=28, num_kv_heads=4, head_dim=128, bytes_per_value=2)
+lesson3.check_kv_bytes_per_token(answer_1, num_layers=28, num_kv_heads=4, head_dim=128, bytes_per_value=2)
 
 # %% [markdown]
 # **Exercise 2.** A request has a 2,000-token prompt and generates 100 tokens. How many token
@@ -315,8 +315,8 @@ checks.check_kv_bytes_per_token(answer_1, num_layers=28, num_kv_heads=4, head_di
 
 # %%
 answer_2a = None  # without a cache
-checks.check_rows_computed(answer_2a, prompt_tokens=2000, new_tokens=100, cached=False)
+lesson3.check_rows_computed(answer_2a, prompt_tokens=2000, new_tokens=100, cached=False)
 
 # %%
 answer_2b = None  # with a cache
-checks.check_rows_computed(answer_2b, prompt_tokens=2000, new_tokens=100, cached=True)
+lesson3.check_rows_computed(answer_2b, prompt_tokens=2000, new_tokens=100, cached=True)

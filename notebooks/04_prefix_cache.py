@@ -40,9 +40,10 @@ import torch
 
 import workbook
 from workbook import Engine, PrefixCache, PriceSheet, Usage, cost, load_price_sheets
-from workbook.checks_prefix import check_break_penalty, check_loadable_tokens, check_prompt_order
+from workbook.exercises.lesson4 import check_break_penalty, check_loadable_tokens, check_prompt_order
+from workbook.lessons.scenarios import DEFAULT_SYSTEM_PROMPT, QUESTION_1, QUESTION_2, chat
 from workbook.pricing import break_even_reuses, cacheable_tokens, provider_usage, repeat_costs
-from workbook.widgets.prefix_demo import DEFAULT_SYSTEM_PROMPT, QUESTION_1, QUESTION_2, PrefixCacheDemo, chat
+from workbook.widgets.prefix_demo import PrefixCacheDemo
 from workbook.widgets.radix_tree import RadixTreeView
 
 lesson_start = time.perf_counter()

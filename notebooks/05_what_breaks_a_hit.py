@@ -40,10 +40,10 @@ import time
 from dataclasses import replace
 
 import workbook
-from workbook.checks_later import check_loaded_after_change, check_openai_cached_tokens, check_seam_cached_tokens
+from workbook.exercises.lesson5 import check_loaded_after_change, check_openai_cached_tokens, check_seam_cached_tokens
+from workbook.lessons.prompt_lab import (BREAKERS, CURRENT, PREVIOUS, Draft, PromptLab, PromptTemplate, compare_layouts,
+                                         drafts, render, template_clock, workload)
 from workbook.pricing import cacheable_tokens, cost, load_price_sheets, provider_usage
-from workbook.prompt_lab import (BREAKERS, CURRENT, PREVIOUS, Draft, PromptLab, PromptTemplate, compare_layouts,
-                                 drafts, render, template_clock, workload)
 from workbook.widgets.prompt_lab import PromptLabView
 
 lesson_start = time.perf_counter()

@@ -44,8 +44,8 @@ import torch
 from plotly.subplots import make_subplots
 
 import workbook
-from workbook.checks_speculative import (BEST_K_ALPHA, BEST_K_C, STEP_ACCEPTED, STEP_K, check_best_k, check_output_changers,
-                                         check_step_outcome)
+from workbook.exercises.lesson6 import (BEST_K_ALPHA, BEST_K_C, STEP_ACCEPTED, STEP_K, check_best_k, check_output_changers,
+                                        check_step_outcome)
 from workbook.sampling import next_token_probs
 from workbook.speculative import (PromptLookupDrafter, expected_tokens_per_pass, predicted_speedup, residual_distribution,
                                   speculative_generate, target_generate)

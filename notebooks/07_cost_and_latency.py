@@ -43,11 +43,10 @@ import torch
 import workbook
 from workbook import Engine, Usage, cost, load_price_sheets
 from workbook.bench.prefix import CORPUS, corpus_ids, measure_prefix
-from workbook.checks_later import check_seed_yearly_cost, check_storage_break_even, check_ttl_choice
-from workbook.costs import (TTL_MINUTES, expected_request_cost, explicit_cache_hourly_cost, hit_probability,
-                            hits_with_ttl, storage_break_even_rate)
-from workbook.pricing import (break_even_reuses, cacheable_tokens, provider_usage, repeat_costs, storage_cost,
-                              traffic_cost)
+from workbook.exercises.lesson7 import check_seed_yearly_cost, check_storage_break_even, check_ttl_choice
+from workbook.pricing import (TTL_MINUTES, break_even_reuses, cacheable_tokens, expected_request_cost,
+                              explicit_cache_hourly_cost, hit_probability, hits_with_ttl, provider_usage, repeat_costs,
+                              storage_break_even_rate, storage_cost, traffic_cost)
 from workbook.timing import Stopwatch, device_name, load_results
 
 lesson_start = time.perf_counter()

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from workbook import BPETokenizer, Engine
-from workbook.checks_later import (check_loaded_after_change, check_openai_cached_tokens, check_seam_cached_tokens,
-                                   loaded_after_change)
+from workbook.exercises.lesson5 import (check_loaded_after_change, check_openai_cached_tokens, check_seam_cached_tokens,
+                                        loaded_after_change)
+from workbook.lessons.prompt_lab import (BREAKERS, CURRENT, PREVIOUS, SPLIT, Draft, PromptLab, PromptTemplate, Visit,
+                                        compare_layouts, drafts, insert_middle, render, template_clock)
 from workbook.pricing import get_sheet
-from workbook.prompt_lab import (BREAKERS, CURRENT, PREVIOUS, SPLIT, Draft, PromptLab, PromptTemplate, Visit,
-                                 compare_layouts, drafts, insert_middle, render, template_clock)
 from workbook.tokenizer import first_divergence
 from workbook.widgets.prompt_lab import PromptLabView
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import workbook
-from workbook import corpus
 from workbook.paths import MODELS_DIR
-from workbook.train import HELDOUT_PATH, LESSON_PROMPTS, greedy_agreement, heldout_ids, heldout_loss
+from workbook.training import corpus
+from workbook.training.train import HELDOUT_PATH, LESSON_PROMPTS, greedy_agreement, heldout_ids, heldout_loss
 
 TARGET_DIR, DRAFT_DIR = MODELS_DIR / "tiny", MODELS_DIR / "tiny-draft"
 MESSAGES = [

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from workbook.checks import forward_flops
+from workbook.counting import forward_flops
 from workbook.widgets.attention_grid import AttentionGrid
 from workbook.widgets.decode_stepper import DecodeStepper
 from workbook.widgets.kv_rows import KVRowsTable

@@ -4,13 +4,14 @@ import pytest
 import torch
 
 from workbook import Engine, PrefixCache, Usage
-from workbook.checks_prefix import (BREAK_SHEET, OUTPUT_TOKENS, QUESTION_TOKENS, SYSTEM_TOKENS, break_penalty_usd,
-                                    check_break_penalty, check_loadable_tokens, check_prompt_order, loadable_tokens)
+from workbook.exercises.lesson4 import (BREAK_SHEET, OUTPUT_TOKENS, QUESTION_TOKENS, SYSTEM_TOKENS, break_penalty_usd,
+                                        check_break_penalty, check_loadable_tokens, check_prompt_order, loadable_tokens)
 from workbook.pricing import cost, get_sheet
 from workbook.tokenizer import first_divergence
-from workbook.widgets.prefix_demo import (PrefixCacheDemo, break_system_prompt, chat, mark_invalidated,
-                                          provider_reality, reusable_length, usd)
-from workbook.widgets.radix_tree import RadixTreeView, User
+from workbook.lessons.scenarios import User, break_system_prompt, chat
+from workbook.widgets.prefix_demo import PrefixCacheDemo, mark_invalidated, provider_reality, reusable_length
+from workbook.widgets.radix_tree import RadixTreeView
+from workbook.widgets.style import usd
 
 # Short enough for the small model's 96-token context; the date sits a couple of pages in.
 SYSTEM = "You are a careful support assistant.\nToday Date: 14 Mar 2026\nAnswer briefly and politely."

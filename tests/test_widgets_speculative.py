@@ -7,8 +7,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import workbook
-from workbook.checks_speculative import (OUTPUT_CHANGERS, best_k, check_best_k, check_output_changers,
-                                         check_step_outcome, step_outcome)
+from workbook.exercises.lesson6 import (OUTPUT_CHANGERS, best_k, check_best_k, check_output_changers,
+                                        check_step_outcome, step_outcome)
 from workbook.speculative import SpeculativeStep, predicted_speedup, target_generate
 from workbook.widgets.speculative_view import ROLES, SpeculativeView, step_roles
 

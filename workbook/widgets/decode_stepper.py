@@ -1,7 +1,7 @@
 """Generate token by token twice, side by side: recomputing the whole sequence each step, and with a KV cache.
 
 Each "Step" makes one forward pass on each side and records the K/V rows it computed, its
-counted FLOPs (`workbook.checks.forward_flops`) and its measured time. Both sides choose the
+counted FLOPs (`workbook.counting.forward_flops`) and its measured time. Both sides choose the
 same greedy token; the largest logit difference between them is recorded too (it stays ~1e-6).
 """
 
@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ..checks import forward_flops
+from ..counting import forward_flops
 from ..timing import Stopwatch
 from .style import PROVENANCE_COLOURS, ErrorBox
 

@@ -8,78 +8,21 @@ view shows which rows were computed or loaded, the counters, TTFT, and the napki
 
 from __future__ import annotations
 
-import datetime as dt
 import html
-import json
-import re
 from dataclasses import dataclass, field
 
 import ipywidgets as W
 
 from ..engine import Engine, GenerationResult
+from ..lessons.scenarios import DEFAULT_SYSTEM_PROMPT, QUESTION_1, QUESTION_2, break_system_prompt, chat
 from ..prefix_cache import PrefixCache
 from ..pricing import PriceSheet, Usage, cacheable_tokens, cost, load_price_sheets, provider_usage
 from ..tokenizer import first_divergence
 from .kv_rows import KVRowsTable
-from .style import PROVENANCE_COLOURS, ErrorBox, legend_html
+from .style import PROVENANCE_COLOURS, ErrorBox, legend_html, usd
 from .tokens import TokenStrip
 
-
-def _tool(name: str, description: str, **params: str) -> dict:
-    """A tool as providers describe them: a JSON schema whose parameters are all strings."""
-    properties = {key: {"type": "string", "description": text} for key, text in params.items()}
-    return {"name": name, "description": description,
-            "parameters": {"type": "object", "properties": properties, "required": list(params)}}
-
-
-_TOOLS = [
-    _tool("lookup_order", "Look up an order by its id and return its status, items and delivery estimate.",
-          order_id="The order id, for example A12345."),
-    _tool("start_return", "Start a return for a delivered order and email a prepaid label to the customer.",
-          order_id="The order id.", reason="Why the customer is returning the item."),
-]
-
-# The date sits right after the persona, as a template that stamps "today" would put it: the one
-# line that changes every day is near the top, which is exactly what breaks a prefix cache.
-DEFAULT_SYSTEM_PROMPT = "\n".join([
-    "You are the customer support assistant of Harbor & Pine, an online shop for outdoor gear. "
-    "You help customers with orders, returns and product questions.",
-    "Today Date: 14 Mar 2026",
-    "",
-    "# Policies",
-    "- Always look up an order with lookup_order before answering questions about it.",
-    "- Returns are accepted within 30 days of delivery. Items must be unused.",
-    "- Refunds go back to the original payment method within 5 business days.",
-    "- Never share another customer's order details.",
-    "- If you cannot help, offer to hand the conversation to a human agent.",
-    "",
-    "# Tools",
-    'To call a tool, reply with only a JSON object: {"tool": <name>, "arguments": <object>}. '
-    "The result comes back in a tool message.",
-    "",
-    json.dumps(_TOOLS),
-])
-QUESTION_1 = "Hi. Where is my order A12345? It should have arrived on Monday."
-QUESTION_2 = "Hello. Can I still return the hiking boots I bought three weeks ago?"
-
-_DATE = re.compile(r"\b(\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4})\b")
-_DATE_FORMAT = "%d %b %Y"
 PER_MILLION_REQUESTS = 1_000_000
-
-
-def chat(system_prompt: str, question: str) -> list[dict]:
-    """The messages of one request: the shared system prompt, then the user's question."""
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
-
-
-def break_system_prompt(text: str) -> str:
-    """`text` with its first date ("14 Mar 2026") moved on by one day; without a date, one is added after the first line."""
-    found = _DATE.search(text)
-    if found is None:
-        first, _, rest = text.partition("\n")
-        return f"{first}\nToday Date: 14 Mar 2026\n{rest}"
-    next_day = dt.datetime.strptime(found.group(0), _DATE_FORMAT) + dt.timedelta(days=1)
-    return text[:found.start()] + next_day.strftime(_DATE_FORMAT) + text[found.end():]
 
 
 def reusable_length(cached_ids: list[int], ids: list[int], page_size: int) -> int:
@@ -401,8 +344,3 @@ def provider_reality(sheet: PriceSheet, prompt_tokens: int, reusable_tokens: int
                 "requests): the saving above is what our engine does, not what this provider would give you.")
     return (f"{sheet.name} would {'read' if hit else 'write'} {cached:,} of these {prompt_tokens:,} tokens "
             f"(cached in steps of {sheet.cache_step}): {per_million} per million requests.")
-
-
-def usd(amount: float) -> str:
-    """Dollars, with cents for big sums and enough digits to see a single request's fraction of a cent."""
-    return f"${amount:,.2f}" if abs(amount) >= 1 else f"${amount:.6f}"

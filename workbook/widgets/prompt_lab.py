@@ -13,10 +13,9 @@ from dataclasses import dataclass, field, replace
 
 import ipywidgets as W
 
+from ..lessons.prompt_lab import BREAKERS, LabResult, PromptLab, PromptTemplate
 from ..pricing import PriceSheet, load_price_sheets
-from ..prompt_lab import BREAKERS, LabResult, PromptLab, PromptTemplate
-from .prefix_demo import usd
-from .style import PROVENANCE_COLOURS, ErrorBox, legend_html
+from .style import PROVENANCE_COLOURS, ErrorBox, legend_html, usd
 from .tokens import TokenStrip
 
 PAGE_SIZES = [1, 4, 16, 64]

@@ -18,40 +18,10 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
 from ..engine import Engine
+from ..lessons.scenarios import QUESTIONS, SYSTEM_PROMPTS, USERS, User
 from ..prefix_cache import CacheStats, NodeView, PrefixCache
 from .style import ErrorBox, legend_html
 
-SYSTEM_PROMPTS = {
-    "support": ("You are the support assistant of Harbor & Pine, an online shop for outdoor gear. Always look up an order "
-                "with lookup_order before answering questions about it. Returns are accepted within 30 days of delivery; "
-                "items must be unused. Refunds go back to the original payment method within 5 business days. Never "
-                "share another customer's order details."),
-    "coding": ("You are a Python coding assistant for the data team. Answer with short, correct code and one sentence "
-               "of explanation. Prefer the standard library over new dependencies. Use type hints and f-strings. "
-               "Never run code you were not asked to run, and say so when an answer depends on the Python version."),
-    "travel": ("You are a travel planning assistant. Suggest flights, weather and local tips for the places a "
-               "customer asks about. Give prices in the customer's currency and say when a price may have changed. "
-               "Do not book anything without the customer's clear confirmation, and mention visa rules when they apply."),
-}
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    tenant: str  # the organisation; its cache is salted apart from every other tenant's
-    app: str  # which system prompt the user's app sends
-
-
-USERS = [User("Ana", "acme", "support"), User("Ben", "acme", "coding"), User("Chloe", "globex", "support"),
-         User("Dev", "acme", "support"), User("Elif", "globex", "travel"), User("Farah", "acme", "coding")]
-QUESTIONS = {
-    "support": ["Where is my order A12345?", "Can I return boots I wore once?", "How long does a refund take?",
-                "Do you ship to Norway?", "My jacket arrived torn. What now?"],
-    "coding": ["How do I read a CSV file?", "Sort a list of dicts by a key.", "What does enumerate return?",
-               "How do I time a function?", "Split a string on commas."],
-    "travel": ["Flights from Lisbon to Oslo in May?", "Is Tokyo rainy in June?", "Tips for a day in Vienna?",
-               "Cheapest week to fly to Lima?", "Do I need a visa for Seoul?"],
-}
 GHOST = "#BBBBBB"  # evicted nodes, drawn only while "Show evictions" is on
 _MARKER = re.compile(r"<\|([a-z_]+)\|>")  # the chat format's special tokens, e.g. <|user|>
 ROLES = ("system", "user", "assistant", "tool")

@@ -1,4 +1,4 @@
-"""Shared look of every view: a colour-blind-safe palette (Okabe & Ito) and how errors are shown."""
+"""Shared look of every view: a colour-blind-safe palette (Okabe & Ito), how errors are shown, how money is written."""
 
 from __future__ import annotations
 
@@ -41,3 +41,8 @@ class ErrorBox:
     def clear(self) -> None:
         self.message = ""
         self.widget.value = ""
+
+
+def usd(amount: float) -> str:
+    """Dollars, with cents for big sums and enough digits to see a single request's fraction of a cent."""
+    return f"${amount:,.2f}" if abs(amount) >= 1 else f"${amount:.6f}"

@@ -6,8 +6,8 @@ to bottom before the learner has answered anything.
 
 from __future__ import annotations
 
-from .checks import CheckResult, _not_answered, _whole_number
-from .speculative import predicted_speedup
+from ..speculative import predicted_speedup
+from .verdict import CheckResult, not_answered, whole_number
 
 # Exercise 1: one verify step.
 STEP_K, STEP_ACCEPTED = 6, 2
@@ -37,9 +37,9 @@ def step_outcome(k: int, n_accepted: int) -> tuple[int, int]:
 def check_step_outcome(answer, k: int = STEP_K, n_accepted: int = STEP_ACCEPTED) -> CheckResult:
     """Exercise 1: k drafts, the first n_accepted pass; answer (tokens added, target rows rolled back)."""
     if answer is None:
-        return _not_answered("Set the answer to a pair of whole numbers: (tokens added, rows rolled back).")
+        return not_answered("Set the answer to a pair of whole numbers: (tokens added, rows rolled back).")
     try:
-        added, dropped = (_whole_number(x) for x in answer)
+        added, dropped = (whole_number(x) for x in answer)
     except (TypeError, ValueError):
         return CheckResult(False, f"Give a pair of whole numbers like (1, 2), not {answer!r}.")
     if added is None or dropped is None:
@@ -62,8 +62,8 @@ def best_k(alpha: float, c: float, ks=BEST_K_RANGE) -> int:
 def check_best_k(answer, alpha: float = BEST_K_ALPHA, c: float = BEST_K_C) -> CheckResult:
     """Exercise 2: which k from 1 to 10 gives the highest predicted speedup for this alpha and c?"""
     if answer is None:
-        return _not_answered(f"Set the answer to a whole number k from {BEST_K_RANGE.start} to {BEST_K_RANGE.stop - 1}.")
-    k = _whole_number(answer)
+        return not_answered(f"Set the answer to a whole number k from {BEST_K_RANGE.start} to {BEST_K_RANGE.stop - 1}.")
+    k = whole_number(answer)
     if k is None or k not in BEST_K_RANGE:
         return CheckResult(False, f"Give a whole number from {BEST_K_RANGE.start} to {BEST_K_RANGE.stop - 1}, not {answer!r}.")
     best = best_k(alpha, c)
@@ -78,7 +78,7 @@ def check_best_k(answer, alpha: float = BEST_K_ALPHA, c: float = BEST_K_C) -> Ch
 def check_output_changers(answer) -> CheckResult:
     """Exercise 3: which changes in `OUTPUT_CHANGERS` can change greedy speculative output? A set of letters."""
     if answer is None:
-        return _not_answered('Set the answer to a set of letters, e.g. {"a", "c"}, or set() for none.')
+        return not_answered('Set the answer to a set of letters, e.g. {"a", "c"}, or set() for none.')
     if isinstance(answer, str):  # "a, d" counts as the letters in it
         chosen = {ch for ch in answer.lower() if ch.isalnum()}
     else:

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from workbook import checks
-from workbook.checks import forward_flops, kv_bytes_per_token, rows_computed
+from workbook.counting import forward_flops, kv_bytes_per_token, rows_computed
+from workbook.exercises import lesson1, lesson2, lesson3
 
 
 def counted_flops(fn) -> int:
@@ -67,14 +67,14 @@ def test_rows_computed_matches_a_step_by_step_count():
 
 
 @pytest.mark.parametrize("check, right, wrong", [
-    (lambda a: checks.check_visible_pairs(6, a), 21, 36),
-    (lambda a: checks.check_kv_bytes_per_token(a, num_layers=32, num_kv_heads=8, head_dim=128, bytes_per_value=2),
+    (lambda a: lesson2.check_visible_pairs(6, a), 21, 36),
+    (lambda a: lesson3.check_kv_bytes_per_token(a, num_layers=32, num_kv_heads=8, head_dim=128, bytes_per_value=2),
      131_072, 262_144),
-    (lambda a: checks.check_rows_computed(a, prompt_tokens=10, new_tokens=3, cached=False), 33, 12),
-    (lambda a: checks.check_rows_computed(a, prompt_tokens=10, new_tokens=3, cached=True), 12, 33),
-    (lambda a: checks.check_rows_to_recompute(5, a), {5}, {0, 1, 2, 3, 4, 5}),
-    (lambda a: checks.check_cache_breakers(a), {"b", "c", "f"}, {"a", "b", "c", "f"}),
-    (lambda a: checks.check_attention_weights([1.0, 1.0, 5.0], 1, a), [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]),
+    (lambda a: lesson3.check_rows_computed(a, prompt_tokens=10, new_tokens=3, cached=False), 33, 12),
+    (lambda a: lesson3.check_rows_computed(a, prompt_tokens=10, new_tokens=3, cached=True), 12, 33),
+    (lambda a: lesson2.check_rows_to_recompute(5, a), {5}, {0, 1, 2, 3, 4, 5}),
+    (lambda a: lesson1.check_cache_breakers(a), {"b", "c", "f"}, {"a", "b", "c", "f"}),
+    (lambda a: lesson2.check_attention_weights([1.0, 1.0, 5.0], 1, a), [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]),
 ])
 def test_every_check_says_not_answered_right_or_wrong(check, right, wrong):
     pending = check(None)
@@ -85,34 +85,34 @@ def test_every_check_says_not_answered_right_or_wrong(check, right, wrong):
 
 
 def test_number_checks_take_whole_floats_and_refuse_other_things():
-    check = lambda a: checks.check_visible_pairs(4, a)  # noqa: E731
+    check = lambda a: lesson2.check_visible_pairs(4, a)  # noqa: E731
     assert check(10.0).correct is True
     assert check(10.5).correct is False and "whole number" in check(10.5).message
     assert check("10").correct is False and check(True).correct is False
 
 
 def test_cache_breakers_accept_letters_as_a_string():
-    assert checks.check_cache_breakers("b, c, f").correct is True
-    assert checks.check_cache_breakers("bcf").correct is True
-    assert "not an option" in checks.check_cache_breakers({"z"}).message
-    assert "left out f" in checks.check_cache_breakers({"b", "c"}).message
+    assert lesson1.check_cache_breakers("b, c, f").correct is True
+    assert lesson1.check_cache_breakers("bcf").correct is True
+    assert "not an option" in lesson1.check_cache_breakers({"z"}).message
+    assert "left out f" in lesson1.check_cache_breakers({"b", "c"}).message
 
 
 def test_attention_weights_check_explains_masked_keys():
-    verdict = checks.check_attention_weights([0.0, 0.0, 0.0], 0, [0.4, 0.3, 0.3])
+    verdict = lesson2.check_attention_weights([0.0, 0.0, 0.0], 0, [0.4, 0.3, 0.3])
     assert verdict.correct is False and "later keys" in verdict.message
-    assert checks.check_attention_weights([0.0, 0.0], 1, [0.5]).correct is False  # one weight per key
+    assert lesson2.check_attention_weights([0.0, 0.0], 1, [0.5]).correct is False  # one weight per key
 
 
 def test_reusable_tokens_follow_the_first_divergence(small_tokenizer):
     tok = small_tokenizer
     system = "You are a careful support assistant."
-    same = checks.check_reusable_tokens(tok, system, system, len(tok.encode(system)))
+    same = lesson1.check_reusable_tokens(tok, system, system, len(tok.encode(system)))
     assert same.correct is True and "same" in same.message
     longer = system + " Answer briefly."
-    assert checks.check_reusable_tokens(tok, system, longer, len(tok.encode(system))).correct is True
+    assert lesson1.check_reusable_tokens(tok, system, longer, len(tok.encode(system))).correct is True
     changed = "You are a  careful support assistant."  # a second space after "a"
     split = next(i for i, (x, y) in enumerate(zip(tok.encode(system), tok.encode(changed))) if x != y)
-    verdict = checks.check_reusable_tokens(tok, system, changed, split)
+    verdict = lesson1.check_reusable_tokens(tok, system, changed, split)
     assert verdict.correct is True and f"first {split} tokens" in verdict.message
-    assert checks.check_reusable_tokens(tok, system, changed, split + 1).correct is False
+    assert lesson1.check_reusable_tokens(tok, system, changed, split + 1).correct is False

@@ -12,7 +12,7 @@ Two kinds of text, both needing no download:
 Conversations are written in the chat format of the shipped tokenizer (`render_chat`), the
 same text its chat templates produce, so the model learns the template.
 
-    python -m workbook.corpus --out data/train_runs/corpus --seed 0
+    python -m workbook.training.corpus --out data/train_runs/corpus --seed 0
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ One seeded command builds the corpus, trains the tokenizer, the target, then the
 distilled from the target), measures them after the float16 round trip and writes the model
 card figures:
 
-    python -m workbook.train --out data/models --seed 0 [--minutes 45]
+    python -m workbook.training.train --out data/models --seed 0 [--minutes 45]
 
 Scratch files (corpus, token ids, checkpoints) go to data/train_runs/, which git ignores. A
 stopped run picks up from its last checkpoint when started again with the same arguments.
@@ -29,7 +29,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from workbook import corpus
+from workbook.training import corpus
 from workbook.paths import DATA_DIR
 from workbook.timing import cpu_model_name
 
@@ -379,7 +379,7 @@ def record(spec: ModelSpec, model, state: dict, tokenizer: Tokenizer, seed: int,
         "final_train_loss_mean_last_50": round(float(np.mean(state["losses"][-50:])), 4),
         "heldout_loss": round(loss, 4),
         "heldout_perplexity": round(math.exp(loss), 3),
-        "heldout_procedure": "workbook.train.heldout_loss: data/corpus/heldout.txt, non-overlapping 256-token windows, float32",
+        "heldout_procedure": "workbook.training.train.heldout_loss: data/corpus/heldout.txt, non-overlapping 256-token windows, float32",
         "heldout_tokens": len(heldout_ids(tokenizer)),
         "torch": torch.__version__,
         **extra,
@@ -434,7 +434,7 @@ def write_model_card(out: Path, target: dict, draft: dict) -> None:
                   f"{plain['train_seconds'] / 60:.1f} min)."]
     lines += [
         "",
-        "**Held-out loss**, exactly (`workbook.train.heldout_loss`): `data/corpus/heldout.txt` "
+        "**Held-out loss**, exactly (`workbook.training.train.heldout_loss`): `data/corpus/heldout.txt` "
         f"({target['heldout_tokens']:,} tokens: Python docs",
         "and generated chats kept out of training) is encoded with special tokens recognised, cut into",
         f"non-overlapping {target['context']}-token windows (the remainder dropped), each run from an empty "
@@ -459,11 +459,11 @@ def write_model_card(out: Path, target: dict, draft: dict) -> None:
         "## How they were made",
         "",
         "```bash",
-        f"python -m workbook.train --out data/models --seed {target['seed']} --target-steps {target['steps']} "
+        f"python -m workbook.training.train --out data/models --seed {target['seed']} --target-steps {target['steps']} "
         f"--draft-steps {draft['steps']}" + (" --compare-distill" if "without_distillation" in draft else ""),
         "```",
         "",
-        "builds the corpus (`workbook.corpus`: Python's own documentation plus generated assistant chats with",
+        "builds the corpus (`workbook.training.corpus`: Python's own documentation plus generated assistant chats with",
         "system prompts, tool schemas and policies), trains the tokenizer with the Hugging Face `tokenizers`",
         "library, then the target, then the draft, and writes `training.json` (every figure above) next to each",
         "model and this card. See `data/README.md` for provenance and licences.",

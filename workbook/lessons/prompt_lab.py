@@ -20,13 +20,13 @@ from unittest import mock
 
 import torch
 
-from .engine import Engine, GenerationResult
-from .errors import WorkbookError
-from .kv_cache import KVCache
-from .prefix_cache import PrefixCache
-from .pricing import PriceSheet, Usage, cost, provider_usage
-from .timing import percentile
-from .tokenizer import first_divergence
+from ..engine import Engine, GenerationResult
+from ..errors import WorkbookError
+from ..kv_cache import KVCache
+from ..prefix_cache import PrefixCache
+from ..pricing import PriceSheet, Usage, cost, provider_usage
+from ..timing import percentile
+from ..tokenizer import first_divergence
 
 Layout = Literal["static-first", "dynamic-first"]
 DATE_FORMAT = "%d %b %Y"  # the shipped "dated" chat template's format, e.g. "15 Mar 2026"

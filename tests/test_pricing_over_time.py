@@ -4,11 +4,10 @@ import random
 
 import pytest
 
-from workbook.checks_later import (check_seed_yearly_cost, check_storage_break_even, check_ttl_choice,
-                                   day_cost_with_ttl, seed_yearly_cost)
-from workbook.costs import (TTL_MINUTES, expected_request_cost, explicit_cache_hourly_cost, hit_probability,
-                            hits_with_ttl, storage_break_even_rate)
-from workbook.pricing import Usage, cost, load_price_sheets
+from workbook.exercises.lesson7 import (check_seed_yearly_cost, check_storage_break_even, check_ttl_choice,
+                                        day_cost_with_ttl, seed_yearly_cost)
+from workbook.pricing import (TTL_MINUTES, Usage, cost, expected_request_cost, explicit_cache_hourly_cost,
+                              hit_probability, hits_with_ttl, load_price_sheets, storage_break_even_rate)
 
 
 @pytest.fixture(scope="module")

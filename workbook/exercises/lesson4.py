@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numbers import Real
 
-from .pricing import PriceSheet, Usage, cost, get_sheet
+from ..pricing import PriceSheet, Usage, cost, get_sheet
 
 # Exercise 1: the same prompt sent twice.
 SAME_PROMPT_TOKENS, PAGE_SIZE = 128, 16

@@ -1,0 +1,70 @@
+"""Lesson 1's "check yourself" exercises (tokens): each compares an answer with a worked reference."""
+
+from __future__ import annotations
+
+from ..tokenizer import first_divergence
+from .verdict import CheckResult, check_number, not_answered
+
+
+def check_reusable_tokens(tokenizer, cached_prompt: str, new_prompt: str, answer) -> CheckResult:
+    """How many tokens at the start of `new_prompt` could be loaded from the cache of `cached_prompt`?
+
+    An ideal token-level prefix cache reuses every token before the first difference.
+    """
+    ids_cached, ids_new = tokenizer.encode(cached_prompt), tokenizer.encode(new_prompt)
+    split = first_divergence(ids_cached, ids_new)
+    reusable = len(ids_new) if split is None else split
+    if split is None:
+        why = f"The two prompts are the same {len(ids_new)} tokens, so all of them can be reused."
+    elif split == len(ids_new):
+        why = f"The new prompt ({len(ids_new)} tokens) is a prefix of the cached one, so all of it can be reused."
+    elif split == len(ids_cached):
+        why = (f"The new prompt starts with the whole cached prompt ({split} tokens) and then goes on: those "
+               f"{split} tokens can be reused and the {len(ids_new) - split} after them must be computed.")
+    else:
+        a, b = tokenizer.token_texts([ids_cached[split], ids_new[split]])
+        why = (f"The first {split} tokens are identical; token {split} is {a!r} in the cached prompt but {b!r} in "
+               f"the new one, so from there on ({len(ids_new) - split} tokens) everything must be computed.")
+    return check_number(answer, reusable, "Set the answer to a whole number of tokens.", why)
+
+
+# Each option: what changes between two requests, whether it changes the prompt's token ids, and why.
+CACHE_BREAKERS: dict[str, tuple[str, bool, str]] = {
+    "a": ("raising the temperature from 0.2 to 0.9", False,
+          "temperature only reshapes the final probabilities, after every K/V row is computed"),
+    "b": ("adding a space after the first sentence of the system prompt", True,
+          "a space is a byte like any other: the tokens from that point on change"),
+    "c": ("serialising the tool schema in the system prompt with its JSON keys in another order", True,
+          "equal data, different text, different tokens"),
+    "d": ("lowering top_p from 1.0 to 0.9", False, "top_p, like temperature, acts only on the last step"),
+    "e": ("appending a new user question at the end", False,
+          "everything before the new question is unchanged, so the prefix still matches"),
+    "f": ("writing 'café' in the system prompt with a combining accent (NFD) instead of one character (NFC)", True,
+          "the two look the same but are different bytes, so they tokenize differently"),
+}
+
+
+def check_cache_breakers(answer) -> CheckResult:
+    """Which changes in `CACHE_BREAKERS` stop a cached prompt prefix from matching? Answer a set of letters."""
+    if answer is None:
+        return not_answered('Set the answer to a set of letters, e.g. {"a", "c"}.')
+    if isinstance(answer, str):  # a string like "b, c" counts as the letters in it
+        chosen = {ch for ch in answer.lower() if ch.isalnum()}
+    else:
+        chosen = {str(x).strip().lower() for x in answer}
+    unknown = chosen - CACHE_BREAKERS.keys()
+    if unknown:
+        return CheckResult(False, f"{', '.join(sorted(unknown))} is not an option; "
+                                  f"choose from {', '.join(CACHE_BREAKERS)}.")
+    breakers = {k for k, (_, breaks, _) in CACHE_BREAKERS.items() if breaks}
+    lines = [f"  {k}) {'breaks' if breaks else 'keeps'} the prefix: {why}."
+             for k, (_, breaks, why) in CACHE_BREAKERS.items()]
+    if chosen == breakers:
+        return CheckResult(True, "Only changes to the prompt's text change its tokens:\n" + "\n".join(lines))
+    missed, extra = sorted(breakers - chosen), sorted(chosen - breakers)
+    hint = []
+    if missed:
+        hint.append(f"you left out {', '.join(missed)}")
+    if extra:
+        hint.append(f"{', '.join(extra)} do{'es' if len(extra) == 1 else ''} not change a single token id")
+    return CheckResult(False, "; ".join(hint).capitalize() + ". Try encoding each version and comparing the ids.")

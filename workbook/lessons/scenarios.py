@@ -1,0 +1,106 @@
+"""The made-up shop, users and questions that lesson 4 (the prefix demo and the radix tree) runs on.
+
+Harbor & Pine, an online outdoor-gear shop, has a support assistant whose system prompt carries
+a date near the top (what breaks a prefix) and tool definitions; three apps (support, coding,
+travel) of two tenants send short questions behind their own system prompts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+
+# ----- lesson 4: one support assistant, a cold request, a hit, a broken prefix -------------------
+
+
+def _tool(name: str, description: str, **params: str) -> dict:
+    """A tool as providers describe them: a JSON schema whose parameters are all strings."""
+    properties = {key: {"type": "string", "description": text} for key, text in params.items()}
+    return {"name": name, "description": description,
+            "parameters": {"type": "object", "properties": properties, "required": list(params)}}
+
+
+_TOOLS = [
+    _tool("lookup_order", "Look up an order by its id and return its status, items and delivery estimate.",
+          order_id="The order id, for example A12345."),
+    _tool("start_return", "Start a return for a delivered order and email a prepaid label to the customer.",
+          order_id="The order id.", reason="Why the customer is returning the item."),
+]
+
+# The date sits right after the persona, as a template that stamps "today" would put it: the one
+# line that changes every day is near the top, which is exactly what breaks a prefix cache.
+DEFAULT_SYSTEM_PROMPT = "\n".join([
+    "You are the customer support assistant of Harbor & Pine, an online shop for outdoor gear. "
+    "You help customers with orders, returns and product questions.",
+    "Today Date: 14 Mar 2026",
+    "",
+    "# Policies",
+    "- Always look up an order with lookup_order before answering questions about it.",
+    "- Returns are accepted within 30 days of delivery. Items must be unused.",
+    "- Refunds go back to the original payment method within 5 business days.",
+    "- Never share another customer's order details.",
+    "- If you cannot help, offer to hand the conversation to a human agent.",
+    "",
+    "# Tools",
+    'To call a tool, reply with only a JSON object: {"tool": <name>, "arguments": <object>}. '
+    "The result comes back in a tool message.",
+    "",
+    json.dumps(_TOOLS),
+])
+QUESTION_1 = "Hi. Where is my order A12345? It should have arrived on Monday."
+QUESTION_2 = "Hello. Can I still return the hiking boots I bought three weeks ago?"
+
+_DATE = re.compile(r"\b(\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4})\b")
+_DATE_FORMAT = "%d %b %Y"
+
+
+def chat(system_prompt: str, question: str) -> list[dict]:
+    """The messages of one request: the shared system prompt, then the user's question."""
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
+
+
+def break_system_prompt(text: str) -> str:
+    """`text` with its first date ("14 Mar 2026") moved on by one day; without a date, one is added after the first line."""
+    found = _DATE.search(text)
+    if found is None:
+        first, _, rest = text.partition("\n")
+        return f"{first}\nToday Date: 14 Mar 2026\n{rest}"
+    next_day = dt.datetime.strptime(found.group(0), _DATE_FORMAT) + dt.timedelta(days=1)
+    return text[:found.start()] + next_day.strftime(_DATE_FORMAT) + text[found.end():]
+
+
+# ----- lesson 4's radix tree: three apps, six users, two tenants ----------------------------------
+
+SYSTEM_PROMPTS = {
+    "support": ("You are the support assistant of Harbor & Pine, an online shop for outdoor gear. Always look up an order "
+                "with lookup_order before answering questions about it. Returns are accepted within 30 days of delivery; "
+                "items must be unused. Refunds go back to the original payment method within 5 business days. Never "
+                "share another customer's order details."),
+    "coding": ("You are a Python coding assistant for the data team. Answer with short, correct code and one sentence "
+               "of explanation. Prefer the standard library over new dependencies. Use type hints and f-strings. "
+               "Never run code you were not asked to run, and say so when an answer depends on the Python version."),
+    "travel": ("You are a travel planning assistant. Suggest flights, weather and local tips for the places a "
+               "customer asks about. Give prices in the customer's currency and say when a price may have changed. "
+               "Do not book anything without the customer's clear confirmation, and mention visa rules when they apply."),
+}
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    tenant: str  # the organisation; its cache is salted apart from every other tenant's
+    app: str  # which system prompt the user's app sends
+
+
+USERS = [User("Ana", "acme", "support"), User("Ben", "acme", "coding"), User("Chloe", "globex", "support"),
+         User("Dev", "acme", "support"), User("Elif", "globex", "travel"), User("Farah", "acme", "coding")]
+QUESTIONS = {
+    "support": ["Where is my order A12345?", "Can I return boots I wore once?", "How long does a refund take?",
+                "Do you ship to Norway?", "My jacket arrived torn. What now?"],
+    "coding": ["How do I read a CSV file?", "Sort a list of dicts by a key.", "What does enumerate return?",
+               "How do I time a function?", "Split a string on commas."],
+    "travel": ["Flights from Lisbon to Oslo in May?", "Is Tokyo rainy in June?", "Tips for a day in Vienna?",
+               "Cheapest week to fly to Lima?", "Do I need a visa for Seoul?"],
+}
