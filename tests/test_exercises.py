@@ -1,5 +1,8 @@
 """The "check yourself" functions really check, and the counting formulas they rest on are right."""
 
+import importlib
+import inspect
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -82,6 +85,16 @@ def test_every_check_says_not_answered_right_or_wrong(check, right, wrong):
     assert check(right).correct is True and "right" in repr(check(right)).lower()
     verdict = check(wrong)
     assert verdict.correct is False and not verdict and len(verdict.message) > 20  # an explanation, not just "no"
+
+
+@pytest.mark.parametrize("lesson", range(1, 8))
+def test_every_lesson_has_its_own_exercise_module_whose_checks_return_a_check_result(lesson):
+    module = importlib.import_module(f"workbook.exercises.lesson{lesson}")
+    checks = [f for name, f in inspect.getmembers(module, inspect.isfunction)
+              if name.startswith("check_") and f.__module__ == module.__name__]
+    assert checks, f"lesson {lesson} has no check_* functions"
+    for check in checks:
+        assert inspect.signature(check).return_annotation == "CheckResult", check.__name__
 
 
 def test_number_checks_take_whole_floats_and_refuse_other_things():

@@ -216,11 +216,10 @@ def test_a_budget_too_small_for_one_prompt_shows_an_error(small_model, small_tok
 # ----- check yourself -----------------------------------------------------------------------------
 
 
-def test_checks_say_not_answered_for_none(capsys):
-    assert check_loadable_tokens(None) is None
-    assert check_break_penalty(None) is None
-    assert check_prompt_order(None) is None
-    assert capsys.readouterr().out.count("Not answered yet") == 3
+def test_checks_say_not_answered_for_none():
+    for check in (check_loadable_tokens, check_break_penalty, check_prompt_order):
+        verdict = check(None)
+        assert verdict.correct is None and repr(verdict).startswith("✏️ Not answered yet.")
 
 
 def test_loadable_tokens_matches_the_engine(small_model, small_tokenizer):
@@ -233,25 +232,25 @@ def test_loadable_tokens_matches_the_engine(small_model, small_tokenizer):
 
 
 def test_check_loadable_tokens():
-    assert check_loadable_tokens(112) is True
-    assert check_loadable_tokens(128) is False
-    assert check_loadable_tokens(127) is False
+    assert check_loadable_tokens(112).correct is True
+    assert check_loadable_tokens(128).correct is False
+    assert check_loadable_tokens(127).correct is False
 
 
 def test_check_break_penalty_against_hand_arithmetic():
     sheet = get_sheet(BREAK_SHEET)
     by_hand = SYSTEM_TOKENS * (sheet.cache_write - sheet.cache_read) / 1_000_000
     assert break_penalty_usd(sheet) == pytest.approx(by_hand, abs=1e-12)
-    assert check_break_penalty(by_hand) is True
+    assert check_break_penalty(by_hand).correct is True
     whole_request = (QUESTION_TOKENS * sheet.input + SYSTEM_TOKENS * sheet.cache_write + OUTPUT_TOKENS * sheet.output) / 1e6
-    assert check_break_penalty(whole_request) is False
-    assert check_break_penalty("0.017") is False
+    assert check_break_penalty(whole_request).correct is False
+    assert check_break_penalty("0.017").correct is False
 
 
 def test_check_prompt_order():
     good = ["instructions", "tool definitions", "examples", "today's date", "retrieved documents", "user message"]
-    assert check_prompt_order(good) is True
-    assert check_prompt_order(["tool definitions", "examples", "instructions", *good[3:]]) is True
-    assert check_prompt_order(["instructions", "today's date", "tool definitions", "examples", *good[4:]]) is False
-    assert check_prompt_order([*good[:3], "user message", "today's date", "retrieved documents"]) is False
-    assert check_prompt_order(good[:-1]) is False
+    assert check_prompt_order(good).correct is True
+    assert check_prompt_order(["tool definitions", "examples", "instructions", *good[3:]]).correct is True
+    assert check_prompt_order(["instructions", "today's date", "tool definitions", "examples", *good[4:]]).correct is False
+    assert check_prompt_order([*good[:3], "user message", "today's date", "retrieved documents"]).correct is False
+    assert check_prompt_order(good[:-1]).correct is False

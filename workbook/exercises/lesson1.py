@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tokenizer import first_divergence
-from .verdict import CheckResult, check_number, not_answered
+from .verdict import CheckResult, check_number, chosen_letters, not_answered
 
 
 def check_reusable_tokens(tokenizer, cached_prompt: str, new_prompt: str, answer) -> CheckResult:
@@ -25,7 +25,7 @@ def check_reusable_tokens(tokenizer, cached_prompt: str, new_prompt: str, answer
         a, b = tokenizer.token_texts([ids_cached[split], ids_new[split]])
         why = (f"The first {split} tokens are identical; token {split} is {a!r} in the cached prompt but {b!r} in "
                f"the new one, so from there on ({len(ids_new) - split} tokens) everything must be computed.")
-    return check_number(answer, reusable, "Set the answer to a whole number of tokens.", why)
+    return check_number(answer, reusable, how="Set the answer to a whole number of tokens.", why=why)
 
 
 # Each option: what changes between two requests, whether it changes the prompt's token ids, and why.
@@ -48,14 +48,9 @@ def check_cache_breakers(answer) -> CheckResult:
     """Which changes in `CACHE_BREAKERS` stop a cached prompt prefix from matching? Answer a set of letters."""
     if answer is None:
         return not_answered('Set the answer to a set of letters, e.g. {"a", "c"}.')
-    if isinstance(answer, str):  # a string like "b, c" counts as the letters in it
-        chosen = {ch for ch in answer.lower() if ch.isalnum()}
-    else:
-        chosen = {str(x).strip().lower() for x in answer}
-    unknown = chosen - CACHE_BREAKERS.keys()
-    if unknown:
-        return CheckResult(False, f"{', '.join(sorted(unknown))} is not an option; "
-                                  f"choose from {', '.join(CACHE_BREAKERS)}.")
+    chosen = chosen_letters(answer, CACHE_BREAKERS)
+    if isinstance(chosen, CheckResult):
+        return chosen
     breakers = {k for k, (_, breaks, _) in CACHE_BREAKERS.items() if breaks}
     lines = [f"  {k}) {'breaks' if breaks else 'keeps'} the prefix: {why}."
              for k, (_, breaks, why) in CACHE_BREAKERS.items()]

@@ -13,7 +13,7 @@ def check_visible_pairs(n_tokens: int, answer) -> CheckResult:
     expected = n_tokens * (n_tokens + 1) // 2
     why = (f"Query i sees keys 0..i, that is i + 1 of them, so the total is 1 + 2 + ... + {n_tokens} = "
            f"{n_tokens}·{n_tokens + 1}/2 = {expected}: just over half of the {n_tokens * n_tokens} cells.")
-    return check_number(answer, expected, "Set the answer to the number of ✓ cells in the mask.", why)
+    return check_number(answer, expected, how="Set the answer to the number of ✓ cells in the mask.", why=why)
 
 
 def check_attention_weights(scores: Sequence[float], query_position: int, answer, atol: float = 1e-3) -> CheckResult:

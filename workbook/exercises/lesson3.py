@@ -12,7 +12,7 @@ def check_kv_bytes_per_token(answer, *, num_layers: int, num_kv_heads: int, head
     expected = kv_bytes_per_token(num_layers, num_kv_heads, head_dim, bytes_per_value)
     why = (f"2 (K and V) × {num_layers} layers × {num_kv_heads} KV heads × {head_dim} numbers × "
            f"{bytes_per_value} bytes = {expected:,} bytes ({expected / 1024:g} KiB) per token.")
-    return check_number(answer, expected, "Set the answer to a whole number of bytes.", why)
+    return check_number(answer, expected, how="Set the answer to a whole number of bytes.", why=why)
 
 
 def check_rows_computed(answer, *, prompt_tokens: int, new_tokens: int, cached: bool) -> CheckResult:
@@ -24,4 +24,4 @@ def check_rows_computed(answer, *, prompt_tokens: int, new_tokens: int, cached: 
     else:
         why = (f"Pass k recomputes all {prompt_tokens:,} + k rows, for k = 0..{new_tokens - 1:,}: "
                f"{new_tokens:,} × {prompt_tokens:,} + {new_tokens:,}·{new_tokens - 1:,}/2 = {expected:,}.")
-    return check_number(answer, expected, "Set the answer to a whole number of rows.", why)
+    return check_number(answer, expected, how="Set the answer to a whole number of rows.", why=why)

@@ -1,10 +1,9 @@
-"""Lesson 4's "check yourself" exercises: each check prints a verdict and returns True, False or None (not answered)."""
+"""Lesson 4's "check yourself" exercises (prefix caching): each compares an answer with a worked reference."""
 
 from __future__ import annotations
 
-from numbers import Real
-
 from ..pricing import PriceSheet, Usage, cost, get_sheet
+from .verdict import CheckResult, check_number, not_answered, real_number
 
 # Exercise 1: the same prompt sent twice.
 SAME_PROMPT_TOKENS, PAGE_SIZE = 128, 16
@@ -18,33 +17,19 @@ STATIC_PARTS = {"instructions", "tool definitions", "examples"}
 DYNAMIC_PARTS = ["today's date", "retrieved documents", "user message"]  # least to most often changing
 
 
-def _not_answered(answer) -> bool:
-    if answer is None:
-        print("Not answered yet: replace None with your answer and run the cell again.")
-        return True
-    return False
-
-
-def _verdict(ok: bool, praise: str, hint: str) -> bool:
-    print(f"Correct! {praise}" if ok else f"Not quite. {hint}")
-    return ok
-
-
 def loadable_tokens(shared_tokens: int, prompt_tokens: int, page_size: int) -> int:
     """Tokens of a prompt a prefix cache can load: whole pages of the shared prefix, never the last prompt token."""
     return min(shared_tokens, prompt_tokens - 1) // page_size * page_size
 
 
-def check_loadable_tokens(answer: int | None) -> bool | None:
+def check_loadable_tokens(answer) -> CheckResult:
     """Exercise 1: a 128-token prompt is sent twice with 16-token pages; how many tokens does the second load?"""
-    if _not_answered(answer):
-        return None
-    truth = loadable_tokens(SAME_PROMPT_TOKENS, SAME_PROMPT_TOKENS, PAGE_SIZE)
-    return _verdict(
-        answer == truth,
-        f"{truth} tokens: the last prompt token is always computed, because its logits choose the first new token, "
-        f"and that drops the whole last page.",
-        "Two rules apply: only whole pages are cached, and the last prompt position is never loaded (why?).",
+    return check_number(
+        answer, loadable_tokens(SAME_PROMPT_TOKENS, SAME_PROMPT_TOKENS, PAGE_SIZE),
+        how="Replace None with a number of tokens.", unit="tokens",
+        why=(f"{loadable_tokens(SAME_PROMPT_TOKENS, SAME_PROMPT_TOKENS, PAGE_SIZE)} tokens: the last prompt token is "
+             "always computed, because its logits choose the first new token, and that drops the whole last page."),
+        hint="Two rules apply: only whole pages are cached, and the last prompt position is never loaded (why?).",
     )
 
 
@@ -55,40 +40,36 @@ def break_penalty_usd(sheet: PriceSheet) -> float:
     return cost(broken, sheet) - cost(hit, sheet)
 
 
-def check_break_penalty(answer_usd: float | None, sheet: PriceSheet | None = None) -> bool | None:
+def check_break_penalty(answer_usd, sheet: PriceSheet | None = None) -> CheckResult:
     """Exercise 2: dollars a broken prefix adds to one request, compared with a cache hit (to a millionth of a cent)."""
-    if _not_answered(answer_usd):
-        return None
-    if isinstance(answer_usd, bool) or not isinstance(answer_usd, Real):
-        return _verdict(False, "", f"Give a number of US dollars, e.g. 0.01, not {answer_usd!r}.")
+    if answer_usd is None:
+        return not_answered("Replace None with a number of US dollars.")
+    if real_number(answer_usd) is None:
+        return CheckResult(False, f"Give a number of US dollars, e.g. 0.01, not {answer_usd!r}.")
     sheet = get_sheet(BREAK_SHEET) if sheet is None else sheet
     truth = break_penalty_usd(sheet)
-    return _verdict(
-        abs(answer_usd - truth) < 1e-8,
-        f"${truth:.6f} per request: the system prompt is written at ${sheet.cache_write:g}/M instead of read at "
-        f"${sheet.cache_read:g}/M. The question and the output cost the same either way.",
-        "Only the system prompt's tokens are billed differently: written (broken) versus read (hit). "
-        "Prices are per million tokens.",
-    )
+    if abs(answer_usd - truth) < 1e-8:
+        return CheckResult(True, f"${truth:.6f} per request: the system prompt is written at ${sheet.cache_write:g}/M "
+                                 f"instead of read at ${sheet.cache_read:g}/M. The question and the output cost the same "
+                                 "either way.")
+    return CheckResult(False, "Only the system prompt's tokens are billed differently: written (broken) versus read "
+                              "(hit). Prices are per million tokens.")
 
 
-def check_prompt_order(answer: list[str] | None) -> bool | None:
+def check_prompt_order(answer) -> CheckResult:
     """Exercise 3: order the prompt's parts so that as much as possible stays a reusable prefix."""
-    if _not_answered(answer):
-        return None
+    if answer is None:
+        return not_answered("Replace None with a list of the parts, first to last.")
     parts = STATIC_PARTS | set(DYNAMIC_PARTS)
     if not isinstance(answer, (list, tuple)) or sorted(answer) != sorted(parts):
-        return _verdict(False, "", f"Give a list that holds each of these once: {', '.join(sorted(parts))}.")
+        return CheckResult(False, f"Give a list that holds each of these once: {', '.join(sorted(parts))}.")
     answer = list(answer)
     static_first = all(answer.index(s) < answer.index(d) for s in STATIC_PARTS for d in DYNAMIC_PARTS)
-    dynamic_in_order = [p for p in answer if p in DYNAMIC_PARTS] == DYNAMIC_PARTS
     if not static_first:
-        return _verdict(False, "", "Something that changes between requests comes before something that never does: "
-                                   "every token after it is recomputed on every request.")
-    return _verdict(
-        dynamic_in_order,
-        "Everything that never changes comes first; then the date (the same all day), the retrieved documents "
-        "(per request) and the user's message, last.",
-        "The static parts are right. Among the rest, put what changes least often first: the date changes once a "
-        "day, the documents and the user's message with every request.",
-    )
+        return CheckResult(False, "Something that changes between requests comes before something that never does: "
+                                  "every token after it is recomputed on every request.")
+    if [p for p in answer if p in DYNAMIC_PARTS] == DYNAMIC_PARTS:
+        return CheckResult(True, "Everything that never changes comes first; then the date (the same all day), the "
+                                 "retrieved documents (per request) and the user's message, last.")
+    return CheckResult(False, "The static parts are right. Among the rest, put what changes least often first: the "
+                              "date changes once a day, the documents and the user's message with every request.")

@@ -4,10 +4,8 @@ the package and returns a `CheckResult`: right, wrong (with a hint), or not answ
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 from ..pricing import PriceSheet, cacheable_tokens, get_sheet
-from .verdict import CheckResult
+from .verdict import CheckResult, check_number
 
 # Exercise 1: a change inside a long cached prompt, with pages of 64 tokens.
 EDIT_AT, PAGE = 300, 64
@@ -16,25 +14,7 @@ CHANGED_AT, OPENAI = 1_100, "openai/gpt-5.5"
 # Exercise 3: a static part of exactly 1,024 tokens that ends with a space, sent as one string.
 SEAM_STATIC_TOKENS = 1_024
 
-
-def _not_answered(how: str) -> CheckResult:
-    return CheckResult(None, f"Not answered yet: {how} Then run this cell again.")
-
-
-def _whole(answer) -> int | None:
-    """The answer as an int if it is a whole number (3 or 3.0), else None."""
-    if isinstance(answer, bool) or not isinstance(answer, Real):
-        return None
-    return int(answer) if isinstance(answer, Integral) or float(answer).is_integer() else None
-
-
-def _tokens_check(answer, truth: int, why: str, hint: str) -> CheckResult:
-    if answer is None:
-        return _not_answered("replace None with a number of tokens.")
-    value = _whole(answer)
-    if value is None:
-        return CheckResult(False, f"Give a whole number of tokens, not {answer!r}.")
-    return CheckResult(True, why) if value == truth else CheckResult(False, f"You said {value:,}. {hint}")
+HOW_MANY_TOKENS = "Replace None with a number of tokens."
 
 
 def loaded_after_change(changed_at: int, page_size: int) -> int:
@@ -45,11 +25,11 @@ def loaded_after_change(changed_at: int, page_size: int) -> int:
 def check_loaded_after_change(answer) -> CheckResult:
     """Exercise 1: a long cached prompt changes first at token 300; pages hold 64 tokens. How many tokens are loaded?"""
     truth = loaded_after_change(EDIT_AT, PAGE)
-    return _tokens_check(
-        answer, truth,
-        f"{truth} tokens: {EDIT_AT // PAGE} whole pages. The page holding token {EDIT_AT} starts at {truth}, so "
-        f"tokens {truth}..{EDIT_AT - 1}, unchanged, are computed again with it: {EDIT_AT - truth} rows lost to rounding.",
-        "Tokens 0..299 are unchanged, but the cache only hands out whole pages. Which page holds token 300?",
+    return check_number(
+        answer, truth, how=HOW_MANY_TOKENS, unit="tokens",
+        why=(f"{truth} tokens: {EDIT_AT // PAGE} whole pages. The page holding token {EDIT_AT} starts at {truth}, so "
+             f"tokens {truth}..{EDIT_AT - 1}, unchanged, are computed again with it: {EDIT_AT - truth} rows lost to rounding."),
+        hint="Tokens 0..299 are unchanged, but the cache only hands out whole pages. Which page holds token 300?",
     )
 
 
@@ -57,13 +37,13 @@ def check_openai_cached_tokens(answer, sheet: PriceSheet | None = None) -> Check
     """Exercise 2: a 1,300-token static part changes at token 1,100. How many tokens does GPT-5.5 bill as cached?"""
     sheet = get_sheet(OPENAI) if sheet is None else sheet
     truth = cacheable_tokens(sheet, CHANGED_AT)
-    return _tokens_check(
-        answer, truth,
-        f"{truth:,}: the first {CHANGED_AT:,} tokens still match, which clears the {sheet.min_cacheable_tokens:,}-token "
-        f"minimum, and hits are counted in steps of {sheet.cache_step}: {CHANGED_AT:,} // {sheet.cache_step} × "
-        f"{sheet.cache_step} = {truth:,}.",
-        f"Two rules: nothing under {sheet.min_cacheable_tokens:,} tokens is cached, and above it hits come in "
-        f"steps of {sheet.cache_step} tokens.",
+    return check_number(
+        answer, truth, how=HOW_MANY_TOKENS, unit="tokens",
+        why=(f"{truth:,}: the first {CHANGED_AT:,} tokens still match, which clears the {sheet.min_cacheable_tokens:,}-token "
+             f"minimum, and hits are counted in steps of {sheet.cache_step}: {CHANGED_AT:,} // {sheet.cache_step} × "
+             f"{sheet.cache_step} = {truth:,}."),
+        hint=(f"Two rules: nothing under {sheet.min_cacheable_tokens:,} tokens is cached, and above it hits come in "
+              f"steps of {sheet.cache_step} tokens."),
     )
 
 
@@ -71,11 +51,11 @@ def check_seam_cached_tokens(answer, sheet: PriceSheet | None = None) -> CheckRe
     """Exercise 3: a 1,024-token static part ends with a space and each request is sent as one string. Cached tokens at GPT-5.5?"""
     sheet = get_sheet(OPENAI) if sheet is None else sheet
     truth = cacheable_tokens(sheet, SEAM_STATIC_TOKENS - 1)
-    return _tokens_check(
-        answer, truth,
-        f"{truth}: the trailing space merges with the first word after it, so only {SEAM_STATIC_TOKENS - 1:,} "
-        f"tokens match, one short of the {sheet.min_cacheable_tokens:,}-token minimum, and nothing is cached. "
-        "End the static part before the space (or send it as its own segment) and all 1,024 are cached.",
-        "Tokenize 'date: ' on its own and 'date: 15 Mar' as one string: is the space still its own token? "
-        "Then apply the provider's minimum.",
+    return check_number(
+        answer, truth, how=HOW_MANY_TOKENS, unit="tokens",
+        why=(f"{truth}: the trailing space merges with the first word after it, so only {SEAM_STATIC_TOKENS - 1:,} "
+             f"tokens match, one short of the {sheet.min_cacheable_tokens:,}-token minimum, and nothing is cached. "
+             "End the static part before the space (or send it as its own segment) and all 1,024 are cached."),
+        hint=("Tokenize 'date: ' on its own and 'date: 15 Mar' as one string: is the space still its own token? "
+              "Then apply the provider's minimum."),
     )

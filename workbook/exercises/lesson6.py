@@ -7,7 +7,7 @@ to bottom before the learner has answered anything.
 from __future__ import annotations
 
 from ..speculative import predicted_speedup
-from .verdict import CheckResult, not_answered, whole_number
+from .verdict import CheckResult, chosen_letters, not_answered, whole_number
 
 # Exercise 1: one verify step.
 STEP_K, STEP_ACCEPTED = 6, 2
@@ -79,16 +79,9 @@ def check_output_changers(answer) -> CheckResult:
     """Exercise 3: which changes in `OUTPUT_CHANGERS` can change greedy speculative output? A set of letters."""
     if answer is None:
         return not_answered('Set the answer to a set of letters, e.g. {"a", "c"}, or set() for none.')
-    if isinstance(answer, str):  # "a, d" counts as the letters in it
-        chosen = {ch for ch in answer.lower() if ch.isalnum()}
-    else:
-        try:
-            chosen = {str(x).strip().lower() for x in answer}
-        except TypeError:
-            return CheckResult(False, f'Give a set of letters like {{"a", "c"}}, not {answer!r}.')
-    unknown = chosen - OUTPUT_CHANGERS.keys()
-    if unknown:
-        return CheckResult(False, f"{', '.join(sorted(unknown))} is not an option; choose from {', '.join(OUTPUT_CHANGERS)}.")
+    chosen = chosen_letters(answer, OUTPUT_CHANGERS)
+    if isinstance(chosen, CheckResult):
+        return chosen
     changers = {key for key, (_, changes, _) in OUTPUT_CHANGERS.items() if changes}
     lines = "\n".join(f"  {key}) {'changes' if changes else 'keeps'} the output: {why}."
                       for key, (_, changes, why) in OUTPUT_CHANGERS.items())

@@ -4,12 +4,9 @@ the package and returns a `CheckResult`: right, wrong (with a hint), or not answ
 
 from __future__ import annotations
 
-from numbers import Real
-
 from ..pricing import (TTL_MINUTES, PriceSheet, Usage, cost, get_sheet, hits_with_ttl, provider_usage,
                        storage_break_even_rate, traffic_cost)
-from .lesson5 import _not_answered
-from .verdict import CheckResult
+from .verdict import CheckResult, not_answered, real_number
 
 GEMINI = "google/gemini-2.5-pro"
 # Exercise 2: a 5,000-token prefix plus a 100-token question and a 300-token answer, every 10 minutes all day.
@@ -21,8 +18,8 @@ SEED_PROMPT_TOKENS, SEED_REQUESTS_PER_DAY, SEED_SHEET = 2_000, 100_000, "anthrop
 def check_storage_break_even(answer, sheet: PriceSheet | None = None) -> CheckResult:
     """Exercise 1: how many requests per hour make a Gemini 2.5 Pro explicit cache pay for its storage?"""
     if answer is None:
-        return _not_answered("replace None with a number of requests per hour.")
-    if isinstance(answer, bool) or not isinstance(answer, Real):
+        return not_answered("Replace None with a number of requests per hour.")
+    if real_number(answer) is None:
         return CheckResult(False, f"Give a number of requests per hour, not {answer!r}.")
     sheet = get_sheet(GEMINI) if sheet is None else sheet
     truth = storage_break_even_rate(sheet)
@@ -46,7 +43,7 @@ def day_cost_with_ttl(ttl: str, sheet: PriceSheet) -> float:
 def check_ttl_choice(answer, sheet: PriceSheet | None = None) -> CheckResult:
     """Exercise 2: requests every 10 minutes at Claude Sonnet 4.5. Which lifetime is cheaper, "5m" or "1h"?"""
     if answer is None:
-        return _not_answered('set the answer to "5m" or "1h".')
+        return not_answered('Set the answer to "5m" or "1h".')
     if answer not in TTL_MINUTES:
         return CheckResult(False, f'Answer "5m" or "1h", not {answer!r}.')
     sheet = get_sheet(TTL_SHEET) if sheet is None else sheet
@@ -66,8 +63,8 @@ def seed_yearly_cost(sheet: PriceSheet) -> float:
 def check_seed_yearly_cost(answer, sheet: PriceSheet | None = None) -> CheckResult:
     """Exercise 3: what does seed 001's 2,000-token prompt, 100,000 times a day at $3/M, really cost per year?"""
     if answer is None:
-        return _not_answered("replace None with US dollars per year.")
-    if isinstance(answer, bool) or not isinstance(answer, Real):
+        return not_answered("Replace None with US dollars per year.")
+    if real_number(answer) is None:
         return CheckResult(False, f"Give a number of US dollars, not {answer!r}.")
     sheet = get_sheet(SEED_SHEET) if sheet is None else sheet
     truth = seed_yearly_cost(sheet)

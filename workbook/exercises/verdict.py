@@ -1,9 +1,10 @@
-"""The verdict every "check yourself" exercise returns, and the answer-parsing helpers the lessons share."""
+"""The verdict every "check yourself" exercise returns, and the answer-reading helpers every lesson shares."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -24,26 +25,50 @@ class CheckResult:
 
 
 def not_answered(how: str) -> CheckResult:
+    """The verdict while the answer is still None: what to write, then run the cell again."""
     return CheckResult(None, f"{how} Then run this cell again.")
 
 
 def whole_number(answer) -> int | None:
     """The answer as an int if it is a whole number (3 or 3.0), else None."""
-    if isinstance(answer, bool):
+    if isinstance(answer, bool) or not isinstance(answer, Real):
         return None
-    if isinstance(answer, Integral):
-        return int(answer)
-    if isinstance(answer, Real) and float(answer).is_integer():
+    if isinstance(answer, Integral) or float(answer).is_integer():
         return int(answer)
     return None
 
 
-def check_number(answer, expected: int, how: str, why: str) -> CheckResult:
+def real_number(answer) -> float | None:
+    """The answer as a float if it is a number (True and False are not), else None."""
+    if isinstance(answer, bool) or not isinstance(answer, Real):
+        return None
+    return float(answer)
+
+
+def check_number(answer, expected: int, *, how: str, why: str, hint: str | None = None,
+                 unit: str = "") -> CheckResult:
+    """A whole-number answer against `expected`. A wrong one hears `hint` if given, else the worked `why`."""
     if answer is None:
         return not_answered(how)
     value = whole_number(answer)
     if value is None:
-        return CheckResult(False, f"Give a whole number, not {answer!r}.")
+        return CheckResult(False, f"Give a whole number{f' of {unit}' if unit else ''}, not {answer!r}.")
     if value == expected:
         return CheckResult(True, why)
-    return CheckResult(False, f"You said {value:,}. {why}")
+    return CheckResult(False, f"You said {value:,}. {why if hint is None else hint}")
+
+
+def chosen_letters(answer, options: Iterable[str]) -> set[str] | CheckResult:
+    """The letters a learner picked, from a set, a list or a string like "b, c"; a verdict if it is not that."""
+    if isinstance(answer, str):
+        chosen = {ch for ch in answer.lower() if ch.isalnum()}
+    else:
+        try:
+            chosen = {str(x).strip().lower() for x in answer}
+        except TypeError:
+            return CheckResult(False, f'Give a set of letters like {{"a", "c"}}, not {answer!r}.')
+    options = list(options)
+    unknown = chosen - set(options)
+    if unknown:
+        return CheckResult(False, f"{', '.join(sorted(unknown))} is not an option; choose from {', '.join(options)}.")
+    return chosen
