@@ -42,7 +42,8 @@ from dataclasses import replace
 import workbook
 from workbook.exercises.lesson5 import check_loaded_after_change, check_openai_cached_tokens, check_seam_cached_tokens
 from workbook.lessons.prompt_lab import (BREAKERS, CURRENT, PREVIOUS, Draft, PromptLab, PromptTemplate, compare_layouts,
-                                         drafts, render, template_clock, workload)
+                                         drafts, render, workload)
+from workbook.lessons.scenarios import DATE_FORMAT
 from workbook.pricing import cacheable_tokens, cost, load_price_sheets, provider_usage
 from workbook.widgets.prompt_lab import PromptLabView
 
@@ -141,24 +142,24 @@ for name in BREAKERS:
 #
 # **A chat template that stamps the date.** You did not write this one. Some chat templates (Llama 3.1's,
 # for one) write "Today Date: ..." into the system turn by themselves, and the workbook's tokenizer ships
-# such a template as `"dated"`. It calls `strftime_now`, which formats the machine's clock, so the prompt
-# changes at midnight whatever your code does. To show "tomorrow" without waiting a day, the lab renders
-# the template with a fixed clock, `template_clock(when)`. We cannot simply pass a date as a template
-# variable: `transformers` turns anything that is not plain data into text before the template sees it,
-# so a replacement function would arrive as a string. (A template written to read a `date_string`
-# variable, as Llama 3.1's is, can simply be given one; ours calls the clock.) Instead the context
-# manager swaps the clock that `strftime_now` reads, for the duration of the render:
+# such a template as `"dated"`. Left alone, it formats the machine's clock (`strftime_now`), so the
+# prompt changes at midnight whatever your code does. Like Llama 3.1's, it reads a `date_string`
+# variable instead when you pass one, which is how the lab shows "yesterday" and "today" without
+# waiting a day:
 
 # %%
 for visit in (PREVIOUS, CURRENT):
-    with template_clock(visit.when):
-        first_line = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], template="dated").split("\n")[1]
+    stamped = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], template="dated",
+                                            date_string=visit.when.strftime(DATE_FORMAT))
+    first_line = stamped.splitlines()[1]
+    assert first_line.startswith(f"Today Date: {visit.when.strftime(DATE_FORMAT)}")
     print(f"{visit.when:%d %b}: {first_line!r}")
 dated = runs["dated_template"]
 assert dated.divergence < 10 and dated.loaded == 0
 
 # %% [markdown]
-# If you cannot change such a template, pin the date it sees, or put the date where you want it yourself.
+# If you cannot change such a template, pin the date it sees (pass `date_string`), or put the date where
+# you want it yourself.
 #
 # **Tools re-serialised.** Many frameworks rebuild tool schemas from Python dicts on every request. The
 # JSON means the same whatever the key order, but the tokens do not:

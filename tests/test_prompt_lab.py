@@ -11,7 +11,7 @@ from workbook import BPETokenizer, Engine
 from workbook.exercises.lesson5 import (check_loaded_after_change, check_openai_cached_tokens, check_seam_cached_tokens,
                                         loaded_after_change)
 from workbook.lessons.prompt_lab import (BREAKERS, CURRENT, PREVIOUS, SPLIT, Draft, PromptLab, PromptTemplate, Visit,
-                                        compare_layouts, drafts, insert_middle, render, template_clock)
+                                        compare_layouts, drafts, insert_middle, render)
 from workbook.pricing import get_sheet
 from workbook.tokenizer import first_divergence
 from workbook.widgets.prompt_lab import PromptLabView
@@ -19,7 +19,7 @@ from workbook.widgets.prompt_lab import PromptLabView
 # Short enough for a 512-token test model; the same shape as the lesson's template.
 SHORT = PromptTemplate(system="Answer briefly and politely.", tools_json='[{"name": "order", "id": 1}]',
                        policy="No refunds.\nBe polite.\nNever invent.", date_line="Date: {date}")
-DATED = "<|system|>Date {{ strftime_now('%d %b %Y') }}<|end|>{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+DATED = "<|system|>Date {{ date_string if date_string is defined else strftime_now('%d %b %Y') }}<|end|>{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
 TEXT_BREAKERS = [n for n in BREAKERS if n != "token_seam"]
 
 
@@ -79,10 +79,12 @@ def test_dynamic_first_puts_date_and_customer_before_the_system_prompt(tok):
     assert r.dynamic.index("Customer: Ben") < r.dynamic.index(SHORT.system)
 
 
-def test_template_clock_fixes_the_date_a_chat_template_stamps(tok):
+def test_a_date_string_pins_the_date_a_chat_template_stamps(tok):
     messages = [{"role": "user", "content": "hi"}]
-    with template_clock(dt.datetime(2030, 1, 2, 8, 0)):
-        assert "Date 02 Jan 2030" in tok.apply_chat_template(messages, template="dated")
+    before = dt.date.today().strftime("%d %b %Y")
+    stamped = tok.apply_chat_template(messages, template="dated")  # the machine's clock
+    assert f"Date {before}" in stamped or f"Date {dt.date.today():%d %b %Y}" in stamped  # midnight may pass
+    assert "Date 02 Jan 2030" in tok.apply_chat_template(messages, template="dated", date_string="02 Jan 2030")
     before, now = drafts(SHORT, ["dated_template"])
     assert "Date 14 Mar 2026" in render(before, tok).static and "Date 15 Mar 2026" in render(now, tok).static
 

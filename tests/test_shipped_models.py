@@ -101,6 +101,11 @@ def test_chat_templates_write_the_corpus_format(tokenizer):
     after = time.strftime("%d %b %Y")
     assert ours in {corpus.render_chat(MESSAGES, add_generation_prompt=True, date=d) for d in (before, after)}
     assert theirs == ours
+    # Given a date_string, as Llama 3.1's template is, it stamps that date instead of the clock's.
+    pinned = tokenizer.apply_chat_template(MESSAGES, template="dated", date_string="15 Mar 2026")
+    assert pinned == corpus.render_chat(MESSAGES, add_generation_prompt=True, date="15 Mar 2026")
+    assert pinned == hf.apply_chat_template(MESSAGES, chat_template="dated", tokenize=False, add_generation_prompt=True,
+                                            date_string="15 Mar 2026")
     assert tokenizer.eos_token_id == tokenizer.encode(corpus.END)[0]
 
 

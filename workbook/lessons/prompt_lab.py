@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Literal, Sequence
-from unittest import mock
 
 import torch
 
@@ -27,9 +25,9 @@ from ..prefix_cache import PrefixCache
 from ..pricing import PriceSheet, Usage, cost, provider_usage
 from ..timing import percentile
 from ..tokenizer import first_divergence
+from .scenarios import DATE_FORMAT, tool_schema
 
 Layout = Literal["static-first", "dynamic-first"]
-DATE_FORMAT = "%d %b %Y"  # the shipped "dated" chat template's format, e.g. "15 Mar 2026"
 SPLIT = "\ue000"  # a private-use character marking where the dynamic part starts; removed before tokenizing
 
 
@@ -42,11 +40,8 @@ class PromptLabError(WorkbookError):
 DEFAULT_SYSTEM = ("You are the support assistant of Cobble & Chain, a bicycle rental shop in Ghent. "
                   "You help customers with bookings, rentals and repairs. Answer briefly and politely.")
 DEFAULT_TOOLS = json.dumps([
-    {"name": "check_booking", "description": "Look up a booking by its id.",
-     "parameters": {"type": "object", "properties": {"booking_id": {"type": "string"}}, "required": ["booking_id"]}},
-    {"name": "extend_rental", "description": "Add days to a running rental.",
-     "parameters": {"type": "object", "properties": {"booking_id": {"type": "string"}, "days": {"type": "integer"}},
-                    "required": ["booking_id", "days"]}},
+    tool_schema("check_booking", "Look up a booking by its id.", booking_id=("string", None)),
+    tool_schema("extend_rental", "Add days to a running rental.", booking_id=("string", None), days=("integer", None)),
 ], indent=1)
 DEFAULT_POLICY = "\n".join([
     "- Look up a booking with check_booking before you talk about it.",
@@ -144,25 +139,6 @@ class RenderedPrompt:
         return self.text if self.one_string else [self.static, self.dynamic]
 
 
-@contextmanager
-def template_clock(when: dt.datetime):
-    """While rendering, chat templates that call `strftime_now` read `when` instead of the system clock.
-
-    `transformers` gives templates a `strftime_now(format)` that formats `datetime.now()`, and it
-    turns anything but plain data passed as a template variable into text, so a variable cannot
-    replace the function. Instead we swap the clock that function reads, for the render only.
-    """
-    from transformers.utils import chat_template_utils
-
-    class FixedClock(dt.datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return when
-
-    with mock.patch.object(chat_template_utils, "datetime", FixedClock):
-        yield
-
-
 def render(draft: Draft, tokenizer) -> RenderedPrompt:
     """Fill the template for one visit, apply the chat template, and cut it where the dynamic part starts."""
     t, visit = draft.template, draft.visit
@@ -176,8 +152,9 @@ def render(draft: Draft, tokenizer) -> RenderedPrompt:
     else:
         system, user = f"{date_line}\n{customer}\n\n{static}", visit.user_message
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    with template_clock(visit.when):
-        text = tokenizer.apply_chat_template(messages, template=draft.chat_template)
+    # A template that stamps the date (like Llama 3.1's) reads `date_string` instead of the machine's clock.
+    text = tokenizer.apply_chat_template(messages, template=draft.chat_template,
+                                         date_string=visit.when.strftime(DATE_FORMAT))
     if text.count(SPLIT) != 1:
         raise PromptLabError(f"Chat template {draft.chat_template!r} did not copy the system message into the prompt "
                              "exactly once (or the template text contains the character U+E000), so the lab cannot "

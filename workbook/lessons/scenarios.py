@@ -15,18 +15,19 @@ from dataclasses import dataclass
 # ----- lesson 4: one support assistant, a cold request, a hit, a broken prefix -------------------
 
 
-def _tool(name: str, description: str, **params: str) -> dict:
-    """A tool as providers describe them: a JSON schema whose parameters are all strings."""
-    properties = {key: {"type": "string", "description": text} for key, text in params.items()}
+def tool_schema(name: str, description: str, **params: tuple[str, str | None]) -> dict:
+    """A tool as providers describe it: a JSON schema. Each parameter is name=(JSON type, description or None)."""
+    properties = {key: {"type": kind} | ({} if text is None else {"description": text})
+                  for key, (kind, text) in params.items()}
     return {"name": name, "description": description,
             "parameters": {"type": "object", "properties": properties, "required": list(params)}}
 
 
 _TOOLS = [
-    _tool("lookup_order", "Look up an order by its id and return its status, items and delivery estimate.",
-          order_id="The order id, for example A12345."),
-    _tool("start_return", "Start a return for a delivered order and email a prepaid label to the customer.",
-          order_id="The order id.", reason="Why the customer is returning the item."),
+    tool_schema("lookup_order", "Look up an order by its id and return its status, items and delivery estimate.",
+                order_id=("string", "The order id, for example A12345.")),
+    tool_schema("start_return", "Start a return for a delivered order and email a prepaid label to the customer.",
+                order_id=("string", "The order id."), reason=("string", "Why the customer is returning the item.")),
 ]
 
 # The date sits right after the persona, as a template that stamps "today" would put it: the one
@@ -53,7 +54,7 @@ QUESTION_1 = "Hi. Where is my order A12345? It should have arrived on Monday."
 QUESTION_2 = "Hello. Can I still return the hiking boots I bought three weeks ago?"
 
 _DATE = re.compile(r"\b(\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4})\b")
-_DATE_FORMAT = "%d %b %Y"
+DATE_FORMAT = "%d %b %Y"  # as Llama 3.1's and the shipped "dated" chat template write it, e.g. "15 Mar 2026"
 
 
 def chat(system_prompt: str, question: str) -> list[dict]:
@@ -67,8 +68,8 @@ def break_system_prompt(text: str) -> str:
     if found is None:
         first, _, rest = text.partition("\n")
         return f"{first}\nToday Date: 14 Mar 2026\n{rest}"
-    next_day = dt.datetime.strptime(found.group(0), _DATE_FORMAT) + dt.timedelta(days=1)
-    return text[:found.start()] + next_day.strftime(_DATE_FORMAT) + text[found.end():]
+    next_day = dt.datetime.strptime(found.group(0), DATE_FORMAT) + dt.timedelta(days=1)
+    return text[:found.start()] + next_day.strftime(DATE_FORMAT) + text[found.end():]
 
 
 # ----- lesson 4's radix tree: three apps, six users, two tenants ----------------------------------

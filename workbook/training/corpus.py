@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbook.lessons.scenarios import tool_schema
+
 # --- the chat format ------------------------------------------------------------------------
 
 BOS = "<|endoftext|>"
@@ -55,10 +57,12 @@ CHAT_TEMPLATE = (
 )
 
 # Like Llama 3.1's template, stamp today's date at the top of the system turn (adding a system
-# turn if there is none). The date changes every day, and with it the prompt's first tokens.
+# turn if there is none). The date changes every day, and with it the prompt's first tokens. As in
+# Llama 3.1's, a `date_string` variable, when given, replaces the machine's clock.
 DATED_CHAT_TEMPLATE = (
     "{{- bos_token }}"
-    "{%- set today = 'Today Date: ' + strftime_now('%d %b %Y') %}"
+    "{%- if date_string is not defined %}{%- set date_string = strftime_now('%d %b %Y') %}{%- endif %}"
+    "{%- set today = 'Today Date: ' + date_string %}"
     "{%- if not messages or messages[0]['role'] != 'system' %}"
     "{{- '<|system|>\\n' + today + '<|end|>\\n' }}"
     "{%- endif %}"
@@ -231,19 +235,6 @@ class Scenario:
     exchanges: list[Callable[[random.Random], list[dict]]]  # each makes the messages of one exchange
 
 
-def tool(name: str, description: str, **params: tuple[str, str]) -> dict:
-    """A tool description in the JSON-schema shape providers use; params are name=(type, description)."""
-    return {
-        "name": name,
-        "description": description,
-        "parameters": {
-            "type": "object",
-            "properties": {k: {"type": t, "description": d} for k, (t, d) in params.items()},
-            "required": list(params),
-        },
-    }
-
-
 def call(name: str, **arguments) -> str:
     """An assistant turn that calls a tool: one JSON object, as the system prompts ask."""
     return json.dumps({"tool": name, "arguments": arguments})
@@ -381,11 +372,11 @@ def shop_scenario(rng: random.Random) -> Scenario:
                 "If the customer is upset, apologise once and focus on solving the problem.",
                 "Do not offer discounts or coupons.",
                 "If you cannot help, offer to hand the conversation to a human agent."]
-    tools = [tool("lookup_order", "Look up an order by its id and return its status, items and delivery estimate.",
-                  order_id=("string", "The order id, for example A12345.")),
-             tool("start_return", "Start a return for a delivered order and email a prepaid label to the customer.",
-                  order_id=("string", "The order id."), reason=("string", "Why the customer is returning the item.")),
-             tool("check_stock", "Check how many units of a product are in stock.", sku=("string", "The product SKU."))]
+    tools = [tool_schema("lookup_order", "Look up an order by its id and return its status, items and delivery estimate.",
+                         order_id=("string", "The order id, for example A12345.")),
+             tool_schema("start_return", "Start a return for a delivered order and email a prepaid label to the customer.",
+                         order_id=("string", "The order id."), reason=("string", "Why the customer is returning the item.")),
+             tool_schema("check_stock", "Check how many units of a product are in stock.", sku=("string", "The product SKU."))]
     return Scenario(persona, policies, tools, [shop_where_is_order, shop_return, shop_stock, shop_policy_question])
 
 
@@ -446,8 +437,8 @@ def coding_scenario(rng: random.Random, docs: list[tuple[str, str]]) -> Scenario
                 "If you are not sure what a function does, call search_docs before answering.",
                 "Keep answers short: one idea, one example.",
                 "Never run code that deletes files or accesses the network."]
-    tools = [tool("search_docs", "Search the Python documentation and return the best matching entry.", query=("string", "A module, class or function name.")),
-             tool("run_python", "Run a short Python snippet in a sandbox and return what it prints.", code=("string", "The code to run."))]
+    tools = [tool_schema("search_docs", "Search the Python documentation and return the best matching entry.", query=("string", "A module, class or function name.")),
+             tool_schema("run_python", "Run a short Python snippet in a sandbox and return what it prints.", code=("string", "The code to run."))]
     return Scenario(persona, policies, tools, [coding_task, lambda r: coding_lookup(r, docs)])
 
 
@@ -509,10 +500,10 @@ def travel_scenario(rng: random.Random) -> Scenario:
                 "Do not book anything without the user's explicit confirmation.",
                 "Mention visa requirements only if the user asks.",
                 "Give weather in degrees Celsius."]
-    tools = [tool("search_flights", "Search flights between two cities on a date.", origin=("string", "Departure city."),
-                  destination=("string", "Arrival city."), date=("string", "Date as YYYY-MM-DD.")),
-             tool("get_weather", "Get the weather forecast for a city.", city=("string", "The city name.")),
-             tool("book_hotel", "Book a hotel room.", city=("string", "The city."), nights=("integer", "Number of nights."))]
+    tools = [tool_schema("search_flights", "Search flights between two cities on a date.", origin=("string", "Departure city."),
+                         destination=("string", "Arrival city."), date=("string", "Date as YYYY-MM-DD.")),
+             tool_schema("get_weather", "Get the weather forecast for a city.", city=("string", "The city name.")),
+             tool_schema("book_hotel", "Book a hotel room.", city=("string", "The city."), nights=("integer", "Number of nights."))]
     return Scenario(persona, policies, tools, [travel_flights, travel_weather, travel_tips])
 
 
@@ -552,9 +543,9 @@ def it_scenario(rng: random.Random) -> Scenario:
     persona = f"You are the IT helpdesk assistant for {company}. You help employees fix common problems with their devices and accounts."
     policies = ["Never ask for a user's password.", "Try one simple fix before opening a ticket.",
                 "Open a ticket with create_ticket when a problem is not solved.", "Use plain language; avoid jargon."]
-    tools = [tool("reset_password", "Send a password reset link to the user's email.", username=("string", "The user's login name.")),
-             tool("create_ticket", "Open a ticket for the service desk.", summary=("string", "A short summary."),
-                  priority=("string", "low, normal or high."))]
+    tools = [tool_schema("reset_password", "Send a password reset link to the user's email.", username=("string", "The user's login name.")),
+             tool_schema("create_ticket", "Open a ticket for the service desk.", summary=("string", "A short summary."),
+                         priority=("string", "low, normal or high."))]
     return Scenario(persona, policies, tools, [it_ticket, it_password])
 
 
