@@ -7,6 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from workbook import CacheBudgetError, ContextLengthError, EmptyInputError, Engine, PrefixCache, WorkbookError
+from workbook.prefix_cache import loadable_tokens
 
 VOCAB = 320
 
@@ -223,3 +224,25 @@ def test_tree_view_shows_shared_prefixes_as_one_branch(small_model):
     leaves = [n for n in nodes if n.parent_id == root_children[0].id]
     assert sorted(n.depth_tokens for n in leaves) == [8, 8]
     assert root_children[0].hits == 1 and sorted(n.hits for n in leaves) == [0, 1]
+
+
+# ----- the page rule, written once -------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cached_len=st.integers(1, 60), prompt_len=st.integers(1, 60), shared=st.integers(0, 60),
+       page_size=st.sampled_from([1, 2, 3, 4, 8, 16]))
+def test_match_loads_exactly_what_loadable_tokens_says(small_model, cached_len, prompt_len, shared, page_size):
+    cached = ids(cached_len, 41)
+    shared = min(shared, cached_len, prompt_len)
+    tail = [(cached[i] + 1) % VOCAB if i < cached_len else 7 for i in range(shared, prompt_len)]  # differs at once
+    prompt = cached[:shared] + tail
+    cache = PrefixCache(page_size=page_size, capacity_tokens=128)
+    cache.bind(small_model)
+    cache.insert(cached, fill(small_model, cached))
+    assert cache.match(prompt).length == loadable_tokens(shared, prompt_len, page_size)
+
+
+def test_loadable_tokens_by_hand():
+    assert loadable_tokens(128, 128, 16) == 112  # the same prompt twice: the last page holds the last token
+    assert loadable_tokens(300, 2_000, 64) == 256  # a change at token 300: whole pages before it
+    assert loadable_tokens(5, 6, 1) == 5 and loadable_tokens(0, 1, 1) == 0

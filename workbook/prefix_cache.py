@@ -23,6 +23,15 @@ class CacheBudgetError(WorkbookError):
     """The prefix cache is too small for what was asked of it."""
 
 
+def loadable_tokens(shared_tokens: int, prompt_tokens: int, page_size: int) -> int:
+    """Tokens of a prompt a prefix cache can load when its first `shared_tokens` are cached: the page rule.
+
+    Only whole pages are cached, and the last prompt token is always computed, because its
+    logits choose the first new token. `PrefixCache.match` applies this rule; so does every lesson.
+    """
+    return max(min(shared_tokens, prompt_tokens - 1), 0) // page_size * page_size
+
+
 @dataclass(eq=False)
 class Node:
     """One edge of the radix tree: a run of whole pages of tokens, and the pool pages holding their K/V."""
@@ -139,8 +148,7 @@ class PrefixCache:
         new token. Counts as one query in the statistics.
         """
         ids = list(ids)
-        limit = self.pages_for(max(len(ids) - 1, 0)) * self.page_size
-        path, length = self._walk(ids[:limit], tenant)
+        path, length = self._walk(ids[:loadable_tokens(len(ids), len(ids), self.page_size)], tenant)
         now = next(self._clock)
         for node, _ in path:
             node.hits += 1

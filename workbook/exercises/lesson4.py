@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..prefix_cache import loadable_tokens
 from ..pricing import PriceSheet, Usage, cost, get_sheet
 from .verdict import CheckResult, check_number, not_answered, real_number
 
@@ -15,11 +16,6 @@ SYSTEM_TOKENS, QUESTION_TOKENS, OUTPUT_TOKENS = 5_000, 50, 200
 # Exercise 3: the parts of a prompt, and which of them change between requests.
 STATIC_PARTS = {"instructions", "tool definitions", "examples"}
 DYNAMIC_PARTS = ["today's date", "retrieved documents", "user message"]  # least to most often changing
-
-
-def loadable_tokens(shared_tokens: int, prompt_tokens: int, page_size: int) -> int:
-    """Tokens of a prompt a prefix cache can load: whole pages of the shared prefix, never the last prompt token."""
-    return min(shared_tokens, prompt_tokens - 1) // page_size * page_size
 
 
 def check_loadable_tokens(answer) -> CheckResult:

@@ -4,11 +4,12 @@ the package and returns a `CheckResult`: right, wrong (with a hint), or not answ
 
 from __future__ import annotations
 
+from ..prefix_cache import loadable_tokens
 from ..pricing import PriceSheet, cacheable_tokens, get_sheet
 from .verdict import CheckResult, check_number
 
-# Exercise 1: a change inside a long cached prompt, with pages of 64 tokens.
-EDIT_AT, PAGE = 300, 64
+# Exercise 1: a change at token 300 of a long (2,000-token) cached prompt, with pages of 64 tokens.
+EDIT_AT, PAGE, LONG_PROMPT_TOKENS = 300, 64, 2_000
 # Exercise 2: a static part of 1,300 tokens; a changed document alters token 1,100 (0-based).
 CHANGED_AT, OPENAI = 1_100, "openai/gpt-5.5"
 # Exercise 3: a static part of exactly 1,024 tokens that ends with a space, sent as one string.
@@ -17,14 +18,9 @@ SEAM_STATIC_TOKENS = 1_024
 HOW_MANY_TOKENS = "Replace None with a number of tokens."
 
 
-def loaded_after_change(changed_at: int, page_size: int) -> int:
-    """Tokens a paged prefix cache can still load when token `changed_at` (0-based) is the first that differs."""
-    return changed_at // page_size * page_size
-
-
 def check_loaded_after_change(answer) -> CheckResult:
     """Exercise 1: a long cached prompt changes first at token 300; pages hold 64 tokens. How many tokens are loaded?"""
-    truth = loaded_after_change(EDIT_AT, PAGE)
+    truth = loadable_tokens(EDIT_AT, LONG_PROMPT_TOKENS, PAGE)
     return check_number(
         answer, truth, how=HOW_MANY_TOKENS, unit="tokens",
         why=(f"{truth} tokens: {EDIT_AT // PAGE} whole pages. The page holding token {EDIT_AT} starts at {truth}, so "

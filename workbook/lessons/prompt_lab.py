@@ -21,7 +21,7 @@ import torch
 from ..engine import Engine, GenerationResult
 from ..errors import WorkbookError
 from ..kv_cache import KVCache
-from ..prefix_cache import PrefixCache
+from ..prefix_cache import PrefixCache, loadable_tokens
 from ..pricing import PriceSheet, Usage, cost, provider_usage
 from ..timing import percentile
 from ..tokenizer import first_divergence
@@ -245,8 +245,8 @@ class LabResult:
 
     @property
     def cacheable(self) -> int:
-        """Tokens of the static part in whole pages: what a hit could load at best."""
-        return self.static_tokens // self.page_size * self.page_size
+        """Tokens of the static part a hit could load at best (whole pages; see `loadable_tokens`)."""
+        return loadable_tokens(self.static_tokens, len(self.ids), self.page_size)
 
     @property
     def recomputed(self) -> int:
@@ -259,8 +259,9 @@ class LabResult:
 
     @property
     def lost_to_pages(self) -> int:
-        """Tokens before the first difference that were computed anyway: only whole pages are loaded."""
-        return max(0, min(self.divergence, len(self.ids) - 1) - self.loaded)
+        """Tokens before the first difference that were computed anyway: what a cache of one-token pages
+        would have loaded, minus what whole pages let this one load."""
+        return max(0, loadable_tokens(self.divergence, len(self.ids), page_size=1) - self.loaded)
 
     @property
     def provenance(self) -> list[str]:

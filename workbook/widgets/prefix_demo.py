@@ -15,7 +15,7 @@ import ipywidgets as W
 
 from ..engine import Engine, GenerationResult
 from ..lessons.scenarios import DEFAULT_SYSTEM_PROMPT, QUESTION_1, QUESTION_2, break_system_prompt, chat
-from ..prefix_cache import PrefixCache
+from ..prefix_cache import PrefixCache, loadable_tokens
 from ..pricing import PriceSheet, Usage, cacheable_tokens, cost, load_price_sheets, provider_usage
 from ..tokenizer import first_divergence
 from .kv_rows import KVRowsTable
@@ -32,7 +32,7 @@ def reusable_length(cached_ids: list[int], ids: list[int], page_size: int) -> in
     """
     common = first_divergence(cached_ids, ids)
     common = len(ids) if common is None else common
-    return min(common, len(ids) - 1) // page_size * page_size
+    return loadable_tokens(common, len(ids), page_size)
 
 
 def mark_invalidated(provenance: list[str], reusable: int) -> list[str]:
