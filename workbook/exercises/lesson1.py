@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tokenizer import first_divergence
-from .verdict import CheckResult, check_number, chosen_letters, not_answered
+from .verdict import CheckResult, check_number, chosen_letters, worked_options
 
 
 def check_reusable_tokens(tokenizer, cached_prompt: str, new_prompt: str, answer) -> CheckResult:
@@ -46,16 +46,12 @@ CACHE_BREAKERS: dict[str, tuple[str, bool, str]] = {
 
 def check_cache_breakers(answer) -> CheckResult:
     """Which changes in `CACHE_BREAKERS` stop a cached prompt prefix from matching? Answer a set of letters."""
-    if answer is None:
-        return not_answered('Set the answer to a set of letters, e.g. {"a", "c"}.')
-    chosen = chosen_letters(answer, CACHE_BREAKERS)
+    chosen = chosen_letters(answer, CACHE_BREAKERS, how='Set the answer to a set of letters, e.g. {"a", "c"}.')
     if isinstance(chosen, CheckResult):
         return chosen
-    breakers = {k for k, (_, breaks, _) in CACHE_BREAKERS.items() if breaks}
-    lines = [f"  {k}) {'breaks' if breaks else 'keeps'} the prefix: {why}."
-             for k, (_, breaks, why) in CACHE_BREAKERS.items()]
+    breakers, lines = worked_options(CACHE_BREAKERS, yes="breaks the prefix", no="keeps the prefix")
     if chosen == breakers:
-        return CheckResult(True, "Only changes to the prompt's text change its tokens:\n" + "\n".join(lines))
+        return CheckResult(True, "Only changes to the prompt's text change its tokens:\n" + lines)
     missed, extra = sorted(breakers - chosen), sorted(chosen - breakers)
     hint = []
     if missed:

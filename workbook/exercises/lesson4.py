@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..prefix_cache import loadable_tokens
 from ..pricing import PriceSheet, Usage, cost, get_sheet
-from .verdict import CheckResult, check_number, not_answered, real_number
+from .verdict import CheckResult, check_amount, check_number, not_answered
 
 # Exercise 1: the same prompt sent twice.
 SAME_PROMPT_TOKENS, PAGE_SIZE = 128, 16
@@ -38,18 +38,15 @@ def break_penalty_usd(sheet: PriceSheet) -> float:
 
 def check_break_penalty(answer_usd, sheet: PriceSheet | None = None) -> CheckResult:
     """Exercise 2: dollars a broken prefix adds to one request, compared with a cache hit (to a millionth of a cent)."""
-    if answer_usd is None:
-        return not_answered("Replace None with a number of US dollars.")
-    if real_number(answer_usd) is None:
-        return CheckResult(False, f"Give a number of US dollars, e.g. 0.01, not {answer_usd!r}.")
     sheet = get_sheet(BREAK_SHEET) if sheet is None else sheet
     truth = break_penalty_usd(sheet)
-    if abs(answer_usd - truth) < 1e-8:
-        return CheckResult(True, f"${truth:.6f} per request: the system prompt is written at ${sheet.cache_write:g}/M "
-                                 f"instead of read at ${sheet.cache_read:g}/M. The question and the output cost the same "
-                                 "either way.")
-    return CheckResult(False, "Only the system prompt's tokens are billed differently: written (broken) versus read "
-                              "(hit). Prices are per million tokens.")
+    return check_amount(
+        answer_usd, truth, how="Replace None with a number of US dollars.", what="US dollars, e.g. 0.01",
+        said="${:.6f}", abs_tol=1e-8,
+        why=(f"${truth:.6f} per request: the system prompt is written at ${sheet.cache_write:g}/M instead of read at "
+             f"${sheet.cache_read:g}/M. The question and the output cost the same either way."),
+        hint=("Only the system prompt's tokens are billed differently: written (broken) versus read (hit). "
+              "Prices are per million tokens."))
 
 
 def check_prompt_order(answer) -> CheckResult:

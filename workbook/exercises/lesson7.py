@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..pricing import (TTL_MINUTES, PriceSheet, Usage, cost, get_sheet, hits_with_ttl, provider_usage,
                        storage_break_even_rate, traffic_cost)
-from .verdict import CheckResult, not_answered, real_number
+from .verdict import CheckResult, check_amount, not_answered
 
 GEMINI = "google/gemini-2.5-pro"
 # Exercise 2: a 5,000-token prefix plus a 100-token question and a 300-token answer, every 10 minutes all day.
@@ -17,17 +17,14 @@ SEED_PROMPT_TOKENS, SEED_REQUESTS_PER_DAY, SEED_SHEET = 2_000, 100_000, "anthrop
 
 def check_storage_break_even(answer, sheet: PriceSheet | None = None) -> CheckResult:
     """Exercise 1: how many requests per hour make a Gemini 2.5 Pro explicit cache pay for its storage?"""
-    if answer is None:
-        return not_answered("Replace None with a number of requests per hour.")
-    if real_number(answer) is None:
-        return CheckResult(False, f"Give a number of requests per hour, not {answer!r}.")
     sheet = get_sheet(GEMINI) if sheet is None else sheet
     truth = storage_break_even_rate(sheet)
-    why = (f"{truth:g} per hour: each cached token costs ${sheet.storage_per_mtok_hour:g}/M per hour to keep and saves "
-           f"${sheet.input:g} - ${sheet.cache_read:g} = ${sheet.input - sheet.cache_read:g}/M on every request that reads it.")
-    if abs(answer - truth) <= 0.01 * truth:
-        return CheckResult(True, why)
-    return CheckResult(False, f"You said {answer:g}. Compare what one hour of storage costs with what one read saves, per token.")
+    return check_amount(
+        answer, truth, how="Replace None with a number of requests per hour.", what="requests per hour", rel_tol=0.01,
+        why=(f"{truth:g} per hour: each cached token costs ${sheet.storage_per_mtok_hour:g}/M per hour to keep and saves "
+             f"${sheet.input:g} - ${sheet.cache_read:g} = ${sheet.input - sheet.cache_read:g}/M on every request that "
+             "reads it."),
+        hint="Compare what one hour of storage costs with what one read saves, per token.")
 
 
 def day_cost_with_ttl(ttl: str, sheet: PriceSheet) -> float:
@@ -62,14 +59,11 @@ def seed_yearly_cost(sheet: PriceSheet) -> float:
 
 def check_seed_yearly_cost(answer, sheet: PriceSheet | None = None) -> CheckResult:
     """Exercise 3: what does seed 001's 2,000-token prompt, 100,000 times a day at $3/M, really cost per year?"""
-    if answer is None:
-        return not_answered("Replace None with US dollars per year.")
-    if real_number(answer) is None:
-        return CheckResult(False, f"Give a number of US dollars, not {answer!r}.")
     sheet = get_sheet(SEED_SHEET) if sheet is None else sheet
     truth = seed_yearly_cost(sheet)
-    why = (f"${truth:,.0f}: {SEED_PROMPT_TOKENS:,} × {SEED_REQUESTS_PER_DAY:,} = {SEED_PROMPT_TOKENS * SEED_REQUESTS_PER_DAY / 1e6:,.0f}M "
-           f"tokens a day × ${sheet.input:g}/M = ${truth / 365:,.0f} a day, × 365. The seed's $6 a day is 100 times too small.")
-    if abs(answer - truth) <= 0.005 * truth:
-        return CheckResult(True, why)
-    return CheckResult(False, f"You said ${answer:,.0f}. Count the tokens per day first, then price them per million.")
+    return check_amount(
+        answer, truth, how="Replace None with US dollars per year.", what="US dollars", said="${:,.0f}", rel_tol=0.005,
+        why=(f"${truth:,.0f}: {SEED_PROMPT_TOKENS:,} × {SEED_REQUESTS_PER_DAY:,} = "
+             f"{SEED_PROMPT_TOKENS * SEED_REQUESTS_PER_DAY / 1e6:,.0f}M tokens a day × ${sheet.input:g}/M = "
+             f"${truth / 365:,.0f} a day, × 365. The seed's $6 a day is 100 times too small."),
+        hint="Count the tokens per day first, then price them per million.")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,26 @@ def check_number(answer, expected: int, *, how: str, why: str, hint: str | None 
     return CheckResult(False, f"You said {value:,}. {why if hint is None else hint}")
 
 
-def chosen_letters(answer, options: Iterable[str]) -> set[str] | CheckResult:
-    """The letters a learner picked, from a set, a list or a string like "b, c"; a verdict if it is not that."""
+def check_amount(answer, expected: float, *, how: str, what: str, why: str, hint: str, said: str = "{:g}",
+                 rel_tol: float = 0.0, abs_tol: float = 0.0) -> CheckResult:
+    """A numeric answer (`what`: "US dollars", ...) within a tolerance of `expected`; `said` formats it back."""
+    if answer is None:
+        return not_answered(how)
+    value = real_number(answer)
+    if value is None:
+        return CheckResult(False, f"Give a number of {what}, not {answer!r}.")
+    if math.isclose(value, expected, rel_tol=rel_tol, abs_tol=abs_tol):
+        return CheckResult(True, why)
+    return CheckResult(False, f"You said {said.format(value)}. {hint}")
+
+
+Options = dict[str, tuple[str, bool, str]]  # letter -> (the change, whether it is one of the answers, why)
+
+
+def chosen_letters(answer, options: Options, how: str) -> set[str] | CheckResult:
+    """The letters a learner picked, from a set, a list or a string like "b, c"; else a verdict saying what to do."""
+    if answer is None:
+        return not_answered(how)
     if isinstance(answer, str):
         chosen = {ch for ch in answer.lower() if ch.isalnum()}
     else:
@@ -67,8 +85,14 @@ def chosen_letters(answer, options: Iterable[str]) -> set[str] | CheckResult:
             chosen = {str(x).strip().lower() for x in answer}
         except TypeError:
             return CheckResult(False, f'Give a set of letters like {{"a", "c"}}, not {answer!r}.')
-    options = list(options)
-    unknown = chosen - set(options)
+    unknown = chosen - options.keys()
     if unknown:
         return CheckResult(False, f"{', '.join(sorted(unknown))} is not an option; choose from {', '.join(options)}.")
     return chosen
+
+
+def worked_options(options: Options, yes: str, no: str) -> tuple[set[str], str]:
+    """The letters that are answers, and one line per option saying `yes` or `no` and why."""
+    answers = {letter for letter, (_, is_answer, _) in options.items() if is_answer}
+    lines = "\n".join(f"  {letter}) {yes if is_answer else no}: {why}." for letter, (_, is_answer, why) in options.items())
+    return answers, lines

@@ -16,7 +16,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .style import PROVENANCE_COLOURS, ErrorBox
-from .tokens import readable
+from .tokens import encode_prompt, readable
 
 ALLOWED, BLOCKED = PROVENANCE_COLOURS["loaded"], "#DDDDDD"
 
@@ -77,12 +77,7 @@ class AttentionGrid:
     def set_prompt(self, text: str) -> None:
         """Tokenize `text`, run the model on it and draw layer/head as picked."""
         try:
-            if not text.strip():
-                raise ValueError("The prompt is empty: type a few words.")
-            ids = self.tokenizer.encode(text)
-            if len(ids) > self.max_tokens:
-                raise ValueError(f"The prompt has {len(ids)} tokens; the grid shows at most {self.max_tokens}. "
-                                 "Shorten it.")
+            ids = encode_prompt(self.tokenizer, text, self.max_tokens)
         except ValueError as error:
             self.errors.show(error)
             return

@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 from ..counting import forward_flops
 from ..timing import Stopwatch
 from .style import PROVENANCE_COLOURS, ErrorBox
+from .tokens import encode_prompt
 
 WITHOUT, WITH = PROVENANCE_COLOURS["invalidated"], PROVENANCE_COLOURS["loaded"]  # vermillion vs blue
 
@@ -83,12 +84,7 @@ class DecodeStepper:
     def reset(self, text: str) -> None:
         """Start over from `text`: an empty cache and no tokens generated."""
         try:
-            if not text.strip():
-                raise ValueError("The prompt is empty: type a few words.")
-            ids = self.tokenizer.encode(text)
-            if len(ids) > self.max_prompt_tokens:
-                raise ValueError(f"The prompt has {len(ids)} tokens; this view takes at most "
-                                 f"{self.max_prompt_tokens}. Shorten it.")
+            ids = encode_prompt(self.tokenizer, text, self.max_prompt_tokens)
             self._cache = self.model.new_cache(len(ids) + self.max_steps)
         except ValueError as error:
             self.errors.show(error)

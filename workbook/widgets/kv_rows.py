@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import ipywidgets as W
 
 from .style import PROVENANCE_COLOURS, TEXT_ON, ErrorBox, legend_html
-from .tokens import NEUTRAL, check_provenance, readable
+from .tokens import NEUTRAL, readable, token_texts
 
 
 @dataclass
@@ -42,15 +42,10 @@ class KVRowsTable:
 
     def show(self, ids: list[int], provenance: list[str] | None = None) -> None:
         """Draw the rows of `ids`; `provenance` says per token "computed", "loaded" or "invalidated"."""
-        try:
-            ids = [int(i) for i in ids]
-            check_provenance(ids, provenance)
-            texts = self.tokenizer.token_texts(ids)
-        except ValueError as error:
-            self.errors.show(error)
+        checked = self.errors.attempt(lambda: token_texts(self.tokenizer, ids, provenance))
+        if checked is None:
             return
-        self.errors.clear()
-        self.state.ids, self.state.texts = ids, texts
+        self.state.ids, self.state.texts = checked
         self.state.provenance = None if provenance is None else list(provenance)
         self._redraw()
 

@@ -19,10 +19,8 @@ from ..prefix_cache import PrefixCache, loadable_tokens
 from ..pricing import PriceSheet, Usage, cacheable_tokens, cost, load_price_sheets, provider_usage
 from ..tokenizer import first_divergence
 from .kv_rows import KVRowsTable
-from .style import PROVENANCE_COLOURS, ErrorBox, legend_html, usd
+from .style import PER_MILLION_REQUESTS, PROVENANCE_COLOURS, ErrorBox, legend_html, usd
 from .tokens import TokenStrip
-
-PER_MILLION_REQUESTS = 1_000_000
 
 
 def reusable_length(cached_ids: list[int], ids: list[int], page_size: int) -> int:

@@ -15,11 +15,10 @@ import ipywidgets as W
 
 from ..lessons.prompt_lab import BREAKERS, LabResult, PromptLab, PromptTemplate
 from ..pricing import PriceSheet, load_price_sheets
-from .style import PROVENANCE_COLOURS, ErrorBox, legend_html, usd
+from .style import PER_MILLION_REQUESTS, PROVENANCE_COLOURS, ErrorBox, legend_html, usd
 from .tokens import TokenStrip
 
 PAGE_SIZES = [1, 4, 16, 64]
-PER_MILLION_REQUESTS = 1_000_000
 WIDE = {"description_width": "10em"}
 
 

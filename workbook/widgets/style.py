@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import html
+from typing import Callable, TypeVar
 
 import ipywidgets as W
+
+T = TypeVar("T")
 
 # Each provenance has a colour and a word: the word carries the meaning for readers who cannot tell the colours apart.
 PROVENANCE_COLOURS = {
@@ -41,6 +44,19 @@ class ErrorBox:
     def clear(self) -> None:
         self.message = ""
         self.widget.value = ""
+
+    def attempt(self, work: Callable[[], T]) -> T | None:
+        """`work()`'s result, clearing the box; or None, showing why, when it raises a ValueError (bad input)."""
+        try:
+            result = work()
+        except ValueError as error:
+            self.show(error)
+            return None
+        self.clear()
+        return result
+
+
+PER_MILLION_REQUESTS = 1_000_000  # costs are shown per request and per million requests
 
 
 def usd(amount: float) -> str:

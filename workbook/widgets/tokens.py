@@ -36,6 +36,23 @@ def check_provenance(ids: list[int], provenance: list[str] | None) -> None:
                          f"use {', '.join(PROVENANCE_COLOURS)}.")
 
 
+def encode_prompt(tokenizer, text: str, max_tokens: int) -> list[int]:
+    """`text` as token ids; a ValueError for the view to show if it is empty or longer than the view draws."""
+    if not text.strip():
+        raise ValueError("The prompt is empty: type a few words.")
+    ids = tokenizer.encode(text)
+    if len(ids) > max_tokens:
+        raise ValueError(f"The prompt has {len(ids)} tokens; this view shows at most {max_tokens}. Shorten it.")
+    return ids
+
+
+def token_texts(tokenizer, ids, provenance: list[str] | None) -> tuple[list[int], list[str]]:
+    """The ids as ints and their texts; a ValueError if an id or the provenance labels do not fit."""
+    ids = [int(i) for i in ids]
+    check_provenance(ids, provenance)
+    return ids, tokenizer.token_texts(ids)
+
+
 def chip_html(text: str, token_id: int, provenance: str | None) -> str:
     """One token as a chip: visible text on top, id below, and the provenance word under that."""
     background = PROVENANCE_COLOURS.get(provenance, NEUTRAL)
@@ -69,14 +86,10 @@ class TokenStrip:
 
     def show(self, ids: list[int], provenance: list[str] | None = None) -> None:
         """Draw `ids`; a bad input leaves the strip as it was and shows why in the error box."""
-        try:
-            ids = [int(i) for i in ids]
-            check_provenance(ids, provenance)
-            texts = self.tokenizer.token_texts(ids)
-        except ValueError as error:
-            self.errors.show(error)
+        checked = self.errors.attempt(lambda: token_texts(self.tokenizer, ids, provenance))
+        if checked is None:
             return
-        self.errors.clear()
+        ids, texts = checked
         self.state = TokenStripState(ids=ids, texts=texts, provenance=None if provenance is None else list(provenance))
         self._chips.value = self._render()
 
