@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import workbook
-from workbook import ContextLengthError, EmptyInputError, UnknownModelError, UnsupportedModelError, WorkbookError
+from workbook import (ContextLengthError, EmptyInputError, Engine, UnknownModelError, UnsupportedModelError, WorkbookError,
+                      speculative_generate, target_generate)
 
 FAMILIES = ["llama", "llama3-scaled-biased-tied", "smollm-linear-rope", "qwen2", "mistral-sliding", "gpt2"]
 
@@ -135,6 +136,39 @@ def test_too_long_for_the_cache_or_the_context(random_checkpoints):
         model.new_cache(97)
     with pytest.raises(ValueError):  # WorkbookError is a ValueError
         model.new_cache(0)
+
+
+# ----- one request check: every entry point refuses the same bad ids in the same words -----------
+
+@pytest.mark.parametrize("ids,max_new_tokens,error", [
+    ([1, 2, 320], 1, WorkbookError),  # out of range: the vocabulary is 0..319
+    ([], 1, EmptyInputError),
+    ([1] * 90, 8, ContextLengthError),  # 90 + 8 - 1 = 97 positions; the context is 96
+], ids=["out of range", "empty", "too long"])
+def test_every_entry_point_refuses_the_same_bad_ids_with_the_same_error(small_model, small_tokenizer, ids,
+                                                                        max_new_tokens, error):
+    # A forward pass gets what the request would feed: the prompt and every new token but the last.
+    fed = torch.tensor([ids + [1] * (max_new_tokens - 1)], dtype=torch.long)
+    calls = {
+        "forward": lambda: small_model(fed),
+        "Engine.generate": lambda: Engine(small_model, small_tokenizer).generate(ids, max_new_tokens=max_new_tokens),
+        "target_generate": lambda: target_generate(small_model, ids, max_new_tokens=max_new_tokens),
+        "speculative_generate": lambda: speculative_generate(small_model, small_model, ids, max_new_tokens=max_new_tokens),
+    }
+    refusals = {}
+    for name, call in calls.items():
+        with pytest.raises(error) as caught:
+            call()
+        refusals[name] = (type(caught.value), str(caught.value))
+    assert len(set(refusals.values())) == 1, refusals
+
+
+def test_a_request_that_fills_the_context_exactly_is_accepted_everywhere(small_model, small_tokenizer):
+    ids = token_ids(1, 90, seed=3)[0].tolist()  # 90 + 7 - 1 = 96 positions: the last new token is never fed back
+    plain = target_generate(small_model, ids, max_new_tokens=7).tokens
+    assert len(plain) == 7
+    assert Engine(small_model, small_tokenizer).generate(ids, max_new_tokens=7, stop_at_eos=False).output_ids == plain
+    assert speculative_generate(small_model, small_model, ids, k=3, max_new_tokens=7).tokens == plain
 
 
 @pytest.mark.gpu

@@ -1,9 +1,11 @@
 """Speculative decoding is exact: greedy output equals the target's own, sampling keeps its distribution."""
 
 import copy
+import inspect
 import json
 import math
 import shutil
+from collections import Counter
 
 import pytest
 import torch
@@ -11,11 +13,11 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 import workbook
 import workbook.speculative as spec
-from workbook import ContextLengthError, EmptyInputError, WorkbookError
+from workbook import ContextLengthError, EmptyInputError, WorkbookError, checkpoints
 from workbook.paths import MODELS_DIR
 from workbook.sampling import next_token_probs
-from workbook.speculative import (PromptLookupDrafter, accept_greedy, acceptance_probability, residual_distribution,
-                                  speculative_generate, target_generate)
+from workbook.speculative import (Drafter, ModelDrafter, PromptLookupDrafter, accept_greedy, acceptance_probability,
+                                  residual_distribution, speculative_generate, target_generate)
 
 VOCAB = 320
 KS = [1, 2, 3, 5, 8]
@@ -174,10 +176,71 @@ def test_generation_stops_at_the_end_of_sequence_token(models, reference):
 
 def test_prompt_lookup_proposes_what_followed_the_latest_match():
     drafter = PromptLookupDrafter(max_ngram=3, min_ngram=1)
-    assert drafter.propose([1, 2, 9, 1, 2, 7, 1, 2], k=2) == [7, 1]  # the most recent "1 2" wins
-    assert drafter.propose([5, 6, 7, 8, 6, 7], k=5) == [8, 6, 7]  # fewer than k left after the match
-    assert drafter.propose([1, 2, 3], k=4) == []  # nothing repeats
-    assert PromptLookupDrafter(max_ngram=2, min_ngram=2).propose([4, 1, 4, 2, 4], k=2) == []  # "2 4" never seen before
+    assert drafter.propose([1, 2, 9, 1, 2, 7, 1, 2], k=2) == ([7, 1], None)  # the most recent "1 2" wins
+    assert drafter.propose([5, 6, 7, 8, 6, 7], k=5) == ([8, 6, 7], None)  # fewer than k left after the match
+    assert drafter.propose([1, 2, 3], k=4) == ([], None)  # nothing repeats
+    assert PromptLookupDrafter(max_ngram=2, min_ngram=2).propose([4, 1, 4, 2, 4], k=2) == ([], None)  # "2 4" never seen before
+    # q stays None when sampling too: a lookup is sure of its guess, so its q is one-hot.
+    assert drafter.propose([1, 2, 9, 1, 2], 1, 0.8, 0.9, torch.Generator()) == ([9], None)
+
+
+# ----- drafters behind one protocol --------------------------------------------------------------
+
+class FixedTokenDrafter:
+    """A third drafter, defined only here: always guesses one token, and records what speculative decoding told it."""
+
+    forwards = 0
+    cache_rows = None
+
+    def __init__(self, token: int):
+        self.token, self.prompts, self.kept = token, [], []
+
+    def check_compatible(self, target, rows):
+        """Any target will do."""
+
+    def prefill(self, tokens):
+        self.prompts.append(list(tokens))
+
+    def propose(self, tokens, k, temperature, top_p, generator):
+        return [self.token] * k, None  # None: sure of each guess
+
+    def rollback(self, keep):
+        self.kept.append(keep)
+
+
+def test_a_third_drafter_plugs_in_and_greedy_output_stays_the_target_s(models, reference):
+    results = []
+    for prompt, expected in zip(prompts(), reference["target"]):
+        drafter = FixedTokenDrafter(Counter(expected).most_common(1)[0][0])  # right now and then
+        result = speculative_generate(models["target"], drafter, prompt, k=3, max_new_tokens=20)
+        assert result.tokens == expected
+        assert drafter.prompts == [prompt]
+        assert drafter.kept == [step.target_rows_after for step in result.steps]  # rolled back with the target
+        assert result.draft_forwards == 0 and all(step.draft_rows_before is None for step in result.steps)
+        results.append(result)
+    assert 0 < sum(r.accepted for r in results) < sum(r.proposed for r in results)  # both outcomes happened
+
+
+def test_both_shipped_drafters_follow_the_drafter_protocol(models):
+    lookup, model = PromptLookupDrafter(), ModelDrafter(models["small"], capacity=16)
+    text = [5, 6, 7, 5, 6]
+    for drafter in (lookup, model):
+        for name, member in vars(Drafter).items():
+            if name.startswith("_"):
+                continue
+            assert name in dir(drafter)
+            if callable(member):  # the same parameters, in the same order, as the protocol's method
+                assert list(inspect.signature(getattr(drafter, name)).parameters) == \
+                    list(inspect.signature(member).parameters)[1:]
+        drafter.check_compatible(models["target"], rows=16)
+        drafter.prefill(text)
+        proposed, q = drafter.propose(text, 2, 1.0, 1.0, torch.Generator().manual_seed(0))
+        assert len(proposed) == 2 and all(0 <= t < VOCAB for t in proposed)
+        assert q is None or q.shape == (2, VOCAB)
+        drafter.rollback(len(text))
+    assert (lookup.forwards, lookup.cache_rows) == (0, None)
+    assert model.forwards == 3  # the prefill, then one forward per guess
+    assert model.cache_rows == len(text)  # the second guess was never fed; the first was rolled back
 
 
 # ----- sampling: the target's distribution, exactly -----------------------------------------------
@@ -230,7 +293,8 @@ N_SAMPLES, N_TOKENS = 300, 3
 def tv_per_position(small_pair, drafter_name, prompt, temperature, top_p):
     """Total-variation distance between sampled and exact distributions of each of the first new tokens."""
     target, draft = small_pair
-    drafter = PromptLookupDrafter(max_ngram=2) if drafter_name == "prompt-lookup" else draft
+    drafter = {"prompt-lookup": PromptLookupDrafter(max_ngram=2),
+               "fixed token": FixedTokenDrafter(int(target(torch.tensor([prompt]))[0, -1].argmax()))}.get(drafter_name, draft)
     confidence = 0.2 if "stopping" in drafter_name else 0.0
     exact = exact_marginals(target, prompt, N_TOKENS, temperature, top_p)
     sampled = sampled_marginals(lambda seed: speculative_generate(
@@ -244,6 +308,7 @@ def tv_per_position(small_pair, drafter_name, prompt, temperature, top_p):
     ("draft", [3, 5], 0.7, 0.8),  # top-p zeroes some tokens of p and q: drafts outside the target's nucleus must go
     ("prompt-lookup", [3, 5, 7, 3, 5, 7, 3, 5], 1.0, 1.0),  # a lookup's q is one-hot on its guess
     ("draft, stopping below 0.2", [3, 5], 1.0, 1.0),  # stops after 1 or 2 drafts, as the draft alone decides: still exact
+    ("fixed token", [3, 5], 1.0, 1.0),  # a third drafter that is sure of its guess (q = None, so one-hot)
 ])
 def test_speculative_sampling_keeps_the_target_distribution(small_pair, drafter, prompt, temperature, top_p):
     tv = tv_per_position(small_pair, drafter, prompt, temperature, top_p)
@@ -280,7 +345,7 @@ def test_acceptance_rule_pieces():
 # ----- the shipped pair --------------------------------------------------------------------------
 
 @pytest.mark.skipif(not (MODELS_DIR / "tiny" / "config.json").is_file() or not (MODELS_DIR / "tiny-draft" / "config.json").is_file(),
-                    reason="the shipped models data/models/tiny and tiny-draft are not there yet (train them with workbook.train)")
+                    reason="the shipped models data/models/tiny and tiny-draft are not there yet (train them with workbook.training.train)")
 def test_shipped_pair_greedy_equals_target_greedy():
     target, draft = workbook.load_model("tiny", device="cpu"), workbook.load_model("tiny-draft", device="cpu")
     tokenizer = workbook.load_tokenizer("tiny")
@@ -364,16 +429,35 @@ def test_prompt_lookup_settings_are_checked(kwargs):
         PromptLookupDrafter(**kwargs)
 
 
-def test_a_draft_with_another_tokenizer_of_the_same_size_is_refused(models, tmp_path):
-    def with_tokenizer(name, first_token):
-        folder = tmp_path / name
-        shutil.copytree(models[name].folder, folder)
-        vocab = {first_token: 0, **{f"t{i}": i for i in range(1, VOCAB)}}
-        (folder / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocab}, "added_tokens": []}))
-        return workbook.load_model(folder, device="cpu")
+def with_tokenizer(models, tmp_path, name, first_token):
+    """A copy of a test checkpoint with a tokenizer.json, loaded; `first_token` is the text of token id 0."""
+    folder = tmp_path / name
+    shutil.copytree(models[name].folder, folder)
+    vocab = {first_token: 0, **{f"t{i}": i for i in range(1, VOCAB)}}
+    (folder / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocab}, "added_tokens": []}))
+    return workbook.load_model(folder, device="cpu")
 
-    target, same, other = with_tokenizer("target", "a"), with_tokenizer("small", "a"), with_tokenizer("truncated", "b")
+
+def test_a_draft_with_another_tokenizer_of_the_same_size_is_refused(models, tmp_path):
+    target, same, other = (with_tokenizer(models, tmp_path, name, first) for name, first in
+                           (("target", "a"), ("small", "a"), ("truncated", "b")))
     prompt = prompts()[2]
     assert speculative_generate(target, same, prompt, max_new_tokens=4).tokens == target_generate(target, prompt, max_new_tokens=4).tokens
     with pytest.raises(WorkbookError, match="different tokenizers"):
         speculative_generate(target, other, prompt, max_new_tokens=4)
+
+
+def test_the_vocabulary_fingerprint_is_computed_at_load_not_while_decoding(models, tmp_path, monkeypatch):
+    target, other = with_tokenizer(models, tmp_path, "target", "a"), with_tokenizer(models, tmp_path, "truncated", "b")
+    assert target.vocabulary_fingerprint == checkpoints.vocabulary_fingerprint(target.folder) is not None
+    assert models["target"].vocabulary_fingerprint is None  # saved without a tokenizer
+
+    def no_reading(folder):
+        raise AssertionError(f"read the tokenizer in {folder} while decoding")
+
+    monkeypatch.setattr("workbook.checkpoints.vocabulary_fingerprint", no_reading)
+    monkeypatch.setattr("workbook.model.vocabulary_fingerprint", no_reading)
+    for model in (target, other):
+        (model.folder / "tokenizer.json").unlink()  # and the files are not needed any more
+    with pytest.raises(WorkbookError, match="different tokenizers"):
+        speculative_generate(target, other, prompts()[2], max_new_tokens=4)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from functools import lru_cache
 from pathlib import Path
 
 from .errors import UnknownModelError
@@ -64,7 +63,6 @@ def _choices() -> str:
             "or give a local folder with config.json and *.safetensors, or a hub name already in your cache.")
 
 
-@lru_cache(maxsize=None)
 def vocabulary_fingerprint(folder: Path) -> str | None:
     """A hash of what each token id means in a checkpoint's tokenizer; None when the folder has no tokenizer file.
 

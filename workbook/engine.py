@@ -8,7 +8,8 @@ from typing import Hashable, Sequence, Union
 
 import torch
 
-from .errors import ContextLengthError, EmptyInputError, WorkbookError
+from .errors import WorkbookError
+from .model import check_request, request_rows, token_list
 from .prefix_cache import CacheBudgetError, PrefixCache
 from .pricing import Usage
 from .sampling import check_sampling, choose_token, make_generator
@@ -20,13 +21,11 @@ Prompt = Union[str, Sequence[int], Sequence[dict], Sequence[Union[str, Sequence[
 
 @dataclass
 class Timings:
+    """Where one request's time went, as measured by the engine's stopwatch."""
+
     ttft_s: float  # request start to first new token: match, load, prefill, first choice
     cache_write_s: float  # copying the prompt's new pages into the prefix cache (after the first token)
     token_times_s: list[float]  # each later token, one decode step each
-
-    @property
-    def total_s(self) -> float:
-        return self.ttft_s + self.cache_write_s + sum(self.token_times_s)
 
 
 @dataclass
@@ -63,7 +62,7 @@ class Engine:
         if isinstance(prompt, str):
             ids = self.tokenizer.encode(prompt)
         elif isinstance(prompt, torch.Tensor):
-            ids = prompt.flatten().tolist()
+            ids = token_list(prompt)
         elif isinstance(prompt, (list, tuple)) and all(isinstance(x, Integral) for x in prompt):
             ids = [int(x) for x in prompt]
         elif isinstance(prompt, (list, tuple)) and prompt and all(isinstance(x, dict) for x in prompt):
@@ -72,8 +71,6 @@ class Engine:
             ids = [i for part in prompt for i in (self.tokenizer.encode(part) if isinstance(part, str) else part)]
         else:
             raise WorkbookError("A prompt is text, a list of token ids, a list of chat messages, or a list of segments.")
-        if not ids:
-            raise EmptyInputError("The prompt is empty: it has no tokens.")
         return ids
 
     def generate(self, prompt: Prompt, max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
@@ -84,7 +81,7 @@ class Engine:
         """
         ids = self._checked(prompt, max_new_tokens, temperature, top_p)
         model, cache = self.model, self.prefix_cache
-        rows = model.new_cache(len(ids) + max_new_tokens)
+        rows = model.new_cache(request_rows(len(ids), max_new_tokens))
         generator = make_generator(seed, model.device)
         eos = getattr(self.tokenizer, "eos_token_id", None) if stop_at_eos else None
         with Stopwatch(model.device) as clock:
@@ -116,17 +113,9 @@ class Engine:
         )
 
     def _checked(self, prompt: Prompt, max_new_tokens: int, temperature: float, top_p: float) -> list[int]:
+        """The prompt's ids, once the request checks shared with the model and the prefix cache's budget have passed."""
         check_sampling(temperature, top_p)
-        if not isinstance(max_new_tokens, Integral) or max_new_tokens < 1:
-            raise WorkbookError(f"max_new_tokens must be a whole number >= 1, not {max_new_tokens!r}.")
-        ids = self.prompt_ids(prompt)
-        vocab = self.model.config.vocab_size
-        if min(ids) < 0 or max(ids) >= vocab:
-            raise WorkbookError(f"Token ids must lie in 0..{vocab - 1}.")
-        context = self.model.config.max_position_embeddings
-        if len(ids) + max_new_tokens > context:
-            raise ContextLengthError(f"The prompt has {len(ids)} tokens; with max_new_tokens={max_new_tokens} that "
-                                     f"exceeds the model's context of {context}. Shorten the prompt or ask for fewer tokens.")
+        ids = check_request(self.model, self.prompt_ids(prompt), max_new_tokens)
         cache = self.prefix_cache
         if cache is not None and cache.pages_for(len(ids)) > cache.num_pages:
             raise CacheBudgetError(f"The prompt fills {cache.pages_for(len(ids))} pages of {cache.page_size} tokens but the "

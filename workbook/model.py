@@ -10,13 +10,14 @@ renamed on load (`gpt2_to_llama_names`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .attention import causal_attention, causal_attention_steps
-from .checkpoints import resolve_checkpoint
+from .checkpoints import resolve_checkpoint, vocabulary_fingerprint
 from .errors import ContextLengthError, EmptyInputError, UnsupportedModelError, WorkbookError
 from .kv_cache import KVCache
 
@@ -209,6 +210,8 @@ class Transformer(nn.Module):
         self.hf_config = hf_config
         self.name = ""
         self.folder: Path | None = None  # the checkpoint folder, when loaded with load_model
+        # What each token id means, hashed once at load so decoding never reads tokenizer files.
+        self.vocabulary_fingerprint: str | None = None
         self.model = Decoder(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
@@ -229,10 +232,7 @@ class Transformer(nn.Module):
 
     def new_cache(self, max_tokens: int, batch_size: int = 1) -> KVCache:
         """An empty KV cache on the model's device, able to hold `max_tokens` rows."""
-        if max_tokens > self.config.max_position_embeddings:
-            raise ContextLengthError(
-                f"max_tokens={max_tokens} is past the model's context of {self.config.max_position_embeddings} tokens."
-            )
+        check_context(self, max_tokens)
         return KVCache(self.config.num_layers, self.config.num_kv_heads, self.config.head_dim, max_tokens,
                        batch_size=batch_size, device=self.device, dtype=self.dtype)
 
@@ -266,27 +266,75 @@ class Transformer(nn.Module):
         """Validate before any work, so bad input never touches the cache."""
         if not isinstance(input_ids, torch.Tensor):
             raise WorkbookError("input_ids must be a tensor of token ids shaped [batch, seq], e.g. torch.tensor([ids]).")
-        if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
-            raise WorkbookError(f"input_ids must hold integer token ids, not {input_ids.dtype}.")
+        check_integer_ids(input_ids)
         if input_ids.dim() != 2:
             raise WorkbookError(f"input_ids must be shaped [batch, seq]; got {tuple(input_ids.shape)}. "
                                 "For one sequence use input_ids[None].")
-        if input_ids.shape[1] == 0 or input_ids.shape[0] == 0:
-            raise EmptyInputError("input_ids is empty: give at least one token.")
-        if int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size:
-            raise WorkbookError(f"Token ids must lie in 0..{self.config.vocab_size - 1}; got "
-                                f"{int(input_ids.min())}..{int(input_ids.max())}.")
-        past = cache.length if cache is not None else 0
-        if past + input_ids.shape[1] > self.config.max_position_embeddings:
-            raise ContextLengthError(
-                f"{past} cached + {input_ids.shape[1]} new tokens exceed the model's context of "
-                f"{self.config.max_position_embeddings} tokens. Shorten the prompt."
-            )
+        check_token_ids(input_ids.flatten().tolist(), self.config.vocab_size)
+        check_context(self, (cache.length if cache is not None else 0) + input_ids.shape[1])
         if cache is not None:
             if cache.batch_size != input_ids.shape[0]:
                 raise WorkbookError(f"The cache holds a batch of {cache.batch_size}; input_ids has {input_ids.shape[0]}.")
             cache.check_room(input_ids.shape[1])
         return input_ids.to(self.device, torch.long)
+
+
+# ----- checking a request: each rule once, for the model, the engine and speculative decoding ------
+
+def check_whole(name: str, value, minimum: int) -> None:
+    """Refuse anything but a whole number >= `minimum`; True is not a count, so booleans are refused too."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise WorkbookError(f"{name} must be a whole number >= {minimum}, not {value!r}.")
+
+
+def check_integer_ids(input_ids: torch.Tensor) -> None:
+    """Refuse a float or bool tensor where token ids belong."""
+    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+        raise WorkbookError(f"input_ids must hold integer token ids, not {input_ids.dtype}.")
+
+
+def check_token_ids(ids: list[int], vocab_size: int) -> None:
+    """Refuse an empty input, or an id the vocabulary does not have."""
+    if not ids:
+        raise EmptyInputError("The prompt is empty: give at least one token.")
+    if min(ids) < 0 or max(ids) >= vocab_size:
+        raise WorkbookError(f"Token ids must lie in 0..{vocab_size - 1}; got {min(ids)}..{max(ids)}.")
+
+
+def check_context(model: Transformer, rows: int, role: str = "model") -> None:
+    """Refuse work that needs more positions than `model` has, before any cache is made or written."""
+    context = model.config.max_position_embeddings
+    if rows > context:
+        raise ContextLengthError(f"This needs {rows} token positions, past the {role}'s context of {context} tokens. "
+                                 "Shorten the prompt or ask for fewer new tokens.")
+
+
+def request_rows(prompt_tokens: int, max_new_tokens: int) -> int:
+    """Cache rows a generation request fills: the prompt, then every new token but the last, which is never fed back."""
+    return prompt_tokens + max_new_tokens - 1
+
+
+def token_list(input_ids) -> list[int]:
+    """One sequence of token ids as a list, from a list, a 1-D tensor or a [1, seq] tensor."""
+    if isinstance(input_ids, torch.Tensor):
+        check_integer_ids(input_ids)
+        if input_ids.dim() == 2 and input_ids.shape[0] != 1:
+            raise WorkbookError(f"A request is one sequence; got a batch of {input_ids.shape[0]}. Send them one at a time.")
+        if input_ids.dim() not in (1, 2):
+            raise WorkbookError(f"input_ids must be shaped [seq] or [1, seq]; got {tuple(input_ids.shape)}.")
+        return input_ids.flatten().tolist()
+    if isinstance(input_ids, (list, tuple)) and all(isinstance(i, Integral) for i in input_ids):
+        return [int(i) for i in input_ids]
+    raise WorkbookError("input_ids must be a list of token ids or a tensor shaped [seq] or [1, seq].")
+
+
+def check_request(model: Transformer, input_ids, max_new_tokens: int) -> list[int]:
+    """The prompt as a list of ids, once the checks every generation request shares have passed (before any work)."""
+    check_whole("max_new_tokens", max_new_tokens, 1)
+    ids = token_list(input_ids)
+    check_token_ids(ids, model.config.vocab_size)
+    check_context(model, request_rows(len(ids), max_new_tokens))
+    return ids
 
 
 def gpt2_to_llama_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -367,5 +415,5 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto", dt
     if missing or unexpected:
         raise UnsupportedModelError(f"Checkpoint weights do not fit the {cfg.model_type} layout: "
                                     f"missing {missing[:5]}, unexpected {unexpected[:5]}.")
-    model.name, model.folder = str(name_or_path), folder
+    model.name, model.folder, model.vocabulary_fingerprint = str(name_or_path), folder, vocabulary_fingerprint(folder)
     return model.to(device=pick_device(device), dtype=pick_dtype(dtype)).eval()

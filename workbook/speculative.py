@@ -10,19 +10,22 @@ distribution when sampling.
 
 Both caches keep rows for every token but the last one, which is "pending": the next forward
 pass feeds it first, so its row and the drafts' rows are computed together.
+
+Drafters sit behind one protocol, `Drafter`: a small model (`ModelDrafter`) and prompt lookup
+(`PromptLookupDrafter`) ship, and any other class with the same members plugs in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Literal, Sequence
+from typing import ClassVar, Literal, Protocol
 
 import torch
 
-from .checkpoints import vocabulary_fingerprint
-from .errors import ContextLengthError, EmptyInputError, WorkbookError
-from .model import Transformer
+from .errors import WorkbookError
+from .kv_cache import KVCache
+from .model import Transformer, check_context, check_request, check_whole, request_rows
 from .sampling import check_sampling, choose_token, make_generator, next_token_probs, sample
 from .timing import Stopwatch
 
@@ -30,6 +33,39 @@ PHASES = ("prefill", "draft", "verify", "other")
 
 
 # ----- drafters ---------------------------------------------------------------------------------
+
+class Drafter(Protocol):
+    """What speculative decoding asks of a drafter; any class with these members plugs into `speculative_generate`.
+
+    Guesses come with q, the distributions they were drawn from, or None when the drafter was
+    sure of each guess (a lookup, a greedy draft): then q is one-hot and a guess x passes with probability p(x).
+    """
+
+    @property
+    def forwards(self) -> int:
+        """Draft-model forward passes in this request (0 for a drafter without a model)."""
+
+    @property
+    def cache_rows(self) -> int | None:
+        """K/V rows the drafter holds, for the trace; None when it keeps no cache."""
+
+    def check_compatible(self, target: Transformer, rows: int) -> None:
+        """Refuse, before any work, to draft for `target` in a request that fills `rows` cache rows."""
+
+    def prefill(self, tokens: list[int]) -> None:
+        """Start a request on the prompt `tokens`; its last token is pending, as in the target."""
+
+    def propose(self, tokens: list[int], k: int, temperature: float, top_p: float,
+                generator: torch.Generator | None) -> tuple[list[int], torch.Tensor | None]:
+        """Up to `k` guesses at what follows `tokens`, and their q rows [n, vocab] (None: sure of each guess)."""
+
+    def rollback(self, keep: int) -> None:
+        """Forget everything after the first `keep` tokens: the guesses the target rejected."""
+
+
+# Read off the protocol, so the check in `as_drafter` cannot drift from it.
+DRAFTER_METHODS = tuple(name for name, member in vars(Drafter).items() if callable(member) and not name.startswith("_"))
+
 
 @dataclass
 class PromptLookupDrafter:
@@ -41,6 +77,8 @@ class PromptLookupDrafter:
 
     max_ngram: int = 3
     min_ngram: int = 1
+    forwards: ClassVar[int] = 0  # no model runs...
+    cache_rows: ClassVar[None] = None  # ...and no cache needs rolling back
 
     def __post_init__(self):
         if not (isinstance(self.min_ngram, Integral) and isinstance(self.max_ngram, Integral)
@@ -48,15 +86,28 @@ class PromptLookupDrafter:
             raise WorkbookError(f"PromptLookupDrafter needs whole numbers 1 <= min_ngram <= max_ngram, "
                                 f"got min_ngram={self.min_ngram!r}, max_ngram={self.max_ngram!r}.")
 
-    def propose(self, tokens: Sequence[int], k: int) -> list[int]:
-        """Up to `k` tokens that followed an earlier copy of the last n tokens; [] when there is none."""
+    def check_compatible(self, target: Transformer, rows: int) -> None:
+        """Any target will do: a lookup only repeats ids the text already holds."""
+
+    def prefill(self, tokens: list[int]) -> None:
+        """Nothing to prepare: every lookup searches the whole text afresh."""
+
+    def propose(self, tokens: list[int], k: int, temperature: float = 0.0, top_p: float = 1.0,
+                generator: torch.Generator | None = None) -> tuple[list[int], None]:
+        """Up to `k` tokens that followed an earlier copy of the last n tokens ([] when there is none).
+
+        q is None whatever the temperature: a lookup is sure of its guess.
+        """
         for n in range(min(self.max_ngram, len(tokens) - 1), self.min_ngram - 1, -1):
             suffix = list(tokens[-n:])
             # Scan right to left; a start at len - n would be the suffix itself, and must leave a token after it.
             for start in range(len(tokens) - n - 1, -1, -1):
                 if tokens[start] == suffix[0] and tokens[start:start + n] == suffix:
-                    return list(tokens[start + n:start + n + k])
-        return []
+                    return list(tokens[start + n:start + n + k]), None
+        return [], None
+
+    def rollback(self, keep: int) -> None:
+        """Nothing to forget: a lookup keeps no state between guesses."""
 
 
 class ModelDrafter:
@@ -67,13 +118,34 @@ class ModelDrafter:
     """
 
     def __init__(self, model: Transformer, capacity: int, min_confidence: float = 0.0):
-        self.model = model
-        self.cache = model.new_cache(capacity)
-        self.min_confidence = min_confidence
+        self.model, self.capacity, self.min_confidence = model, capacity, min_confidence
+        self.cache: KVCache | None = None  # made by prefill, so a refused request never allocates one
         self.forwards = 0
 
+    @property
+    def cache_rows(self) -> int:
+        """Rows in the draft model's cache (after prefill)."""
+        return self.cache.length
+
+    def check_compatible(self, target: Transformer, rows: int) -> None:
+        """Refuse a draft whose token ids mean other text than the target's, on another device, or too short."""
+        draft = self.model
+        if draft.config.vocab_size != target.config.vocab_size:
+            raise WorkbookError(f"The draft's vocabulary has {draft.config.vocab_size} tokens and the target's "
+                                f"{target.config.vocab_size}: a draft must share the target's tokenizer. "
+                                "Pick a draft from the same model family, or use PromptLookupDrafter().")
+        # Fingerprints are computed by load_model, so no tokenizer file is read here.
+        if draft.folder and target.folder and draft.vocabulary_fingerprint != target.vocabulary_fingerprint:
+            raise WorkbookError(f"The draft ({draft.name}) and the target ({target.name}) have vocabularies of the same "
+                                "size but different tokenizers, so a token id means different text to each. Pick a draft "
+                                "that ships the target's tokenizer, or use PromptLookupDrafter().")
+        if draft.device != target.device:
+            raise WorkbookError(f"The draft is on {draft.device} and the target on {target.device}; load both on one device.")
+        check_context(draft, rows, "draft model")
+
     def prefill(self, tokens: list[int]) -> None:
-        """Cache every token but the last (the pending one), as the target does."""
+        """Start an empty cache and fill it with every token but the last (the pending one), as the target does."""
+        self.cache, self.forwards = self.model.new_cache(self.capacity), 0
         if len(tokens) > 1:
             self.model(torch.tensor([tokens[:-1]], device=self.model.device), cache=self.cache)
             self.forwards += 1
@@ -110,6 +182,17 @@ class ModelDrafter:
         self.cache.crop(min(self.cache.length, keep))
 
 
+def as_drafter(draft: Transformer | Drafter, capacity: int, min_confidence: float = 0.0) -> Drafter:
+    """The drafter for one request: a `Transformer` drafts through a `ModelDrafter`; a drafter is used as it is."""
+    # The one conversion: a model becomes a drafter by getting its own cache, which a plain model lacks.
+    if isinstance(draft, Transformer):
+        return ModelDrafter(draft, capacity, min_confidence)
+    if not all(callable(getattr(draft, name, None)) for name in DRAFTER_METHODS):
+        raise WorkbookError("draft must be a workbook Transformer (workbook.load_model), a PromptLookupDrafter, or a "
+                            f"Drafter with the methods {', '.join(DRAFTER_METHODS)}; not {type(draft).__name__}.")
+    return draft
+
+
 # ----- acceptance rules -------------------------------------------------------------------------
 
 def accept_greedy(proposed: list[int], target_choice: list[int]) -> int:
@@ -131,6 +214,11 @@ def residual_distribution(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     total = residual.sum()
     # Zero only when p == q up to rounding, and then a rejection is a rounding accident: p is right.
     return residual / total if total > 0 else p
+
+
+def certain_q(proposed: list[int], vocab: int, device: torch.device) -> torch.Tensor:
+    """q of a drafter sure of each guess: one-hot rows, so a guess x passes with probability min(1, p(x)/1) = p(x)."""
+    return torch.nn.functional.one_hot(torch.tensor(proposed, dtype=torch.long, device=device), vocab).float()
 
 
 def accept_sampled(proposed: list[int], p: torch.Tensor, q: torch.Tensor,
@@ -185,7 +273,7 @@ class SpeculativeStep:
     next_token: int  # the target's own token: the correction after a rejection, or the bonus when all pass
     target_rows_before: int  # target cache rows right after the verify pass, rejected rows included
     target_rows_after: int  # ... after rolling back
-    draft_rows_before: int | None  # the same for the draft model's cache (None for prompt lookup)
+    draft_rows_before: int | None  # the same for the drafter's cache (None for a drafter without one)
     draft_rows_after: int | None
 
     @property
@@ -209,7 +297,7 @@ class SpeculativeResult:
     tokens: list[int]
     steps: list[SpeculativeStep]
     target_forwards: int  # prefill included
-    draft_forwards: int  # 0 for prompt lookup
+    draft_forwards: int  # 0 for a drafter without a model (prompt lookup)
     seconds: dict[str, float]  # per phase: prefill, draft, verify, other
     finish_reason: Literal["length", "eos"]
 
@@ -270,71 +358,16 @@ class TargetResult:
 
 # ----- checking a request -----------------------------------------------------------------------
 
-def prompt_list(input_ids, vocab_size: int) -> list[int]:
-    """One prompt as a list of ids, from a list, a 1-D tensor or a [1, seq] tensor."""
-    if isinstance(input_ids, torch.Tensor):
-        if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
-            raise WorkbookError(f"input_ids must hold integer token ids, not {input_ids.dtype}.")
-        if input_ids.dim() == 2 and input_ids.shape[0] != 1:
-            raise WorkbookError(f"Speculative decoding here runs one sequence at a time; got a batch of {input_ids.shape[0]}.")
-        if input_ids.dim() not in (1, 2):
-            raise WorkbookError(f"input_ids must be shaped [seq] or [1, seq]; got {tuple(input_ids.shape)}.")
-        ids = input_ids.flatten().tolist()
-    elif isinstance(input_ids, (list, tuple)) and all(isinstance(i, Integral) for i in input_ids):
-        ids = [int(i) for i in input_ids]
-    else:
-        raise WorkbookError("input_ids must be a list of token ids or a tensor shaped [seq] or [1, seq].")
-    if not ids:
-        raise EmptyInputError("input_ids is empty: give at least one prompt token.")
-    if min(ids) < 0 or max(ids) >= vocab_size:
-        raise WorkbookError(f"Token ids must lie in 0..{vocab_size - 1}; got {min(ids)}..{max(ids)}.")
-    return ids
-
-
-def check_whole(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise WorkbookError(f"{name} must be a whole number >= {minimum}, not {value!r}.")
-
-
-def check_request(target: Transformer, input_ids, max_new_tokens, temperature, top_p, eos_token_id) -> list[int]:
-    """Everything a target-only or speculative request needs, checked before any forward pass."""
+def checked_prompt(target: Transformer, input_ids, max_new_tokens, temperature, top_p, eos_token_id) -> list[int]:
+    """The prompt as a list of ids, once everything a target-only or speculative request needs is checked."""
     if not isinstance(target, Transformer):
         raise WorkbookError(f"target must be a workbook Transformer (workbook.load_model), not {type(target).__name__}.")
-    check_whole("max_new_tokens", max_new_tokens, 1)
     check_sampling(temperature, top_p)
     vocab = target.config.vocab_size
     if eos_token_id is not None and (isinstance(eos_token_id, bool) or not isinstance(eos_token_id, Integral)
                                      or not 0 <= eos_token_id < vocab):
         raise WorkbookError(f"eos_token_id must be None or a token id in 0..{vocab - 1}, not {eos_token_id!r}.")
-    prompt = prompt_list(input_ids, vocab)
-    check_context(target, "target", len(prompt) + max_new_tokens - 1)
-    return prompt
-
-
-def check_context(model: Transformer, role: str, rows: int) -> None:
-    context = model.config.max_position_embeddings
-    if rows > context:
-        raise ContextLengthError(f"The prompt plus max_new_tokens needs {rows} cache rows, past the {role} model's "
-                                 f"context of {context} tokens. Shorten the prompt or ask for fewer tokens.")
-
-
-def check_draft(draft, target: Transformer, rows: int) -> None:
-    if isinstance(draft, PromptLookupDrafter):
-        return
-    if not isinstance(draft, Transformer):
-        raise WorkbookError("draft must be a workbook Transformer (workbook.load_model) or a PromptLookupDrafter, "
-                            f"not {type(draft).__name__}.")
-    if draft.config.vocab_size != target.config.vocab_size:
-        raise WorkbookError(f"The draft's vocabulary has {draft.config.vocab_size} tokens and the target's "
-                            f"{target.config.vocab_size}: a draft must share the target's tokenizer. "
-                            "Pick a draft from the same model family, or use PromptLookupDrafter().")
-    if draft.folder and target.folder and vocabulary_fingerprint(draft.folder) != vocabulary_fingerprint(target.folder):
-        raise WorkbookError(f"The draft ({draft.name}) and the target ({target.name}) have vocabularies of the same size "
-                            "but different tokenizers, so a token id means different text to each. Pick a draft "
-                            "that ships the target's tokenizer, or use PromptLookupDrafter().")
-    if draft.device != target.device:
-        raise WorkbookError(f"The draft is on {draft.device} and the target on {target.device}; load both on one device.")
-    check_context(draft, "draft", rows)
+    return check_request(target, input_ids, max_new_tokens)
 
 
 def stop_at_eos(tokens: list[int], eos_token_id: int | None) -> tuple[list[int], bool]:
@@ -349,9 +382,9 @@ def stop_at_eos(tokens: list[int], eos_token_id: int | None) -> tuple[list[int],
 def target_generate(target: Transformer, input_ids, max_new_tokens: int = 64, temperature: float = 0.0,
                     top_p: float = 1.0, seed: int | None = None, eos_token_id: int | None = None) -> TargetResult:
     """Plain decoding with the target and a KV cache, one forward pass per new token (the baseline)."""
-    prompt = check_request(target, input_ids, max_new_tokens, temperature, top_p, eos_token_id)
+    prompt = checked_prompt(target, input_ids, max_new_tokens, temperature, top_p, eos_token_id)
     device = target.device
-    cache = target.new_cache(len(prompt) + max_new_tokens - 1)  # the last new token is never fed back
+    cache = target.new_cache(request_rows(len(prompt), max_new_tokens))
     generator = make_generator(seed, device)
     with Stopwatch(device) as clock:
         logits = target(torch.tensor([prompt], device=device), cache=cache)[0, -1]
@@ -363,11 +396,14 @@ def target_generate(target: Transformer, input_ids, max_new_tokens: int = 64, te
                         finish_reason="eos" if tokens[-1] == eos_token_id else "length")
 
 
-def speculative_generate(target: Transformer, draft: Transformer | PromptLookupDrafter, input_ids,
+def speculative_generate(target: Transformer, draft: Transformer | Drafter, input_ids,
                          k: int = 4, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
                          seed: int | None = None, adaptive_k: bool = False, k_max: int | None = None,
                          min_draft_confidence: float = 0.0, eos_token_id: int | None = None) -> SpeculativeResult:
     """Generate up to `max_new_tokens` after `input_ids`: `draft` guesses, `target` verifies in one pass per step.
+
+    `draft` is a smaller `Transformer` sharing the target's tokenizer, a `PromptLookupDrafter`,
+    or any other `Drafter`.
 
     Greedy (temperature 0) output equals `target_generate`'s token for token; sampled output
     follows the target's distribution exactly. With `adaptive_k`, k starts at `k` and moves
@@ -375,18 +411,18 @@ def speculative_generate(target: Transformer, draft: Transformer | PromptLookupD
     a draft model stops before k once it proposes a token it gives less than that probability
     (k is then a ceiling); either way the output stays exact, since only the draft decides.
     """
-    prompt = check_request(target, input_ids, max_new_tokens, temperature, top_p, eos_token_id)
+    prompt = checked_prompt(target, input_ids, max_new_tokens, temperature, top_p, eos_token_id)
     check_whole("k", k, 1)
     k_max = 2 * k if k_max is None else k_max
     check_whole("k_max", k_max, k)
     if not 0 <= min_draft_confidence < 1:
         raise WorkbookError(f"min_draft_confidence must be in [0, 1) (0 never stops a draft early), not {min_draft_confidence}.")
-    rows = len(prompt) + max_new_tokens - 1
-    check_draft(draft, target, rows)
+    rows = request_rows(len(prompt), max_new_tokens)
+    drafter = as_drafter(draft, rows, min_draft_confidence)
+    drafter.check_compatible(target, rows)
 
-    device, vocab = target.device, target.config.vocab_size
+    device = target.device
     cache = target.new_cache(rows)
-    drafter = draft if isinstance(draft, PromptLookupDrafter) else ModelDrafter(draft, rows, min_draft_confidence)
     generator = make_generator(seed, device)
     tokens, steps, target_forwards = list(prompt), [], 0
     seconds = dict.fromkeys(PHASES, 0.0)
@@ -394,14 +430,13 @@ def speculative_generate(target: Transformer, draft: Transformer | PromptLookupD
         if len(prompt) > 1:
             target(torch.tensor([prompt[:-1]], device=device), cache=cache)
             target_forwards += 1
-        if isinstance(drafter, ModelDrafter):
-            drafter.prefill(prompt)
+        drafter.prefill(prompt)
         seconds["prefill"] += clock.lap()
 
         while len(tokens) - len(prompt) < max_new_tokens:
             # Never draft past max_new_tokens: the step adds at most k_step + 1 tokens.
             k_step = min(k, max_new_tokens - (len(tokens) - len(prompt)) - 1)
-            proposed, q = draft_tokens(drafter, tokens, k_step, temperature, top_p, generator, vocab, device)
+            proposed, q = drafter.propose(tokens, k_step, temperature, top_p, generator) if k_step else ([], None)
             seconds["draft"] += clock.lap()
 
             # One target pass scores the pending token and every proposal: k+1 next-token distributions.
@@ -422,22 +457,8 @@ def speculative_generate(target: Transformer, draft: Transformer | PromptLookupD
                 break
 
     new, hit_eos = stop_at_eos(tokens[len(prompt):], eos_token_id)
-    return SpeculativeResult(new, steps, target_forwards, getattr(drafter, "forwards", 0), seconds,
+    return SpeculativeResult(new, steps, target_forwards, drafter.forwards, seconds,
                              finish_reason="eos" if hit_eos else "length")
-
-
-def draft_tokens(drafter, tokens: list[int], k: int, temperature: float, top_p: float,
-                 generator: torch.Generator | None, vocab: int,
-                 device: torch.device) -> tuple[list[int], torch.Tensor | None]:
-    """The drafter's proposals, and (when sampling) the distributions q they came from."""
-    if k == 0:
-        return [], None
-    if isinstance(drafter, ModelDrafter):
-        return drafter.propose(tokens, k, temperature, top_p, generator)
-    proposed = drafter.propose(tokens, k)
-    # A lookup is certain of its guess: q puts all its mass there, so acceptance is p(x) itself.
-    q = torch.nn.functional.one_hot(torch.tensor(proposed, dtype=torch.long, device=device), vocab).float() if temperature else None
-    return proposed, q
 
 
 def verify(logits: torch.Tensor, proposed: list[int], q: torch.Tensor | None, temperature: float, top_p: float,
@@ -447,15 +468,14 @@ def verify(logits: torch.Tensor, proposed: list[int], q: torch.Tensor | None, te
         choice = logits.argmax(-1).tolist()
         n_accepted = accept_greedy(proposed, choice)
         return n_accepted, choice[n_accepted]
+    if q is None:  # the drafter was sure of each guess
+        q = certain_q(proposed, logits.shape[-1], logits.device)
     return accept_sampled(proposed, next_token_probs(logits, temperature, top_p), q, generator)
 
 
-def roll_back(cache, drafter, keep: int) -> tuple[int, int, int | None, int | None]:
+def roll_back(cache: KVCache, drafter: Drafter, keep: int) -> tuple[int, int, int | None, int | None]:
     """Crop both caches to `keep` rows; their lengths before and after, for the trace."""
-    target_before = cache.length
+    target_before, draft_before = cache.length, drafter.cache_rows
     cache.crop(keep)
-    if not isinstance(drafter, ModelDrafter):
-        return target_before, keep, None, None
-    draft_before = drafter.cache.length
     drafter.rollback(keep)
-    return target_before, keep, draft_before, drafter.cache.length
+    return target_before, keep, draft_before, drafter.cache_rows
