@@ -35,7 +35,6 @@ import math
 import random
 import statistics
 import time
-from types import SimpleNamespace
 
 import plotly.graph_objects as go
 import torch
@@ -67,9 +66,9 @@ print(f"{workbook.default_model()}: {model.num_parameters() / 1e6:.1f}M paramete
 
 # %%
 LENGTHS = [64, 256, 512]
-settings = SimpleNamespace(suffix=16, repeats=3, warmup=1)
-text_ids = corpus_ids(tokenizer, CORPUS.read_text(encoding="utf-8"), max(LENGTHS) + settings.suffix * 8)
-measured = [measure_prefix(model, tokenizer, None, text_ids, n, settings) for n in LENGTHS]
+SUFFIX, REPEATS = 16, 3
+text_ids = corpus_ids(tokenizer, CORPUS.read_text(encoding="utf-8"), max(LENGTHS) + SUFFIX * 8)
+measured = [measure_prefix(model, tokenizer, None, text_ids, n, suffix=SUFFIX, repeats=REPEATS, warmup=1) for n in LENGTHS]
 for row in measured:
     print(f"prefix {row.prefix_tokens:4}: cold {row.cold_s * 1e3:7.1f} ms, hit {row.hit_s * 1e3:6.1f} ms ({row.speedup:4.1f}x)")
 
@@ -86,9 +85,9 @@ assert hit.usage.cache_read_tokens == n and hit.provenance.count("computed") == 
 
 figure = go.Figure()
 figure.add_scatter(x=LENGTHS, y=[r.cold_s * 1e3 for r in measured], name="cold: every token computed", mode="lines+markers")
-figure.add_scatter(x=LENGTHS, y=[r.hit_s * 1e3 for r in measured], name="hit: prefix loaded, 16 tokens computed",
+figure.add_scatter(x=LENGTHS, y=[r.hit_s * 1e3 for r in measured], name=f"hit: prefix loaded, {SUFFIX} tokens computed",
                    mode="lines+markers")
-figure.update_layout(title=f"Time to first token, measured on {DEVICE}<br><sup>median of {settings.repeats} runs, "
+figure.update_layout(title=f"Time to first token, measured on {DEVICE}<br><sup>median of {REPEATS} runs, "
                            f"{workbook.default_model()}</sup>", xaxis_title="prefix length (tokens)",
                      yaxis_title="TTFT (ms)")
 figure.show()

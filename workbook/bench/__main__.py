@@ -23,7 +23,7 @@ def main(argv=None) -> dict:
     options = argparse.ArgumentParser(prog=f"python -m workbook.bench {chosen.benchmark}",
                                       description=BENCHMARKS[chosen.benchmark])
     module.add_arguments(options)
-    return module.run(options.parse_args(rest))
+    return module.run(**vars(options.parse_args(rest)))  # argparse stops here: run() takes keyword arguments
 
 
 if __name__ == "__main__":

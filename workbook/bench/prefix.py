@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--budget", type=int, default=4096, help="workload replay: prefix cache capacity in tokens")
     parser.add_argument("--no-transformers", action="store_true", help="skip the transformers comparison")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a measurement")
-    parser.add_argument("--no-save", action="store_true", help="print only; do not write data/benchmarks/")
+    parser.add_argument("--no-save", dest="save", action="store_false", help="print only; do not write data/benchmarks/")
 
 
 @dataclass
@@ -58,22 +58,27 @@ class PrefixRow:
         return self.hf_cold_s / self.hf_hit_s if self.hf_hit_s else None
 
 
-def run(args) -> dict:
-    if args.quick:
-        args.prefix_lengths, args.repeats, args.warmup, args.users, args.turns = [64, 128], 2, 1, 4, 2
-    name = args.model or default_model()
-    model, tokenizer = load_model(name), load_tokenizer(name)
-    hf = None if args.no_transformers else load_transformers_model(name, model.device)
+def run(*, model: str | None = None, prefix_lengths=(256, 512, 1024, 2048, 4096), suffix: int = 32, repeats: int = 5,
+        warmup: int = 1, users: int = 24, turns: int = 3, budget: int = 4096, no_transformers: bool = False,
+        quick: bool = False, save: bool = True) -> dict:
+    """Measure, print and (unless `quick` or not `save`) save the prefix benchmark; the options are the command's."""
+    if quick:
+        prefix_lengths, repeats, warmup, users, turns = [64, 128], 2, 1, 4, 2
+    name = model or default_model()
+    lm, tokenizer = load_model(name), load_tokenizer(name)
+    hf = None if no_transformers else load_transformers_model(name, lm.device)
     text = CORPUS.read_text(encoding="utf-8")
-    ids = corpus_ids(tokenizer, text, max(args.prefix_lengths) + args.suffix * (args.repeats + args.warmup + 2))
-    rows = [measure_prefix(model, tokenizer, hf, ids, n, args) for n in tqdm(args.prefix_lengths, desc="prefix lengths")]
-    workload = {mode: replay_workload(model, tokenizer, text, args, cached=mode == "cached") for mode in ("cached", "uncached")}
-    print_report(rows, workload, device_name(model.device))
-    payload = {"model": name, "device": device_name(model.device), "repeats": args.repeats, "warmup": args.warmup,
+    ids = corpus_ids(tokenizer, text, max(prefix_lengths) + suffix * (repeats + warmup + 2))
+    rows = [measure_prefix(lm, tokenizer, hf, ids, n, suffix=suffix, repeats=repeats, warmup=warmup)
+            for n in tqdm(prefix_lengths, desc="prefix lengths")]
+    workload = {mode: replay_workload(lm, tokenizer, text, users=users, turns=turns, budget=budget,
+                                      cached=mode == "cached") for mode in ("cached", "uncached")}
+    print_report(rows, workload, device_name(lm.device))
+    payload = {"model": name, "device": device_name(lm.device), "repeats": repeats, "warmup": warmup,
                "ttft": [{**asdict(r), "speedup": r.speedup, "hf_speedup": r.hf_speedup} for r in rows],
                "workload": workload}
-    if not args.no_save and not args.quick:
-        print(f"saved to {save_results('prefix', payload, device=model.device)}")
+    if save and not quick:
+        print(f"saved to {save_results('prefix', payload, device=lm.device)}")
     return payload
 
 
@@ -93,26 +98,27 @@ def corpus_ids(tokenizer, text: str, n: int) -> list[int]:
     return (ids * (n // len(ids) + 1))[:n]
 
 
-def measure_prefix(model, tokenizer, hf, ids: list[int], n: int, args) -> PrefixRow:
-    """Median time of a one-token request on an n-token prefix plus a fresh suffix: cold, then cached."""
+def measure_prefix(model, tokenizer, hf, ids: list[int], n: int, *, suffix: int = 32, repeats: int = 5,
+                   warmup: int = 1) -> PrefixRow:
+    """Median time of a one-token request on an n-token prefix plus a fresh `suffix`-token suffix: cold, then cached."""
     prefix = ids[:n]
-    suffixes = iter([ids[n + i * args.suffix: n + (i + 1) * args.suffix] for i in range(args.repeats + args.warmup + 2)])
+    suffixes = iter([ids[n + i * suffix: n + (i + 1) * suffix] for i in range(repeats + warmup + 2)])
     cold_engine = Engine(model, tokenizer)
-    capacity = n + args.suffix * (args.repeats + args.warmup + 2) + 16
+    capacity = n + suffix * (repeats + warmup + 2) + 16
     hit_engine = Engine(model, tokenizer, PrefixCache(page_size=16, capacity_tokens=capacity))
     hit_engine.generate(prefix + next(suffixes), max_new_tokens=1)  # the request that writes the prefix
     hit = measure(lambda: hit_engine.generate(prefix + next(suffixes), max_new_tokens=1),
-                  warmup=args.warmup, repeats=args.repeats, device=model.device)
-    cold = measure(lambda: cold_engine.generate(prefix + ids[n:n + args.suffix], max_new_tokens=1),
-                   warmup=args.warmup, repeats=args.repeats, device=model.device)
+                  warmup=warmup, repeats=repeats, device=model.device)
+    cold = measure(lambda: cold_engine.generate(prefix + ids[n:n + suffix], max_new_tokens=1),
+                   warmup=warmup, repeats=repeats, device=model.device)
     hf_cold = hf_hit = None
     if hf is not None:
-        hf_cold, hf_hit = measure_transformers(hf, prefix, ids[n:n + args.suffix], args)
-    return PrefixRow(n, args.suffix, cold.median_s, hit.median_s, hf_cold, hf_hit)
+        hf_cold, hf_hit = measure_transformers(hf, prefix, ids[n:n + suffix], repeats=repeats, warmup=warmup)
+    return PrefixRow(n, suffix, cold.median_s, hit.median_s, hf_cold, hf_hit)
 
 
 @torch.no_grad()
-def measure_transformers(hf, prefix: list[int], suffix: list[int], args) -> tuple[float, float]:
+def measure_transformers(hf, prefix: list[int], suffix: list[int], *, repeats: int, warmup: int) -> tuple[float, float]:
     """transformers' documented prompt reuse: prefill a DynamicCache once, copy it into each generate()."""
     from transformers import DynamicCache
 
@@ -121,9 +127,9 @@ def measure_transformers(hf, prefix: list[int], suffix: list[int], args) -> tupl
     prefilled = DynamicCache(config=hf.config)
     hf(torch.tensor([prefix], device=device), past_key_values=prefilled)
     settings = dict(max_new_tokens=1, do_sample=False)
-    cold = measure(lambda: hf.generate(full, **settings), warmup=args.warmup, repeats=args.repeats, device=device)
+    cold = measure(lambda: hf.generate(full, **settings), warmup=warmup, repeats=repeats, device=device)
     hit = measure(lambda: hf.generate(full, past_key_values=copy.deepcopy(prefilled), **settings),
-                  warmup=args.warmup, repeats=args.repeats, device=device)
+                  warmup=warmup, repeats=repeats, device=device)
     return cold.median_s, hit.median_s
 
 
@@ -134,18 +140,19 @@ def conversations(text: str) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(systems)), list(dict.fromkeys(questions))
 
 
-def replay_workload(model, tokenizer, text: str, args, *, cached: bool) -> dict:
+def replay_workload(model, tokenizer, text: str, *, users: int = 24, turns: int = 3, budget: int = 4096,
+                    cached: bool) -> dict:
     """Many users, a few shared system prompts, multi-turn chats, interleaved; with or without a prefix cache."""
     systems, questions = conversations(text)
     rng = random.Random(0)
-    users = [{"system": systems[u % 3], "history": []} for u in range(args.users)]
-    order = [u for u in range(args.users) for _ in range(args.turns)]
+    chats = [{"system": systems[u % 3], "history": []} for u in range(users)]
+    order = [u for u in range(users) for _ in range(turns)]
     rng.shuffle(order)
-    cache = PrefixCache(page_size=16, capacity_tokens=args.budget) if cached else None
+    cache = PrefixCache(page_size=16, capacity_tokens=budget) if cached else None
     engine = Engine(model, tokenizer, cache)
     ttfts, computed, loaded = [], 0, 0
     for u in tqdm(order, desc=f"workload ({'cached' if cached else 'uncached'})", leave=False):
-        user = users[u]
+        user = chats[u]
         question = questions[rng.randrange(len(questions))]
         messages = [{"role": "system", "content": user["system"]}, *user["history"], {"role": "user", "content": question}]
         result = engine.generate(tokenizer.apply_chat_template(messages), max_new_tokens=8)
@@ -154,7 +161,7 @@ def replay_workload(model, tokenizer, text: str, args, *, cached: bool) -> dict:
         computed += result.usage.input_tokens + result.usage.cache_write_tokens
         loaded += result.usage.cache_read_tokens
     stats = cache.stats() if cache else None
-    return {"requests": len(order), "budget_tokens": args.budget if cached else None,
+    return {"requests": len(order), "budget_tokens": budget if cached else None,
             "hit_rate": stats.hit_rate if stats else 0.0, "evictions": stats.evictions if stats else 0,
             "tokens_computed": computed, "tokens_loaded": loaded,
             "ttft_p50_s": percentile(ttfts, 50), "ttft_p95_s": percentile(ttfts, 95)}

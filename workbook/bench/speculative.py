@@ -108,7 +108,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 suits tiny models on a busy CPU)")
     parser.add_argument("--no-transformers", action="store_true", help="skip the transformers comparison")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test, not a measurement")
-    parser.add_argument("--no-save", action="store_true", help="print only; do not write data/benchmarks/")
+    parser.add_argument("--no-save", dest="save", action="store_false", help="print only; do not write data/benchmarks/")
 
 
 # ----- the methods being timed -----------------------------------------------------------------------
@@ -365,49 +365,52 @@ def verdict(rows: list[dict]) -> dict:
 
 # ----- the command ----------------------------------------------------------------------------------
 
-def run(args) -> dict:
-    if args.quick:
-        args.ks, args.max_new_tokens, args.repeats, args.warmup = [1, 4], 8, 1, 1
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    target_name, draft_name = args.model or default_model(), args.draft or default_draft_model()
-    target, draft = load_model(target_name, args.device), load_model(draft_name, args.device)
+def run(*, model: str | None = None, draft: str | None = None, ks=tuple(range(1, 9)), max_new_tokens: int = 64,
+        repeats: int = 5, warmup: int = 1, device: str = "auto", threads: int | None = None,
+        no_transformers: bool = False, quick: bool = False, save: bool = True) -> dict:
+    """Measure, print and (unless `quick` or not `save`) save the speculative benchmark; the options are the command's."""
+    if quick:
+        ks, max_new_tokens, repeats, warmup = [1, 4], 8, 1, 1
+    if threads:
+        torch.set_num_threads(threads)
+    ks, max_new = list(ks), max_new_tokens
+    target_name, draft_name = model or default_model(), draft or default_draft_model()
+    target, draft_lm = load_model(target_name, device), load_model(draft_name, device)
     tokenizer, device = load_tokenizer(target_name), target.device
     prompts, quoting = lesson_prompts(tokenizer), [quoting_prompt(tokenizer)]
-    max_new = args.max_new_tokens
 
-    costs = PassCosts(target, draft, prompts[0], {n: [] for n in range(1, max(args.ks + [VARIABLE_K_MAX]) + 2)})
+    costs = PassCosts(target, draft_lm, prompts[0], {n: [] for n in range(1, max(ks + [VARIABLE_K_MAX]) + 2)})
 
-    methods = workbook_methods(target, draft, args.ks, max_new)
-    lookup = lookup_methods(target, draft, max_new)
-    if not args.no_transformers:
+    methods = workbook_methods(target, draft_lm, ks, max_new)
+    lookup = lookup_methods(target, draft_lm, max_new)
+    if not no_transformers:
         hf_target, hf_draft = load_transformers(target_name, device), load_transformers(draft_name, device)
-        methods += transformers_methods(hf_target, hf_draft, args.ks, max_new)
+        methods += transformers_methods(hf_target, hf_draft, ks, max_new)
         lookup.append(transformers_lookup(hf_target, max_new))
-    rows = summarise(methods, *time_methods(methods, prompts, args.repeats, args.warmup, device, "draft model",
+    rows = summarise(methods, *time_methods(methods, prompts, repeats, warmup, device, "draft model",
                                             probe=costs.probe), "target only", costs)
-    lookup_rows = summarise(lookup, *time_methods(lookup, quoting, args.repeats, args.warmup, device, "prompt lookup"),
+    lookup_rows = summarise(lookup, *time_methods(lookup, quoting, repeats, warmup, device, "prompt lookup"),
                             "target only", costs)
 
     where = device_name(device)
     print(f"\n{target_name} ({target.num_parameters() / 1e6:.1f}M) drafted by {draft_name} "
-          f"({draft.num_parameters() / 1e6:.1f}M) on {where}, torch threads {torch.get_num_threads()}; "
-          f"{max_new} new tokens, greedy, median of {args.repeats} repeats after {args.warmup} warm-up")
+          f"({draft_lm.num_parameters() / 1e6:.1f}M) on {where}, torch threads {torch.get_num_threads()}; "
+          f"{max_new} new tokens, greedy, median of {repeats} repeats after {warmup} warm-up")
     print(f"one-token forward: target {costs.target_ms[1]:.2f} ms, draft {costs.draft_ms:.2f} ms, so c = {costs.c:.3f}; "
           "target pass over k+1 tokens / one token: "
-          + ", ".join(f"k={k} {costs.verify_ratio(k):.2f}" for k in args.ks))
+          + ", ".join(f"k={k} {costs.verify_ratio(k):.2f}" for k in ks))
     print_table(f"Lesson prompts ({len(prompts)} prompts)", rows)
     print_table(f"Input-grounded task: the answer quotes a {len(quoting[0])}-token prompt", lookup_rows)
     checks = verdict(rows)
     print("\nTargets: " + "; ".join(f"{k} = {v}" for k, v in checks.items() if isinstance(v, bool)))
-    if args.quick:
+    if quick:
         print("(--quick: a smoke test; these numbers mean nothing)")
 
     payload = {"target": target_name, "draft": draft_name, "device": where, "threads": torch.get_num_threads(),
-               "max_new_tokens": max_new, "repeats": args.repeats, "warmup": args.warmup,
+               "max_new_tokens": max_new, "repeats": repeats, "warmup": warmup,
                "target_pass_ms": costs.target_ms, "draft_forward_ms": costs.draft_ms, "cost_ratio_c": costs.c,
                "draft_model": rows, "prompt_lookup": lookup_rows, "targets": checks,
                "note": NOTE}
-    if not args.no_save and not args.quick:
+    if save and not quick:
         print(f"saved to {save_results('speculative', payload, device=device)}")
     return payload

@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="one repeat: a smoke test, not a measurement")
-    parser.add_argument("--no-save", action="store_true", help="print only; do not write data/benchmarks/")
+    parser.add_argument("--no-save", dest="save", action="store_false", help="print only; do not write data/benchmarks/")
 
 
 def toggle(widget, a, b) -> Callable[[], None]:
@@ -82,20 +82,22 @@ def time_action(action, before, repeats: int, device) -> Timing:
     return Timing.from_samples(samples, device_name=device_name(device), warmup=1)
 
 
-def run(args) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    name, draft_name = args.model or default_model(), args.draft or default_draft_model()
-    model, draft, tokenizer = load_model(name), load_model(draft_name), load_tokenizer(name)
-    repeats = 1 if args.quick else args.repeats
-    rows = [{"interaction": what, **time_action(action, before, repeats, model.device).to_dict()}
-            for what, action, before in tqdm(interactions(model, draft, tokenizer), desc="widgets")]
-    device = device_name(model.device)
+def run(*, model: str | None = None, draft: str | None = None, repeats: int = 5, threads: int | None = None,
+        quick: bool = False, save: bool = True) -> dict:
+    """Time one click in every lesson widget, print it and (unless `quick` or not `save`) save it."""
+    if threads:
+        torch.set_num_threads(threads)
+    name, draft_name = model or default_model(), draft or default_draft_model()
+    target, drafter, tokenizer = load_model(name), load_model(draft_name), load_tokenizer(name)
+    repeats = 1 if quick else repeats
+    rows = [{"interaction": what, **time_action(action, before, repeats, target.device).to_dict()}
+            for what, action, before in tqdm(interactions(target, drafter, tokenizer), desc="widgets")]
+    device = device_name(target.device)
     print(f"One click, Python side ({name} and {draft_name} on {device}); median of {repeats}")
     for r in rows:
         flag = "" if r["median_s"] <= GOAL_S else f"  over {GOAL_S:.1f} s"
         print(f"  {r['interaction']:48s} {r['median_s'] * 1e3:8.1f} ms{flag}")
     payload = {"model": name, "draft": draft_name, "device": device, "goal_s": GOAL_S, "clicks": rows}
-    if not args.no_save and not args.quick:
-        print(f"saved to {save_results('widgets', payload, device=model.device)}")
+    if save and not quick:
+        print(f"saved to {save_results('widgets', payload, device=target.device)}")
     return payload
