@@ -118,6 +118,9 @@ class ModelDrafter:
     """
 
     def __init__(self, model: Transformer, capacity: int, min_confidence: float = 0.0):
+        if not isinstance(model, Transformer):
+            raise WorkbookError("draft must be a workbook Transformer (workbook.load_model), a PromptLookupDrafter, or a "
+                                f"Drafter with the methods {', '.join(DRAFTER_METHODS)}; not {type(model).__name__}.")
         self.model, self.capacity, self.min_confidence = model, capacity, min_confidence
         self.cache: KVCache | None = None  # made by prefill, so a refused request never allocates one
         self.forwards = 0
@@ -183,14 +186,11 @@ class ModelDrafter:
 
 
 def as_drafter(draft: Transformer | Drafter, capacity: int, min_confidence: float = 0.0) -> Drafter:
-    """The drafter for one request: a `Transformer` drafts through a `ModelDrafter`; a drafter is used as it is."""
-    # The one conversion: a model becomes a drafter by getting its own cache, which a plain model lacks.
-    if isinstance(draft, Transformer):
-        return ModelDrafter(draft, capacity, min_confidence)
-    if not all(callable(getattr(draft, name, None)) for name in DRAFTER_METHODS):
-        raise WorkbookError("draft must be a workbook Transformer (workbook.load_model), a PromptLookupDrafter, or a "
-                            f"Drafter with the methods {', '.join(DRAFTER_METHODS)}; not {type(draft).__name__}.")
-    return draft
+    """The drafter for one request: anything with the `Drafter` methods is used as it is; a model drafts through a
+    `ModelDrafter`, which gives it the cache of its own that a plain model lacks."""
+    if all(callable(getattr(draft, name, None)) for name in DRAFTER_METHODS):
+        return draft
+    return ModelDrafter(draft, capacity, min_confidence)
 
 
 # ----- acceptance rules -------------------------------------------------------------------------
