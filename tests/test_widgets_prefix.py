@@ -6,11 +6,12 @@ import torch
 from workbook import Engine, PrefixCache, Usage
 from workbook.exercises.lesson4 import (BREAK_SHEET, OUTPUT_TOKENS, QUESTION_TOKENS, SYSTEM_TOKENS, break_penalty_usd,
                                         check_break_penalty, check_loadable_tokens, check_prompt_order)
+from workbook.lessons.invalidation import mark_invalidated, reusable_length
+from workbook.lessons.scenarios import User, break_system_prompt, chat
 from workbook.prefix_cache import loadable_tokens
 from workbook.pricing import cost, get_sheet
 from workbook.tokenizer import first_divergence
-from workbook.lessons.scenarios import User, break_system_prompt, chat
-from workbook.widgets.prefix_demo import PrefixCacheDemo, mark_invalidated, provider_reality, reusable_length
+from workbook.widgets.prefix_demo import PrefixCacheDemo, provider_reality
 from workbook.widgets.radix_tree import RadixTreeView
 from workbook.widgets.style import usd
 

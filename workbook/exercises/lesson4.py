@@ -20,11 +20,11 @@ DYNAMIC_PARTS = ["today's date", "retrieved documents", "user message"]  # least
 
 def check_loadable_tokens(answer) -> CheckResult:
     """Exercise 1: a 128-token prompt is sent twice with 16-token pages; how many tokens does the second load?"""
+    truth = loadable_tokens(SAME_PROMPT_TOKENS, SAME_PROMPT_TOKENS, PAGE_SIZE)
     return check_number(
-        answer, loadable_tokens(SAME_PROMPT_TOKENS, SAME_PROMPT_TOKENS, PAGE_SIZE),
-        how="Replace None with a number of tokens.", unit="tokens",
-        why=(f"{loadable_tokens(SAME_PROMPT_TOKENS, SAME_PROMPT_TOKENS, PAGE_SIZE)} tokens: the last prompt token is "
-             "always computed, because its logits choose the first new token, and that drops the whole last page."),
+        answer, truth, how="Replace None with a number of tokens.", unit="tokens",
+        why=(f"{truth} tokens: the last prompt token is always computed, because its logits choose the first new "
+             "token, and that drops the whole last page."),
         hint="Two rules apply: only whole pages are cached, and the last prompt position is never loaded (why?).",
     )
 

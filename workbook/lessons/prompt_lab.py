@@ -25,6 +25,7 @@ from ..prefix_cache import PrefixCache, loadable_tokens
 from ..pricing import PriceSheet, Usage, cost, provider_usage
 from ..timing import percentile
 from ..tokenizer import first_divergence
+from .invalidation import mark_invalidated
 from .scenarios import DATE_FORMAT, tool_schema
 
 Layout = Literal["static-first", "dynamic-first"]
@@ -266,8 +267,7 @@ class LabResult:
     @property
     def provenance(self) -> list[str]:
         """Per token: loaded, invalidated (cacheable but computed again) or computed (new anyway)."""
-        return ["loaded" if p == "loaded" else "invalidated" if i < self.cacheable else "computed"
-                for i, p in enumerate(self.result.provenance)]
+        return mark_invalidated(self.result.provenance, self.cacheable)
 
     def input_cost(self, sheet: PriceSheet) -> float:
         """USD of this request's prompt at `sheet`'s prices, with this engine's cache rules (output left out)."""

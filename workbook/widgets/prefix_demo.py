@@ -14,28 +14,14 @@ from dataclasses import dataclass, field
 import ipywidgets as W
 
 from ..engine import Engine, GenerationResult
+from ..lessons.invalidation import mark_invalidated, reusable_length
 from ..lessons.scenarios import DEFAULT_SYSTEM_PROMPT, QUESTION_1, QUESTION_2, break_system_prompt, chat
-from ..prefix_cache import PrefixCache, loadable_tokens
+from ..prefix_cache import PrefixCache
 from ..pricing import PriceSheet, Usage, cacheable_tokens, cost, load_price_sheets, provider_usage
 from ..tokenizer import first_divergence
 from .kv_rows import KVRowsTable
 from .style import PER_MILLION_REQUESTS, PROVENANCE_COLOURS, ErrorBox, legend_html, usd
 from .tokens import TokenStrip
-
-
-def reusable_length(cached_ids: list[int], ids: list[int], page_size: int) -> int:
-    """How many leading tokens of `ids` a cache holding `cached_ids` could serve.
-
-    Whole pages only, and never the last prompt token (its logits give the first new token).
-    """
-    common = first_divergence(cached_ids, ids)
-    common = len(ids) if common is None else common
-    return loadable_tokens(common, len(ids), page_size)
-
-
-def mark_invalidated(provenance: list[str], reusable: int) -> list[str]:
-    """Rows computed although the cache held them for the unedited prompt become "invalidated"."""
-    return ["invalidated" if p == "computed" and i < reusable else p for i, p in enumerate(provenance)]
 
 
 @dataclass
