@@ -125,10 +125,10 @@ def measure_transformers(hf, prefix: list[int], suffix: list[int], *, repeats: i
     device = hf.device
     full = torch.tensor([prefix + suffix], device=device)
     prefilled = DynamicCache(config=hf.config)
-    hf(torch.tensor([prefix], device=device), past_key_values=prefilled)
+    hf(torch.tensor([prefix], device=device), cache=prefilled)
     settings = dict(max_new_tokens=1, do_sample=False)
     cold = measure(lambda: hf.generate(full, **settings), warmup=warmup, repeats=repeats, device=device)
-    hit = measure(lambda: hf.generate(full, past_key_values=copy.deepcopy(prefilled), **settings),
+    hit = measure(lambda: hf.generate(full, cache=copy.deepcopy(prefilled), **settings),
                   warmup=warmup, repeats=repeats, device=device)
     return cold.median_s, hit.median_s
 
