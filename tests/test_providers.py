@@ -52,6 +52,11 @@ def test_each_read_renews_the_five_minute_lifetime_and_an_idle_gap_past_it_expir
     assert bills[3].usage.cache_write_tokens == 1300
 
 
+def test_a_one_hour_entry_read_through_a_five_minute_breakpoint_keeps_its_hour():
+    bills = simulate(SONNET, [ask(0, ttl="1h"), ask(60, ttl="5m"), ask(660, ttl="5m")])  # 600 s after the last read
+    assert [b.usage.cache_read_tokens for b in bills] == [0, 1300, 1300]
+
+
 def test_a_prefix_under_the_minimum_is_silently_not_cached():
     short = ids(1000)  # 1,000 + 0 tokens at the breakpoint: under Sonnet's 1,024
     bills = simulate(SONNET, [ask(0, system=short), ask(10, system=short)])

@@ -192,7 +192,11 @@ class ProviderCache:
                 why.append(f"breakpoint at block {block} ends at token {ends[block]:,}, under the "
                            f"{self.sheet.min_cacheable_tokens:,}-token minimum: not cached")
                 continue
-            entries[keys[block]] = Entry(ends[block], now, now, now + TTL_SECONDS[ttl], TTL_SECONDS[ttl])
+            ttl_s, old = TTL_SECONDS[ttl], entries.get(keys[block])
+            if old is not None and old.expires_s >= now:  # already cached: renewed, never shortened
+                old.used_s, old.expires_s = now, max(old.expires_s, now + ttl_s)
+            else:
+                entries[keys[block]] = Entry(ends[block], now, now, now + ttl_s, ttl_s)
             if ends[block] > covered:
                 written += ends[block] - covered
                 write_1h += (ends[block] - covered) if ttl == "1h" else 0
