@@ -26,8 +26,8 @@
 # - run a cold request, a cache hit and a broken prefix on a real model, and read which rows were computed,
 #   loaded or invalidated;
 # - predict how many tokens a paged prefix cache can load for a prompt;
-# - turn a request's token usage into dollars with real price sheets, including the rules that decide
-#   whether a provider caches your prompt at all;
+# - turn a request's token usage into dollars with real price sheets, and replay requests through a
+#   provider's caching rules to see where its bill differs from what our engine saved;
 # - read a radix tree of cached prompts, and explain LRU eviction, locks, and why tenants never share hits.
 #
 # Everything below runs on the small model that ships with the workbook, on your CPU, in under a minute.
@@ -39,10 +39,13 @@ import time
 import torch
 
 import workbook
-from workbook import Engine, PrefixCache, PriceSheet, Usage, cost, load_price_sheets
+from workbook import Engine, PrefixCache, PriceSheet, Usage, cost, first_divergence, load_price_sheets
 from workbook.exercises.lesson4 import check_break_penalty, check_loadable_tokens, check_prompt_order
-from workbook.lessons.scenarios import DEFAULT_SYSTEM_PROMPT, QUESTION_1, QUESTION_2, chat
-from workbook.pricing import break_even_reuses, cacheable_tokens, provider_usage, repeat_costs
+from workbook.lessons.provider_bills import WARM_GAP_S, bill_both, careful_request, chat_request, provider_bills
+from workbook.lessons.scenarios import (DEFAULT_SYSTEM_PROMPT, GIFT_CARD_LINE, LONG_SYSTEM_PROMPT, QUESTION_1,
+                                        QUESTION_2, break_system_prompt, chat)
+from workbook.pricing import break_even_reuses, cacheable_tokens
+from workbook.providers import Block, Request
 from workbook.widgets.prefix_demo import PrefixCacheDemo
 from workbook.widgets.radix_tree import RadixTreeView
 
@@ -161,33 +164,107 @@ print(f"median TTFT of request 2: cold {cold_ms:.1f} ms, system prompt cached {h
 # ## 3. Napkin math: what the cache is worth in dollars
 #
 # Providers bill a request in four buckets: uncached input, cache writes, cache reads and output, each at
-# its own price per million tokens. The engine reports exactly these buckets as `usage`, and
-# `workbook.pricing.cost` multiplies them out.
+# its own price per million tokens, and `workbook.pricing.cost` multiplies them out. Our engine reports
+# the same four buckets as `usage`, filled by *its* rules: the pages it loaded are reads, the new pages
+# it stored are writes. A provider fills them by its own rules, and those differ from ours:
 #
-# **Claim: a broken prefix costs what the calculator says.** Price the broken request at Claude Sonnet
-# 4.5's rates, by the library and by hand:
+# - **Anthropic** caches only where you mark a `cache_control` breakpoint. A request reads the longest
+#   prefix cached at one of its breakpoints (or at one of the 19 block boundaries before each), and
+#   *writes* everything from there to the breakpoint, at 1.25 times the input price.
+# - **OpenAI** caches automatically, but counts hits from 1,024 tokens on, in steps of 128.
+# - **Google** caches implicitly at the block boundaries an earlier request sent, with no saving promised.
+# - And every provider caches nothing below a minimum length.
+#
+# `workbook.providers.simulate` replays a list of requests against one provider's rules and returns its
+# bills. The napkin panel under the demo's buttons shows three bills per request: with no cache at all,
+# with this engine's usage, and what the provider would bill for the same clicks sent a minute apart (with
+# a breakpoint right after the system prompt, where the provider takes one). For the demo's prompt the
+# last column is sobering:
 
 # %%
 sheets = load_price_sheets()
-sonnet = sheets["anthropic/claude-sonnet-4-5"]
-u = broken.usage
-by_hand = (u.input_tokens * sonnet.input + u.cache_write_tokens * sonnet.cache_write
-           + u.cache_read_tokens * sonnet.cache_read + u.output_tokens * sonnet.output) / 1_000_000
-assert abs(cost(u, sonnet) - by_hand) < 1e-12
-assert u.total_input_tokens == len(broken.prompt_ids) and u.cache_read_tokens == broken.loaded
-assert cost(u, sonnet) > cost(broken.cold_usage(), sonnet)  # the write premium: see below
-print(u)
-print(f"broken prefix ${cost(u, sonnet):.6f}, hit ${cost(hit.usage, sonnet):.6f}, no cache at all "
-      f"${cost(broken.cold_usage(), sonnet):.6f} per request")
+sonnet, gpt = sheets["anthropic/claude-sonnet-4-5"], sheets["openai/gpt-5.5"]
+print(f"Request 2 has {len(hit.prompt_ids)} tokens; this engine loaded {hit.loaded} of them from its cache.")
+for key, sheet in sheets.items():
+    billed = demo.bills(sheet)[1].provider.usage
+    print(f"  {sheet.name:22} caches from {sheet.min_cacheable_tokens:5,} tokens -> would read "
+          f"{billed.cache_read_tokens}")
+    assert billed.cache_read_tokens == 0 and billed.input_tokens == len(hit.prompt_ids)
 
 # %% [markdown]
-# Note the Anthropic twist: a cache *write* costs 1.25 times the normal input price, so the broken
-# request costs more than sending it with no cache at all. A prefix that breaks on every request makes
-# you pay the premium and never collect the discount.
+# No hosted API would cache a prompt this short: the demo's saving is what *our* engine does. To see what a
+# provider does, make the prompt realistic. `LONG_SYSTEM_PROMPT` is the same support assistant with its
+# full tool list and the shop's handbook. `bill_both` sends four requests through a fresh engine with a
+# prefix cache *and* through each provider's simulator, a minute apart, each answered in 200 tokens:
+# two questions, then the first request after midnight (the date near the top has moved on), then one
+# where someone also edited the gift-card line near the end of the handbook.
+
+# %%
+ANSWER = 200
+tomorrow = break_system_prompt(LONG_SYSTEM_PROMPT)
+edited = tomorrow.replace(GIFT_CARD_LINE, GIFT_CARD_LINE.replace("three years", "two years"))
+cases = {"request 1 (cold)": (LONG_SYSTEM_PROMPT, QUESTION_1), "request 2 (hit)": (LONG_SYSTEM_PROMPT, QUESTION_2),
+         "after midnight": (tomorrow, QUESTION_1), "gift-card line edited": (edited, QUESTION_2)}
+requests = [chat_request(tokenizer, chat(system, question), at_s=i * WARM_GAP_S, output_tokens=ANSWER)
+            for i, (system, question) in enumerate(cases.values())]
+both = bill_both(model, tokenizer, requests, [sonnet.key, gpt.key])
+print(f"{'':22}{'prompt':>7}{'this engine':>12}{'Sonnet 4.5':>14}{'GPT-5.5':>14}   $ per 1M requests")
+print(f"{'':22}{'tokens':>7}{'loaded':>12}{'read':>7}{'written':>8}{'read':>8}"
+      f"{'no cache':>14}{'engine':>9}{'Sonnet':>9}{'GPT':>9}")
+for label, s, g in zip(cases, both.bills[sonnet.key], both.bills[gpt.key]):
+    p = s.provider.usage
+    print(f"{label:22}{p.total_input_tokens:>7,}{s.engine.cache_read_tokens:>12,}{p.cache_read_tokens:>7,}"
+          f"{p.cache_write_tokens:>8,}{g.provider.usage.cache_read_tokens:>8,}{s.no_cache_usd * 1e6:>14,.0f}"
+          f"{s.engine_usd * 1e6:>9,.0f}{s.provider_usd * 1e6:>9,.0f}{g.provider_usd * 1e6:>9,.0f}")
+first, second, midnight, late = both.bills[sonnet.key]
+print("\n" + late.explain())
+
+# %% [markdown]
+# (The "no cache" and "engine" columns are at Claude Sonnet 4.5's prices.) Read the rows in order:
+#
+# 1. Request 1 writes the system prompt; at Anthropic that costs *more* than sending it uncached.
+# 2. Request 2 is where caching pays: both providers read the system prompt. GPT-5.5 reads a little less,
+#    rounded down to its 128-token step.
+# 3. After midnight the date near the top changed: only the few tokens before it survive anywhere, and
+#    Anthropic writes the whole system prompt again at the premium.
+# 4. The late edit is where our engine and Anthropic part ways. Our engine (like OpenAI's) keeps every
+#    page before the edit; Anthropic's only breakpoint closes a block that changed, so nothing is read and
+#    the whole system prompt is written again.
+#
+# **Claim: the provider's bill is what the calculator says**, and the numbers above support each row:
+
+# %%
+system = [len(request.blocks[0].content) for request in requests]  # each request's system turn, in tokens
+ids = [result.prompt_ids for result in both.results]
+gpt_read = [bill.provider.usage.cache_read_tokens for bill in both.bills[gpt.key]]
+edit_at = first_divergence(ids[2], ids[3])
+assert first.provider_usd > first.no_cache_usd  # the write premium
+assert second.provider.usage.cache_read_tokens == system[1]
+assert gpt_read[1] == cacheable_tokens(gpt, first_divergence(ids[0], ids[1]))  # 128-token steps
+assert midnight.provider.usage.cache_write_tokens == system[2]
+assert late.engine.cache_read_tokens == edit_at // 16 * 16 and edit_at > system[3] // 2
+assert late.provider.usage.cache_read_tokens == 0 and late.provider.usage.cache_write_tokens == system[3]
+assert gpt_read[3] == cacheable_tokens(gpt, edit_at)
+u = late.provider.usage
+by_hand = (u.input_tokens * sonnet.input + u.cache_write_tokens * sonnet.cache_write
+           + u.cache_read_tokens * sonnet.cache_read + u.output_tokens * sonnet.output) / 1_000_000
+assert abs(late.provider_usd - by_hand) < 1e-12 and abs(cost(u, sonnet) - by_hand) < 1e-12
+print(f"The edit at token {edit_at:,} of {len(ids[3]):,}: this engine loaded {late.engine.cache_read_tokens:,} "
+      f"tokens, GPT-5.5 would read {gpt_read[3]:,}, and Claude Sonnet 4.5 none. Sonnet 4.5 bills "
+      f"${late.provider_usd * 1e6:,.0f} per million such requests, "
+      f"${(late.provider_usd - late.no_cache_usd) * 1e6:,.0f} "
+      f"more than with no cache at all, where this engine's usage would come to ${late.engine_usd * 1e6:,.0f}.")
+
+# %% [markdown]
+# The Anthropic twist: a prefix that breaks on every request makes you pay the write premium and never
+# collect the discount. With one breakpoint after the system prompt, *any* change in it, even near the
+# end, is a full rewrite. (A second breakpoint earlier in the prompt would have saved the part before it;
+# lesson 5 places breakpoints on purpose.)
 #
 # A widely read blog post on prompt caching worked through a Codex session billed at GPT-5.5's rates:
 # 615,643 uncached input tokens, 7,505,280 cached ones and 31,771 output tokens, and found $7.78 with the
-# cache against $41.55 without. Checking its arithmetic:
+# cache against $41.55 without. Those counts came from the provider's own usage report, so pricing them
+# needs no simulation, only arithmetic:
 
 # %%
 article_rates = PriceSheet(provider="article", model="gpt-5.5 as quoted", input=5.0, cache_read=0.5, cache_write=5.0,
@@ -203,32 +280,41 @@ print(f"with cache ${with_cache:.4f}, without ${without:.4f}: {1 - with_cache / 
 
 # %% [markdown]
 # The same post's toy demo (12 tokens cold, then 8 loaded and 4 computed, at $5 and $0.50 per million)
-# claims $60 versus $24 per million requests. That is right too: 12 × $5 = $60, and 8 × $0.50 + 4 × $5 = $24.
-# But no real provider would cache a 12-token prompt, and none would cache ours either. Each has a
-# minimum length, and below it the whole prompt is billed as ordinary input:
+# claims $60 versus $24 per million requests. Its arithmetic is right, but replay the two requests
+# through GPT-5.5's rules and the second one is not cheaper at all:
 
 # %%
-reusable = hit.loaded
-print(f"Our request 2 has {len(hit.prompt_ids)} tokens and could reuse {reusable}.")
-for key, sheet in sheets.items():
-    billed = provider_usage(sheet, len(hit.prompt_ids), reusable, hit.usage.output_tokens)
-    print(f"  {sheet.name:22} caches from {sheet.min_cacheable_tokens:5,} tokens -> would read {billed.cache_read_tokens} tokens")
-assert all(cacheable_tokens(sheet, reusable) == 0 for sheet in sheets.values())
+toy = [Request([Block(list(range(12)))]), Request([Block(list(range(8)) + [100, 101, 102, 103])], at_s=WARM_GAP_S)]
+claimed = [cost(Usage(input_tokens=12), gpt), cost(Usage(input_tokens=4, cache_read_tokens=8), gpt)]
+billed = [bill.cost_usd for bill in provider_bills(gpt, toy)]
+assert [round(usd * 1e6, 2) for usd in claimed] == [60, 24]
+assert billed == [claimed[0], claimed[0]]
+print(f"per million requests: the post's arithmetic ${claimed[0] * 1e6:,.0f} then ${claimed[1] * 1e6:,.0f}; "
+      f"GPT-5.5 bills ${billed[0] * 1e6:,.0f} then ${billed[1] * 1e6:,.0f}: 12 tokens are under its "
+      f"{gpt.min_cacheable_tokens:,}-token minimum")
 
 # %% [markdown]
-# So the demo's saving is what *our* engine does; a hosted API would start caching only with a system
-# prompt several times longer. At a realistic size (a 4,000-token system prompt, a 50-token question and
-# a 200-token answer), here is the bill for a million requests, cold against cached, and how many cache
-# reads pay back one write:
+# At a realistic size (a 4,000-token system prompt, a 50-token question and a 200-token answer), here is
+# the bill for a million requests at every provider in the price sheet, cold against cached, and how many
+# cache reads pay back one write. Token ids stand in for text here: a bill depends only on how many tokens
+# there are and which of them repeat. Each provider gets three requests a minute apart; from the second
+# on, every request bills the same, so a million of them cost the first plus 999,999 of the second.
+# (Google's implicit cache is taken to hit every time; Google promises no saving.)
 
 # %%
+SYSTEM, QUESTION, REQUESTS = 4_000, 50, 1_000_000
+napkin = [careful_request(list(range(SYSTEM)), list(range(SYSTEM + QUESTION * i, SYSTEM + QUESTION * (i + 1))),
+                          at_s=i * WARM_GAP_S, output_tokens=ANSWER) for i in range(3)]
 print(f"{'model':24}{'cold / 1M':>12}{'cached / 1M':>14}{'saved':>7}  pays back after")
 for key, sheet in sheets.items():
-    cached = cacheable_tokens(sheet, 4_000)
-    bill = repeat_costs(sheet, prompt_tokens=4_050, cached_tokens=cached, repeats=1_000_000, output_tokens=200)
+    bills = provider_bills(sheet, napkin)
+    assert bills[1].usage == bills[2].usage  # the steady state
+    cold = REQUESTS * cost(Usage(input_tokens=SYSTEM + QUESTION, output_tokens=ANSWER), sheet)
+    cached = bills[0].cost_usd + (REQUESTS - 1) * bills[1].cost_usd
     reads = break_even_reuses(sheet)
-    print(f"{sheet.name:24}{bill.cold_usd:>12,.0f}{bill.cached_usd:>14,.0f}{round(bill.saved_fraction, 4) + 0.0:>7.0%}  "
-          f"{reads} read{'s' if reads != 1 else ''}" + ("" if cached else "  (4,000 is under its minimum)"))
+    print(f"{sheet.name:24}{cold:>12,.0f}{cached:>14,.0f}{round(1 - cached / cold, 4) + 0.0:>7.0%}  "
+          f"{reads} read{'s' if reads != 1 else ''}"
+          + ("" if bills[1].usage.cache_read_tokens else f"  ({SYSTEM:,} is under its minimum)"))
 
 # %% [markdown]
 # Providers differ in more than price. OpenAI caches automatically once a prompt reaches 1,024 tokens
@@ -317,7 +403,9 @@ print(f"acme, its own prefix again:  {acme_2.cached_tokens} tokens loaded, TTFT 
 # - Only a prefix, and in whole pages: one changed token early in a prompt (a date, a session id, a
 #   reordered tool list) invalidates everything after it.
 # - Put what never changes first and what changes with every request last.
-# - Real providers add rules: minimum lengths, steps, write premiums, storage fees. Price the usage, not the hope.
+# - A provider bills by its own rules, not by what an engine could reuse: minimum lengths, 128-token steps,
+#   Anthropic's breakpoints (a change anywhere before one rewrites everything up to it, at a premium),
+#   storage fees. Price what the provider bills (`providers.simulate`), not the hope.
 # - At scale a radix tree shares prefixes between many requests; LRU eviction keeps the popular ones,
 #   locks protect the ones in use, and tenant salts keep customers apart.
 #

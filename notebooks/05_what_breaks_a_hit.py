@@ -30,7 +30,10 @@
 # - explain why a small change can cost more than its own tokens: whole pages, and providers' minimum
 #   lengths and steps;
 # - lay a prompt out static-first and measure what that changes on a replayed workload: hit rate,
-#   cost and time to first token.
+#   cost and time to first token;
+# - say, in numbers, where a provider's bill differs from what our engine saved: Anthropic reads only at
+#   the cache breakpoints you mark, OpenAI in 128-token steps;
+# - place breakpoints in a multi-turn agent conversation so each request writes only what is new.
 #
 # Everything runs on the workbook's small model, on your CPU, in well under a minute.
 
@@ -39,26 +42,32 @@ import json
 import time
 from dataclasses import replace
 
+from plotly.subplots import make_subplots
+
 import workbook
 from workbook.exercises.lesson5 import check_loaded_after_change, check_openai_cached_tokens, check_seam_cached_tokens
+from workbook.lessons.conversation import STRATEGIES, Conversation, bill_strategies
 from workbook.lessons.prompt_lab import (BREAKERS, CURRENT, PREVIOUS, Draft, PromptLab, PromptTemplate, compare_layouts,
-                                         drafts, render, workload)
+                                         drafts, render, workload, workload_requests)
+from workbook.lessons.provider_bills import WARM_GAP_S, bill_both, careful_request, provider_bills
 from workbook.lessons.scenarios import DATE_FORMAT
-from workbook.pricing import cacheable_tokens, cost, load_price_sheets, provider_usage
+from workbook.pricing import cacheable_tokens, load_price_sheets
+from workbook.providers import LOOKBACK_BLOCKS
 from workbook.widgets.prompt_lab import PromptLabView
+from workbook.widgets.style import PROVENANCE_COLOURS
 
 lesson_start = time.perf_counter()
 model = workbook.load_model(workbook.default_model())
 tokenizer = workbook.load_tokenizer(workbook.default_model())
 sheets = load_price_sheets()
-sonnet = sheets["anthropic/claude-sonnet-4-5"]
+sonnet, gpt = sheets["anthropic/claude-sonnet-4-5"], sheets["openai/gpt-5.5"]
 print(f"{workbook.default_model()}: {model.num_parameters() / 1e6:.1f}M parameters on {model.device}")
 
 # %% [markdown]
 # ## 1. One template, two requests
 #
 # Our example app is the support assistant of a bicycle rental shop. Every request is rendered from one
-# template: a system prompt, two tool definitions as JSON, a short policy document, a date line, the
+# template: a system prompt, two tool definitions as JSON, the shop's rental terms, a date line, the
 # customer's name and their message, passed through the model's chat template.
 #
 # The cache holds **yesterday's** request: Ana, 14 March, 09:00:00. **Today's** request comes from Ben on
@@ -93,8 +102,13 @@ assert clean.divergence == clean.static_tokens and clean.reused_share == 1.0 and
 # ## 2. The lab
 #
 # Tick a breaker and the lab re-sends today's request with it. The summary names the first divergent
-# token, the share of the static part that was still reused, the rows the cache held but that had to be
-# computed again, and what that costs at a provider's prices. The strip below it colours every token:
+# token, the share of the static part that was still reused and the rows the cache held but that had to
+# be computed again. Below it, two bills for today's prompt: **this engine**'s usage, and what **the
+# provider would bill** for the same two requests (`LabResult.bills`). The lab sends them to the provider
+# the way a careful engineer would: the static part as one block, the dynamic part as another, and for
+# Anthropic a cache breakpoint at the end of the static part (OpenAI and Google cache without one). A
+# provider's cache forgets a prefix after 5 idle minutes, so the lab sends yesterday's request a minute
+# before today's, as if other customers had kept the static part warm. The strip below colours every token:
 # **loaded** from the cache, **invalidated** (the cache held it, a change before it threw it away) or
 # **computed** (new anyway). You can also edit the template itself, switch the layout, change the page
 # size, and move the sliders for temperature, top_p and max tokens, which should change nothing at all.
@@ -111,6 +125,9 @@ view.widget
 view.set_breaker("timestamp")
 assert view.state.result.breakers == ("timestamp",) and view.state.result.loaded < clean.loaded
 print(f"after a click: {view.state.result.loaded} tokens loaded, the view redrawn in {view.state.latency_s * 1e3:.0f} ms")
+stamped = view.state.result.bills(sonnet)
+assert stamped.provider.usage.cache_read_tokens == 0 < stamped.provider.usage.cache_write_tokens
+print(stamped.explain())
 view.set_breaker("timestamp", False)
 
 # %% [markdown]
@@ -118,22 +135,32 @@ view.set_breaker("timestamp", False)
 
 # %%
 runs = {name: lab.run(template, [name]) for name in BREAKERS}
+clean_bills = clean.bills(sonnet)
+print(f"{'':68}extra $ per 1M requests")
 print(f"{'breaker':18}{'1st diff':>9}  {'today':>10} {'yesterday':>10}{'loaded':>8}{'reused':>8}{'recomputed':>11}"
-      f"{'extra $ per 1M requests':>25}")
+      f"{'this engine':>13}{'Sonnet bills':>14}")
 for name, r in runs.items():
     now, then = (tokenizer.token_texts(ids[r.divergence:r.divergence + 1])[0] for ids in (r.ids, r.cached_ids))
-    extra = (r.input_cost(sonnet) - clean.input_cost(sonnet)) * 1_000_000
+    bills = r.bills(sonnet)
     print(f"{name:18}{r.divergence:>9}  {now!r:>10} {then!r:>10}{r.loaded:>8}{r.reused_share:>8.0%}{r.recomputed:>11}"
-          f"{extra:>25,.2f}")
+          f"{(bills.engine_usd - clean_bills.engine_usd) * 1e6:>13,.2f}"
+          f"{(bills.provider_usd - clean_bills.provider_usd) * 1e6:>14,.2f}")
 for name in BREAKERS:
-    if name != "token_seam":  # the seam costs one token, which 16-token pages hide here: see below
-        assert runs[name].divergence < clean.static_tokens and runs[name].loaded < clean.loaded, name
-        assert runs[name].input_cost(sonnet) > clean.input_cost(sonnet), name
+    bills = runs[name].bills(sonnet)
+    if name == "token_seam":  # see below: pages hide the seam here, and the provider never sees it
+        assert bills.provider.usage == clean_bills.provider.usage
+        continue
+    assert runs[name].divergence < clean.static_tokens and runs[name].loaded < clean.loaded, name
+    assert bills.engine_usd > clean_bills.engine_usd, name
+    assert bills.provider.usage.cache_read_tokens == 0 and bills.provider_usd > clean_bills.provider_usd, name
 
 # %% [markdown]
-# The extra dollars are at Claude Sonnet 4.5's prices, with this engine's caching rules, for a prompt of
-# a few hundred tokens; section 5 scales that up to real prompts and real provider rules. (The seam's
-# small negative number is the one token fewer that a prompt tokenized as one string has.) Now the
+# Both money columns are extra dollars per million requests at Claude Sonnet 4.5's prices. **This
+# engine** bills our engine's usage: a breaker costs the pages after it and no more. **Sonnet bills** is
+# what Anthropic would bill: every breaker inside the static part changes the block that carries the
+# breakpoint, so Anthropic reads nothing and writes the whole static part again at 1.25 times the input
+# price, whether the change is at its first token or near its end. (The seam's small negative number in
+# the engine column is the one token fewer that a prompt tokenized as one string has.) Now the
 # breakers one by one.
 #
 # **A timestamp or a name at the top.** Both change with every request (or every customer) and sit in
@@ -183,14 +210,17 @@ print("yesterday:", tokenizer.token_texts(r.cached_ids[window]))
 print("today:    ", tokenizer.token_texts(r.ids[window]))
 
 # %% [markdown]
-# **An edited document in the middle.** Here a rule was added to the middle of the policy. Everything
-# before the edit is still reused; everything after it is not. Retrieved documents behave the same way:
-# the cache is only as good as the part of the prompt that did not change.
+# **An edited document in the middle.** Here a rule was added to the middle of the rental terms. In our
+# engine everything before the edit is still reused and everything after it is not; retrieved documents
+# behave the same way. At Anthropic, with one breakpoint at the end of the static part, the edit costs
+# the whole static part: the block the breakpoint closes is no longer the one in the cache.
 
 # %%
-doc = runs["changed_document"]
-print(f"reused {doc.loaded} of {doc.cacheable} cacheable tokens ({doc.reused_share:.0%})")
-assert 0 < doc.reused_share < 1
+doc, doc_bills = runs["changed_document"], runs["changed_document"].bills(sonnet)
+print(f"this engine reused {doc.loaded} of {doc.cacheable} cacheable tokens ({doc.reused_share:.0%}); "
+      f"{sonnet.name} would read {doc_bills.provider.usage.cache_read_tokens} and write all "
+      f"{doc_bills.provider.usage.cache_write_tokens:,} again")
+assert 0 < doc.reused_share < 1 and doc_bills.provider.usage.cache_write_tokens == doc.static_tokens
 
 # %% [markdown]
 # **The tokenization seam.** Our static part ends with the space after "Today's date:". Tokenized on its
@@ -198,6 +228,8 @@ assert 0 < doc.reused_share < 1
 # token. So if the app builds each prompt as *one string*, the last static token never matches the one
 # the cache holds. `Engine` also accepts a prompt as *segments*, a list of strings tokenized one at a time
 # and then joined, which keeps the seam where it is; the lab sends segments unless this breaker is on.
+# A provider gets the two parts as separate blocks, each tokenized on its own, so the seam never forms
+# there (the table above shows no extra at Sonnet); it does when an app sends one string (exercise 3).
 
 # %%
 seam_text = today.static[-15:] + today.dynamic[:6]
@@ -266,75 +298,256 @@ for page in (1, 16, 64):
 assert 47 // 16 * 16 == 32  # the seed's token 47, with 16-token pages
 
 # %% [markdown]
-# **A provider's minimum and step.** Hosted APIs add their own rules, and `workbook.pricing` knows them:
-# nothing under a minimum length is cached at all (1,024 tokens at OpenAI and Claude Sonnet 4.5, 2,048 or
-# 4,096 elsewhere), and OpenAI counts hits in steps of 128 tokens. Our lab prompt is far too short to be
-# cached anywhere:
+# **A provider's minimum and step.** Hosted APIs add their own rules, and `workbook.providers` replays
+# them: nothing under a minimum length is cached at all (1,024 tokens at OpenAI and Claude Sonnet 4.5,
+# 2,048 or 4,096 elsewhere), OpenAI counts hits in steps of 128 tokens, and Anthropic reads only at a
+# breakpoint. Our lab's static part is just long enough for some providers:
 
 # %%
-print(f"today's request has {len(clean.ids)} tokens")
+print(f"today's request has {len(clean.ids):,} tokens, {clean.static_tokens:,} of them static; this engine loaded "
+      f"{clean.loaded:,}")
 for key, sheet in sheets.items():
-    assert clean.provider_usage(sheet).cache_read_tokens == 0
-    print(f"  {sheet.name:22} caches from {sheet.min_cacheable_tokens:>5,} tokens: reads {clean.provider_usage(sheet).cache_read_tokens}")
+    read = clean.bills(sheet).provider.usage.cache_read_tokens
+    print(f"  {sheet.name:22} caches from {sheet.min_cacheable_tokens:>5,} tokens: reads {read:>5,}")
+    if clean.static_tokens < sheet.min_cacheable_tokens:
+        assert read == 0, key
+assert clean.bills(sonnet).provider.usage.cache_read_tokens == clean.static_tokens  # to the token, at the breakpoint
+assert clean.bills(gpt).provider.usage.cache_read_tokens == cacheable_tokens(gpt, clean.divergence)  # 128-token steps
 
 # %% [markdown]
-# At a realistic size the rules bite harder. Take a static part of 1,300 tokens plus a 60-token question
-# and a 200-token answer, at GPT-5.5 and Claude Sonnet 4.5, and put a breaker at different places. Watch
-# the last column: the tokens that fall out of the cache because of *one* changed token.
+# The rules bite harder when something changes. Take a static part of 1,300 tokens plus a 60-token
+# question and a 200-token answer, and change *one* token of the static part at different places.
+# `bill_both` sends yesterday's request and today's through a fresh engine (16-token pages) and through
+# GPT-5.5's and Claude Sonnet 4.5's rules, a minute apart, as `careful_request`s: the static part is one
+# block with a breakpoint at its end. Token ids stand in for text: a bill depends only on how many tokens
+# there are and which of them repeat.
 
 # %%
-gpt = sheets["openai/gpt-5.5"]
 STATIC, QUESTION, ANSWER = 1_300, 60, 200
-cases = {"nothing changed": STATIC, "edit at token 1,100": 1_100, "edit at token 900": 900,
-         "timestamp at token 11": 11}
-print(f"{'':22}{'model':>20}{'cached':>8}{'$ per 1M requests':>19}{'uncached tokens':>17}")
-for what, shared in cases.items():
-    for sheet in (gpt, sonnet):
-        usage = provider_usage(sheet, STATIC + QUESTION, shared, ANSWER)
-        print(f"{what:22}{sheet.name:>20}{usage.cache_read_tokens:>8,}{cost(usage, sheet) * 1e6:>19,.0f}"
-              f"{usage.input_tokens:>17,}")
-assert cacheable_tokens(gpt, 1_300) == 1_280 and cacheable_tokens(gpt, 1_100) == 1_024
-assert cacheable_tokens(gpt, 900) == 0 and cacheable_tokens(sonnet, 900) == 0  # under the minimum: all or nothing
-assert cacheable_tokens(sonnet, 1_100) == 1_100  # Anthropic counts to the token
+LATE, EARLY, TOP = 1_100, 900, 11  # where one token changes
+static = list(range(STATIC))
+print(f"{'':24}{'this engine':>12}{'GPT-5.5':>16}{'Claude Sonnet 4.5':>27}")
+print(f"{'':24}{'loaded':>12}{'read':>8}{'$ / 1M':>8}{'read':>9}{'written':>9}{'$ / 1M':>9}")
+changed = {}
+for at in (None, LATE, EARLY, TOP):
+    today = static if at is None else static[:at] + [STATIC] + static[at + 1:]
+    pair = [careful_request(static, list(range(STATIC + 1, STATIC + 1 + QUESTION))),
+            careful_request(today, list(range(STATIC + 1 + QUESTION, STATIC + 1 + 2 * QUESTION)), at_s=WARM_GAP_S,
+                            output_tokens=ANSWER)]
+    both = bill_both(model, tokenizer, pair, [gpt.key, sonnet.key])
+    o, a = both.bills[gpt.key][1], both.bills[sonnet.key][1]
+    changed[at] = o, a
+    label = "nothing changed" if at is None else f"token {at:,} changed"
+    print(f"{label:24}{a.engine.cache_read_tokens:>12,}{o.provider.usage.cache_read_tokens:>8,}"
+          f"{o.provider_usd * 1e6:>8,.0f}{a.provider.usage.cache_read_tokens:>9,}"
+          f"{a.provider.usage.cache_write_tokens:>9,}{a.provider_usd * 1e6:>9,.0f}")
+    shared = STATIC if at is None else at
+    assert a.engine.cache_read_tokens == shared // 16 * 16  # our engine: whole pages, up to the change
+    assert o.provider.usage.cache_read_tokens == cacheable_tokens(gpt, shared)  # OpenAI: 1,024, then steps of 128
+    assert (a.provider.usage.cache_read_tokens, a.provider.usage.cache_write_tokens) == (
+        (STATIC, 0) if at is None else (0, STATIC))  # Anthropic: the marked block is read whole or written whole
+
+# %%
+same, late, early = changed[None], changed[LATE], changed[EARLY]
+print(f"Nothing changed: GPT-5.5 reads {same[0].provider.usage.cache_read_tokens:,} of the {STATIC:,} static tokens; "
+      f"the {STATIC - same[0].provider.usage.cache_read_tokens} past its last 128-token step are full price.")
+print(f"One token changed at {LATE:,}: this engine still loads {late[1].engine.cache_read_tokens:,} tokens and GPT-5.5 "
+      f"reads {late[0].provider.usage.cache_read_tokens:,}; Claude Sonnet 4.5 reads none and writes all {STATIC:,} "
+      f"again, ${(late[1].provider_usd - same[1].provider_usd) * 1e6:,.0f} more per million requests than with "
+      "nothing changed.")
+print(f"At {EARLY:,} the {EARLY:,} matching tokens are under GPT-5.5's {gpt.min_cacheable_tokens:,}-token minimum: "
+      f"it reads {early[0].provider.usage.cache_read_tokens} tokens, while this engine still loads "
+      f"{early[1].engine.cache_read_tokens:,}.")
 
 # %% [markdown]
-# An edit at token 900 leaves 900 matching tokens, which is under both minimums, so the provider caches
-# nothing and bills all 1,360 input tokens at the full price. The change itself was one token. Even with
-# nothing changed, OpenAI bills 1,280 cached tokens, not 1,300: the 20 beyond the last 128-token step are
-# full price.
+# One changed token costs far more than itself, in different ways: our engine loses the pages after it,
+# OpenAI everything when the rest falls under its minimum, Anthropic the whole block its breakpoint
+# closes. (A second breakpoint earlier in the static part, at most four a request, would have saved the
+# blocks before the change.)
 #
 # ## 6. Layout, measured on a workload
 #
 # One request tells you where a prompt breaks; a workload tells you what it costs. `compare_layouts`
-# replays a morning at the shop, twelve messages from nine customers (Ana writes three times, Ben twice),
-# through a fresh engine and prefix cache, once per layout:
+# replays a busy half hour at the shop, twelve messages from nine customers (Ana writes three times, Ben
+# twice) three minutes apart, once per layout, through a fresh engine and prefix cache and through each
+# provider's rules (as `careful_request`s, a breakpoint at the end of the static part):
 #
 # - **dynamic-first**, the way people write: date and customer first, then the system prompt, tools and policy;
 # - **static-first**: system prompt, tools and policy first, then the date, the customer and the message.
 
 # %%
-layouts = compare_layouts(model, tokenizer, template, workload())
-print(f"{'layout':14}{'hit rate':>9}{'loaded':>8}{'computed':>9}{'Sonnet 4.5 $/1M':>17}{'GPT-5.5 $/1M':>14}{'TTFT p50':>10}")
+layouts = compare_layouts(model, tokenizer, template, workload(), [sonnet.key, gpt.key])
+print(f"{'':14}{'this engine':>29}{'the provider would bill, $ per 1M requests':>45}")
+print(f"{'layout':14}{'hit rate':>9}{'loaded':>8}{'TTFT p50':>12}{'Sonnet 4.5':>14}{'(read)':>8}{'GPT-5.5':>11}"
+      f"{'(read)':>8}")
 for layout, run in layouts.items():
-    u = run.usage
-    per_million = {s.key: cost(replace(u, output_tokens=0), s) / run.requests * 1e6 for s in (sonnet, gpt)}
-    print(f"{layout:14}{run.hit_rate:>9.0%}{u.cache_read_tokens:>8,}{u.input_tokens + u.cache_write_tokens:>9,}"
-          f"{per_million[sonnet.key]:>17,.0f}{per_million[gpt.key]:>14,.0f}{run.ttft_p50_s * 1e3:>8.1f}ms")
+    print(f"{layout:14}{run.hit_rate:>9.0%}{run.usage.cache_read_tokens:>8,}{run.ttft_p50_s * 1e3:>10.1f}ms"
+          f"{run.both.provider_usd(sonnet.key) / run.requests * 1e6:>14,.0f}"
+          f"{run.billed(sonnet.key).cache_read_tokens:>8,}"
+          f"{run.both.provider_usd(gpt.key) / run.requests * 1e6:>11,.0f}{run.billed(gpt.key).cache_read_tokens:>8,}")
 static_first, dynamic_first = layouts["static-first"], layouts["dynamic-first"]
 assert static_first.hit_rate > 2 * dynamic_first.hit_rate
-assert cost(static_first.usage, sonnet) < cost(dynamic_first.usage, sonnet)
-assert cost(static_first.usage, gpt) < cost(dynamic_first.usage, gpt)
+for key in (sonnet.key, gpt.key):
+    assert static_first.both.provider_usd(key) < dynamic_first.both.provider_usd(key)
+    assert dynamic_first.billed(key).cache_read_tokens == 0 < dynamic_first.usage.cache_read_tokens
+visits = workload()
+comebacks = [later.when - earlier.when for i, earlier in enumerate(visits) for later in visits[i + 1:]
+             if later.user_name == earlier.user_name]
+assert min(comebacks).total_seconds() > 5 * 60  # a returning customer's last prompt has been idle past the lifetime
 
 # %% [markdown]
-# Same words, same model, same answers; only the order changed. Static-first loads the shared system
-# prompt, tools and policy for every customer after the first. Dynamic-first gets a hit only when a
-# customer comes back, because the date and the name make every customer's prompt unique from the first
-# line. The input prices above use this engine's rules (16-token pages, no minimum); a hosted API would
-# first need the static part to clear its minimum length.
+# Same words, same model, same answers; only the order changed. Static-first reads the shared system
+# prompt, tools and policy for every customer after the first. Dynamic-first leaves nothing to share: the
+# date and the name make every customer's prompt unique from the first line. Our engine still finds a
+# hit when a customer comes back, because everything before her message repeats; the providers find
+# none: the part before the first changing value, where the breakpoint goes, is under every minimum, and
+# by the time she writes again her previous prompt has been idle for more than 5 minutes.
 #
 # The TTFT column is the same story in time: loading rows is much cheaper than computing them. (Timings
 # depend on your machine and are never asserted.) Lesson 4 showed the flip side: that difference in
 # time is visible from outside, which is why caches are kept apart per tenant.
+#
+# Time matters to the bill too. Send the same static-first requests seven minutes apart instead of three,
+# and every one of them finds a provider's 5-minute cache expired:
+
+# %%
+quiet = workload_requests(tokenizer, template, workload(minutes_apart=7))
+busy_usd, quiet_usd = static_first.both.provider_usd(sonnet.key), sum(b.cost_usd for b in provider_bills(sonnet, quiet))
+assert quiet_usd > dynamic_first.both.provider_usd(sonnet.key) > busy_usd
+print(f"Claude Sonnet 4.5, static-first, {len(quiet)} requests: ${busy_usd * 1e6 / len(quiet):,.0f} per million "
+      f"requests three minutes apart, ${quiet_usd * 1e6 / len(quiet):,.0f} seven minutes apart, where dynamic-first "
+      f"(nothing cached) costs ${dynamic_first.both.provider_usd(sonnet.key) * 1e6 / len(quiet):,.0f}.")
+
+# %% [markdown]
+# Seven minutes apart, each request writes the static part again at the premium and nobody reads it:
+# caching costs more than not caching. Lesson 7 works out when a lifetime pays.
+#
+# ## 7. Multi-turn conversations: where to put the breakpoints
+#
+# An agent resends the whole conversation with every request: the system prompt and tools, every
+# message, every tool call and every tool result. Our engine and OpenAI's cache find the longest shared
+# prefix by themselves. Anthropic reads only at the breakpoints you mark (at most 4 a request), each one
+# looking for a cached prefix at its own block boundary and the 19 before it. Where the breakpoints go
+# decides the bill.
+#
+# `Conversation` is an agent chat of 12 requests at the same shop. A staff member asks the fleet
+# assistant which e-bikes need a service before the weekend; the agent lists the bikes, checks all 24 at
+# once, moves two bookings, books the workshop, checks stock and orders parts, and looks up the weather.
+# Each message, tool call and tool result is one block; a request adds the model's previous reply and
+# what arrived since (a *turn*). Tool results arrive seconds after the call, the staff member's messages
+# a minute or two later: all inside the 5-minute lifetime. The tokens come from the workbook's tokenizer.
+
+# %%
+conversation = Conversation.encode(tokenizer)
+print(f"{'request':>7}{'seconds later':>15}{'blocks added':>14}{'tokens added':>14}{'prompt tokens':>15}")
+for r in range(len(conversation)):
+    gap = conversation.at_s[r] - conversation.at_s[r - 1] if r else 0.0
+    print(f"{r + 1:>7}{gap:>15.0f}{len(conversation.turns[r + 1]):>14}{conversation.turn_tokens(r + 1):>14,}"
+          f"{conversation.prompt_tokens(r):>15,}")
+assert conversation.turn_tokens(0) >= sonnet.min_cacheable_tokens  # the system prompt alone clears the minimum
+assert all(b - a < 5 * 60 for a, b in zip(conversation.at_s, conversation.at_s[1:]))
+
+# %% [markdown]
+# The same chat, the same tokens, rendered five ways for Anthropic:
+#
+# - **no breakpoint**: nothing is cached;
+# - **(a) one breakpoint on the system prompt**: tools and instructions are read every time, the
+#   conversation never;
+# - **(b) a breakpoint moved to the newest turn**: each request should read the previous request's
+#   prompt and write only what is new;
+# - **(c) two sliding breakpoints**, on the newest turn and on the previous one;
+# - **(d) like (b), but the renderer is not byte-stable**: it appends a block holding one space to carry
+#   the breakpoint, and drops it on the next request, when the space moves after the new turn.
+#
+# `bill_strategies` replays each rendering at Claude Sonnet 4.5, GPT-5.5 and Gemini 2.5 Pro (OpenAI and
+# Google ignore breakpoints: they cache on their own). The chart shows how Anthropic bills each
+# request's prompt tokens.
+
+# %%
+gemini = sheets["google/gemini-2.5-pro"]
+strategy_bills = bill_strategies(conversation, [sonnet.key, gpt.key, gemini.key])
+BILLED = {"cache_read_tokens": ("read from the cache", PROVENANCE_COLOURS["loaded"]),
+          "cache_write_tokens": ("written to the cache", "#999999"),
+          "input_tokens": ("plain input", PROVENANCE_COLOURS["computed"])}
+shown = ["system", "newest", "two", "whitespace"]
+figure = make_subplots(rows=2, cols=2, shared_yaxes=True, subplot_titles=[STRATEGIES[s] for s in shown],
+                       vertical_spacing=0.14)
+requests_axis = list(range(1, len(conversation) + 1))
+for i, strategy in enumerate(shown):
+    for bucket, (name, colour) in BILLED.items():
+        figure.add_bar(x=requests_axis, y=[getattr(b.usage, bucket) for b in strategy_bills[strategy][sonnet.key]],
+                       name=name, marker_color=colour, legendgroup=name, showlegend=i == 0,
+                       row=i // 2 + 1, col=i % 2 + 1)
+figure.update_layout(barmode="stack", height=560, margin=dict(l=10, r=10, t=70, b=10),
+                     title=f"{sonnet.name}: each request's prompt tokens, by how they are billed",
+                     legend=dict(orientation="h", y=-0.12))
+figure.update_xaxes(title_text="request", dtick=1)
+figure.update_yaxes(title_text="tokens", col=1)
+figure.show()
+
+# %% [markdown]
+# What the chart shows, checked token by token (request n adds turn n; the arithmetic is in the asserts):
+
+# %%
+anthropic = {strategy: [bill.usage for bill in strategy_bills[strategy][sonnet.key]] for strategy in STRATEGIES}
+system_tokens = conversation.turn_tokens(0)
+fan_out = max(range(len(conversation)), key=lambda r: len(conversation.turns[r + 1]))  # the request adding most blocks
+assert len(conversation.turns[fan_out + 1]) >= LOOKBACK_BLOCKS
+for r in range(1, len(conversation)):
+    prompt, new = conversation.prompt_tokens(r), conversation.turn_tokens(r + 1)
+    a, b, c, d = (anthropic[s][r] for s in ("system", "newest", "two", "whitespace"))
+    assert (a.cache_read_tokens, a.cache_write_tokens, a.input_tokens) == (system_tokens, 0, prompt - system_tokens)
+    assert (c.cache_read_tokens, c.cache_write_tokens) == (prompt - new, new)
+    assert (b.cache_read_tokens, b.cache_write_tokens) == ((0, prompt) if r == fan_out else (prompt - new, new))
+    assert (d.cache_read_tokens, d.cache_write_tokens) == (0, prompt + len(conversation.pad))
+print(f"(a) reads the {system_tokens:,}-token system prompt and sends the rest of the conversation as plain input.")
+added = len(conversation.turns[fan_out + 1])
+print(f"(b) writes only the new turn, except at request {fan_out + 1}: that turn added {added} blocks, so the previous "
+      f"prompt ended {added} block boundaries before the breakpoint, beyond the {LOOKBACK_BLOCKS} it checks; it found "
+      f"nothing and wrote all {conversation.prompt_tokens(fan_out):,} tokens again.")
+print(f"(c) keeps a breakpoint where the previous request's prompt ended, so it always finds it: "
+      f"{sum(u.cache_write_tokens for u in anthropic['two']):,} tokens written in all, against "
+      f"{sum(u.cache_write_tokens for u in anthropic['newest']):,} for (b).")
+print(f"(d) never reads: every request rewrites its whole prompt, "
+      f"{sum(u.cache_write_tokens for u in anthropic['whitespace']):,} tokens written at the premium in all.")
+
+# %% [markdown]
+# The renderer in (d) is a real failure: the cached prefix always ends with the space block, and the next
+# request no longer has a space there. One extra byte that moves turns incremental caching into a full
+# rewrite on every request. Keep what you send byte-stable, and put the breakpoint on a block that stays.
+#
+# What the whole conversation costs, per strategy and provider, next to what our engine's usage would
+# come to (it needs no breakpoints; its writes and reads priced at Claude Sonnet 4.5's rates):
+
+# %%
+engine_run = bill_both(model, tokenizer, conversation.requests("newest"), [sonnet.key])
+totals = {strategy: {key: sum(bill.cost_usd for bill in bills) for key, bills in per_key.items()}
+          for strategy, per_key in strategy_bills.items()}
+print(f"{'$ for the whole conversation':54}{sonnet.name:>18}{gpt.name:>10}{gemini.name:>16}")
+for strategy, label in STRATEGIES.items():
+    print(f"{label:54}{totals[strategy][sonnet.key]:>18.4f}{totals[strategy][gpt.key]:>10.4f}"
+          f"{totals[strategy][gemini.key]:>16.4f}")
+print(f"{'this engine (pages, no breakpoints needed)':54}{engine_run.engine_usd(sonnet.key):>18.4f}")
+sonnet_total = {strategy: totals[strategy][sonnet.key] for strategy in STRATEGIES}
+ranked = sorted(STRATEGIES, key=sonnet_total.get)
+assert ranked == ["two", "newest", "system", "none", "whitespace"], ranked
+for key in (gpt.key, gemini.key):  # breakpoints mean nothing here, and the space sits after the cached prefix
+    reads = {strategy: [bill.usage.cache_read_tokens for bill in strategy_bills[strategy][key]]
+             for strategy in STRATEGIES}
+    assert all(r == reads["none"] for r in reads.values()), key
+engine_loaded = sum(result.usage.cache_read_tokens for result in engine_run.results)
+print(f"\nOver the chat this engine loaded {engine_loaded:,} prompt tokens from its cache without being told where; "
+      f"Anthropic read {sum(u.cache_read_tokens for u in anthropic['two']):,} with (c) and "
+      f"{sum(u.cache_read_tokens for u in anthropic['system']):,} with (a). (c) costs "
+      f"{1 - sonnet_total['two'] / sonnet_total['none']:.0%} less than no caching; (d) "
+      f"{sonnet_total['whitespace'] / sonnet_total['none'] - 1:.0%} more.")
+
+# %% [markdown]
+# On Anthropic the order is (c), (b), (a), no caching, (d): sliding breakpoints pay for each token once
+# at the write premium and then read it at a tenth of the price; one breakpoint on the system prompt
+# saves only the system prompt; a renderer that moves a byte pays the premium on everything, every time.
+# OpenAI and Google read the same tokens in every rendering: they cache whatever prefix repeats, by their
+# own rules, and the space in (d) only adds one plain token a request.
 #
 # ## What to take away
 #
@@ -344,9 +557,15 @@ assert cost(static_first.usage, gpt) < cost(dynamic_first.usage, gpt)
 #   re-serialise tools, editors that leave trailing spaces, and the seam where the static part meets the
 #   dynamic one.
 # - Sampling settings and the user's question never break a hit.
-# - A change costs whole pages, and at a provider it can cost the whole prefix when what is left falls
-#   under the minimum length.
-# - Measure on a workload: hit rate, tokens loaded and TTFT tell you whether the layout works.
+# - A change costs whole pages in an engine. At a provider it can cost much more: the whole prefix when
+#   what is left falls under the minimum length, and at Anthropic the whole block a breakpoint closes,
+#   written again at the premium. Price what the provider bills (`providers.simulate`), not what an
+#   engine could reuse.
+# - Measure on a workload: hit rate, tokens loaded, TTFT and the provider's bill tell you whether the
+#   layout works, and requests further apart than the cache's lifetime can make caching cost money.
+# - In a conversation, slide a breakpoint to the newest turn and keep one on the previous turn (a turn of
+#   20 or more blocks hides the last one from the lookback), and never let the renderer add or drop bytes
+#   around the breakpoint.
 #
 # ## Check yourself
 #

@@ -1,6 +1,7 @@
 """Lesson 5's prompt lab: the breakers, one lab run, the layout replay, the view driven from Python, and its checks."""
 
 import datetime as dt
+import html
 import json
 from dataclasses import replace
 
@@ -10,10 +11,12 @@ import torch
 from workbook import BPETokenizer, Engine
 from workbook.exercises.lesson5 import (check_loaded_after_change, check_openai_cached_tokens, check_seam_cached_tokens)
 from workbook.lessons.prompt_lab import (BREAKERS, CURRENT, PREVIOUS, SPLIT, Draft, PromptLab, PromptTemplate, Visit,
-                                        compare_layouts, drafts, insert_middle, render)
-from workbook.pricing import get_sheet
+                                        compare_layouts, drafts, insert_middle, render, workload, workload_requests)
+from workbook.lessons.provider_bills import WARM_GAP_S
+from workbook.pricing import Usage, cost, get_sheet
 from workbook.tokenizer import first_divergence
 from workbook.widgets.prompt_lab import PromptLabView
+from workbook.widgets.style import usd
 
 # Short enough for a 512-token test model; the same shape as the lesson's template.
 SHORT = PromptTemplate(system="Answer briefly and politely.", tools_json='[{"name": "order", "id": 1}]',
@@ -165,7 +168,7 @@ def test_each_breaker_costs_rows_and_money(lab, name):
     assert broken.breakers == (name,)
     assert broken.loaded < clean.loaded
     assert broken.provenance.count("invalidated") == broken.recomputed > 0
-    assert broken.input_cost(sonnet) > clean.input_cost(sonnet)
+    assert broken.bills(sonnet).engine_usd > clean.bills(sonnet).engine_usd
 
 
 def test_seam_loses_one_token_with_pages_of_one(lab):
@@ -191,9 +194,41 @@ def test_every_run_starts_from_the_same_cache(lab):
 
 
 def test_a_small_prompt_is_under_every_provider_minimum(lab):
+    r = lab.run(SHORT, max_new_tokens=3)
+    for key in ("openai/gpt-5.5", "anthropic/claude-sonnet-4-5"):
+        bills = r.bills(get_sheet(key))
+        assert bills.provider.usage == Usage(input_tokens=len(r.ids))  # output is left out of both bills
+        assert bills.engine == replace(r.result.usage, output_tokens=0)
+        assert bills.engine.cache_read_tokens == r.loaded > 0
+
+
+# Sonnet 4.5's prices and rules, with a minimum low enough for the test model's short prompts.
+SONNET_LOW = replace(get_sheet("anthropic/claude-sonnet-4-5"), min_cacheable_tokens=16)
+
+
+def test_the_provider_reads_the_static_part_at_its_breakpoint(lab):
     r = lab.run(SHORT)
-    usage = r.provider_usage(get_sheet("openai/gpt-5.5"))
-    assert usage.cache_read_tokens == 0 and usage.input_tokens == len(r.ids)
+    s = r.static_tokens
+    # Yesterday's request wrote the static block a minute earlier; today's reads all of it, to the token.
+    assert r.bills(SONNET_LOW).provider.usage == Usage(input_tokens=len(r.ids) - s, cache_read_tokens=s)
+    assert r.parts[0] + r.parts[1] == r.ids  # the two blocks are what the engine was sent
+
+
+def test_a_late_edit_keeps_pages_in_the_engine_but_nothing_at_anthropic(lab):
+    r = lab.run(SHORT, ["changed_document"])
+    bills = r.bills(SONNET_LOW)
+    assert r.loaded == r.divergence // 16 * 16 > 0  # this engine: every whole page before the edit
+    # Anthropic: the marked block changed, so nothing is read and the whole static part is written again.
+    assert bills.provider.usage == Usage(input_tokens=len(r.ids) - r.static_tokens, cache_write_tokens=r.static_tokens)
+    assert bills.provider_usd == pytest.approx(((len(r.ids) - r.static_tokens) * 3.0 + r.static_tokens * 3.75) / 1e6)
+    assert bills.engine_usd == pytest.approx(cost(replace(r.result.usage, output_tokens=0), SONNET_LOW))
+    assert f"read 0, write {r.static_tokens:,}" in bills.explain()
+
+
+def test_the_seam_never_reaches_the_provider(lab):
+    clean, seam = lab.run(SHORT), lab.run(SHORT, ["token_seam"])
+    assert seam.divergence == seam.static_tokens - 1  # the engine got one string
+    assert seam.bills(SONNET_LOW).provider.usage == clean.bills(SONNET_LOW).provider.usage  # the provider two blocks
 
 
 def test_same_customer_same_day_shares_more_than_the_static_part(model, tok):
@@ -207,14 +242,31 @@ def test_same_customer_same_day_shares_more_than_the_static_part(model, tok):
 
 def test_static_first_beats_dynamic_first_on_a_workload(model, tok):
     visits = [Visit(name, "Hi", CURRENT.when + dt.timedelta(minutes=i)) for i, name in enumerate(["Ana", "Ben", "Ana", "Chloe"])]
-    runs = compare_layouts(model, tok, SHORT, visits)
+    runs = compare_layouts(model, tok, SHORT, visits, [SONNET_LOW.key], sheets={SONNET_LOW.key: SONNET_LOW})
     static, dynamic = runs["static-first"], runs["dynamic-first"]
     assert static.requests == dynamic.requests == 4
     assert static.hit_rate > dynamic.hit_rate
     assert static.usage.cache_read_tokens > dynamic.usage.cache_read_tokens
-    assert static.usage.total_input_tokens == sum(len(Engine(model, tok).prompt_ids(render(Draft.of(SHORT, v), tok).prompt))
-                                                  for v in visits)
+    prompts = [len(Engine(model, tok).prompt_ids(render(Draft.of(SHORT, v), tok).prompt)) for v in visits]
+    assert static.usage.total_input_tokens == sum(prompts) == static.billed(SONNET_LOW.key).total_input_tokens
     assert static.ttft_p50_s > 0
+    # Static-first: the first request writes the static part, the other three read it.
+    s = len(tok.encode(render(Draft.of(SHORT, visits[0]), tok).static))
+    assert static.billed(SONNET_LOW.key) == Usage(input_tokens=sum(prompts) - 4 * s, cache_write_tokens=s,
+                                                  cache_read_tokens=3 * s)
+    assert static.both.provider_usd(SONNET_LOW.key) < dynamic.both.provider_usd(SONNET_LOW.key)
+
+
+def test_the_workload_arrives_within_a_providers_lifetime(tok):
+    visits = workload()
+    assert len(visits) == 12 and len({v.user_name for v in visits}) == 9
+    requests = workload_requests(tok, SHORT, visits)
+    assert [r.at_s for r in requests] == [i * 3 * 60.0 for i in range(12)]  # three minutes apart, under 5
+    first = render(Draft.of(SHORT, visits[0]), tok)
+    assert [b.cache_control for b in requests[0].blocks] == ["5m", None]
+    assert list(requests[0].blocks[0].content) == tok.encode(first.static)
+    assert list(requests[0].blocks[1].content) == tok.encode(first.dynamic)
+    assert WARM_GAP_S < 5 * 60
 
 
 # ----- the view -----------------------------------------------------------------------------------
@@ -254,6 +306,19 @@ def test_view_page_size_and_provider(view):
     view.provider_picker.value = "openai/gpt-5.5"
     assert view.state.result is result  # prices change no tokens: nothing is re-run
     assert "GPT-5.5" in view.summary.value
+
+
+def test_view_shows_this_engine_beside_what_the_provider_would_bill(model, tok):
+    view = PromptLabView(model, tok, template=SHORT, price_sheets={SONNET_LOW.key: SONNET_LOW})
+    view.set_breaker("changed_document")
+    r = view.state.result
+    bills, clean = r.bills(SONNET_LOW), view.state.baseline.bills(SONNET_LOW)
+    table = view.summary.value
+    assert "this engine" in table and "the provider would bill" in table
+    assert f">{r.loaded:,}</td>" in table and f">{bills.provider.usage.cache_write_tokens:,}</td>" in table
+    extra = usd((bills.provider_usd - clean.provider_usd) * 1_000_000)
+    assert bills.provider_usd > clean.provider_usd and f">{extra}</td>" in table
+    assert html.escape(bills.explain()) in table
 
 
 def test_view_shows_bad_input_and_recovers(view):

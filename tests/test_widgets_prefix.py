@@ -1,5 +1,8 @@
 """Lesson 4's views driven from Python (clicks, values), and its check-yourself functions."""
 
+import html
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -9,9 +12,9 @@ from workbook.exercises.lesson4 import (BREAK_SHEET, OUTPUT_TOKENS, QUESTION_TOK
 from workbook.lessons.invalidation import mark_invalidated, reusable_length
 from workbook.lessons.scenarios import User, break_system_prompt, chat
 from workbook.prefix_cache import loadable_tokens
-from workbook.pricing import cost, get_sheet
+from workbook.pricing import get_sheet
 from workbook.tokenizer import first_divergence
-from workbook.widgets.prefix_demo import PrefixCacheDemo, provider_reality
+from workbook.widgets.prefix_demo import PrefixCacheDemo
 from workbook.widgets.radix_tree import RadixTreeView
 from workbook.widgets.style import usd
 
@@ -135,24 +138,37 @@ def test_a_refused_request_1_keeps_the_cache_and_history(demo):
     assert demo.engine is engine and demo.state.history == history
 
 
-def test_napkin_math_prices_the_real_usage_and_tells_the_provider_truth(demo):
+def test_napkin_shows_no_cache_this_engine_and_the_provider_bill(demo):
     demo.send_request_1()
     hit = demo.send_request_2()
     demo.provider_picker.value = "openai/gpt-5.5"
-    sheet = demo.sheets["openai/gpt-5.5"]
-    per_million = cost(hit.usage, sheet) * 1_000_000
-    assert f"${per_million:,.2f}" in demo.napkin.value
-    assert "1,024" in demo.napkin.value and "ordinary input" in demo.napkin.value
+    bills = demo.bills(demo.sheets["openai/gpt-5.5"])
+    assert [b.engine for b in bills] == [r.usage for r in demo.state.history]
+    # The demo's prompts are far under GPT-5.5's 1,024-token minimum: every prompt token is plain input.
+    assert bills[1].provider.usage == Usage(input_tokens=len(hit.prompt_ids), output_tokens=hit.usage.output_tokens)
+    assert bills[1].engine_usd < bills[1].provider_usd == bills[1].no_cache_usd
+    for amount in (bills[1].no_cache_usd, bills[1].engine_usd, bills[1].provider_usd):
+        assert usd(amount * 1_000_000) in demo.napkin.value
+    assert html.escape(bills[-1].explain()) in demo.napkin.value and "1,024-token minimum" in bills[-1].explain()
     demo.provider_picker.value = BREAK_SHEET
     assert demo.state.provider == BREAK_SHEET and "Claude Sonnet 4.5" in demo.napkin.value
 
 
-def test_provider_reality_reads_what_a_provider_would_cache():
-    sheet = get_sheet("openai/gpt-5.5")
-    text = provider_reality(sheet, prompt_tokens=3000, reusable_tokens=2900, output_tokens=5, hit=True)
-    assert "read 2,816 of these 3,000 tokens" in text  # 1,024 + 14 steps of 128
-    billed = Usage(input_tokens=184, cache_read_tokens=2816, output_tokens=5)
-    assert usd(cost(billed, sheet) * 1_000_000) in text
+def test_the_provider_rewrites_the_whole_system_prompt_where_the_engine_keeps_pages(small_model, small_tokenizer):
+    sonnet = replace(get_sheet(BREAK_SHEET), min_cacheable_tokens=8)  # low enough for the test model's prompts
+    demo = PrefixCacheDemo(small_model, small_tokenizer, system_prompt=SYSTEM, questions=QUESTIONS, page_size=4,
+                           capacity_tokens=512, max_new_tokens=4, price_sheets={BREAK_SHEET: sonnet})
+    demo.send_request_1()
+    demo.send_request_2()
+    broken = demo.break_prefix()
+    first, second, third = (b.provider.usage for b in demo.bills(sonnet))
+    system = len(small_tokenizer.encode_chat(chat(SYSTEM, "")[:1], add_generation_prompt=False))
+    rest = [len(r.prompt_ids) - system for r in demo.state.history]
+    # Request 1 writes the system turn, request 2 reads it, the broken one writes it again (the date moved).
+    assert (first.cache_write_tokens, first.cache_read_tokens, first.input_tokens) == (system, 0, rest[0])
+    assert (second.cache_write_tokens, second.cache_read_tokens, second.input_tokens) == (0, system, rest[1])
+    assert (third.cache_write_tokens, third.cache_read_tokens, third.input_tokens) == (system, 0, rest[2])
+    assert broken.loaded == broken.edit_at // 4 * 4 > 0  # this engine still loads the pages before the date
 
 
 # ----- radix tree view ----------------------------------------------------------------------------

@@ -237,7 +237,9 @@ class ProviderCache:
                 entry.used_s, entry.ttl_s = now, max(entry.ttl_s, idle)
             else:
                 entries[key] = Entry(ends[j], now, now, now + idle, idle)
-        if read:
+        if len(prompt) < self.sheet.min_cacheable_tokens:
+            why = f"the whole prompt ({len(prompt):,} tokens) is under the {self.sheet.min_cacheable_tokens:,}-token minimum"
+        elif read:
             why = f"{shared:,} tokens match a prefix cached on this route; billed as {read:,} (1,024, then steps of 128)"
         elif shared:
             why = f"{shared:,} tokens match, under the {self.sheet.min_cacheable_tokens:,}-token minimum: nothing cached"
@@ -265,6 +267,8 @@ class ProviderCache:
         elif shared and not lucky:
             why = (f"implicit cache: {shared:,} tokens could have hit, but implicit savings are not guaranteed "
                    f"(hit rate {self.implicit_hit_rate:g})")
+        elif ends[-1] < self.sheet.min_cacheable_tokens:
+            why = f"the whole prompt ({ends[-1]:,} tokens) is under the {self.sheet.min_cacheable_tokens:,}-token minimum"
         else:
             why = "implicit cache: no earlier request shares a long enough prefix"
         return Usage(ends[-1] - read, 0, read, request.output_tokens), 0, 0.0, why

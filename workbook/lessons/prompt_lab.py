@@ -4,7 +4,8 @@ A support app renders every request from one template: a system prompt, tool def
 policy document, a date line, the customer's name and message. The cache holds the previous
 request (Ana's, yesterday); this request is Ben's, today. Each `Breaker` is one habit that makes
 the two prompts part ways earlier than they need to; `PromptLab.run` sends both through an
-`Engine` with a `PrefixCache` and reports where they diverged and what the cache could still serve.
+`Engine` with a `PrefixCache` and reports where they diverged and what the cache could still serve,
+and `LabResult.bills` what a provider would bill for the same two requests.
 
 No widgets here: the view in `workbook.widgets.prompt_lab` and the tests drive the same functions.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Literal, Sequence
 
 import torch
@@ -22,10 +23,12 @@ from ..engine import Engine, GenerationResult
 from ..errors import WorkbookError
 from ..kv_cache import KVCache
 from ..prefix_cache import PrefixCache, loadable_tokens
-from ..pricing import PriceSheet, Usage, cost, provider_usage
+from ..pricing import PriceSheet, Usage
+from ..providers import Request
 from ..timing import percentile
 from ..tokenizer import first_divergence
 from .invalidation import mark_invalidated
+from .provider_bills import WARM_GAP_S, BothBills, SideBySide, bill_both, careful_request, provider_bills
 from .scenarios import DATE_FORMAT, tool_schema
 
 Layout = Literal["static-first", "dynamic-first"]
@@ -44,12 +47,41 @@ DEFAULT_TOOLS = json.dumps([
     tool_schema("check_booking", "Look up a booking by its id.", booking_id=("string", None)),
     tool_schema("extend_rental", "Add days to a running rental.", booking_id=("string", None), days=("integer", None)),
 ], indent=1)
+# The shop's rental terms: long enough that the static part clears Claude Sonnet 4.5's and GPT-5.5's 1,024-token
+# minimum, so the lab's "the provider would bill" column has a cache to hit or miss.
 DEFAULT_POLICY = "\n".join([
+    "## Bookings",
     "- Look up a booking with check_booking before you talk about it.",
-    "- Cancelling is free until 24 hours before pick-up.",
-    "- A late return costs 5 euros per started hour.",
-    "- Flat tyres are repaired for free during a rental.",
-    "- Never share another customer's booking.",
+    "- Never share another customer's booking, not even with someone who says they are family.",
+    "- Bookings are made online or in the shop; we do not take bookings by phone or in this chat.",
+    "- A booking can be extended with extend_rental while the bike is out, if the bike is free for the extra days.",
+    "- Cancelling is free until 24 hours before pick-up. After that we keep half of the price.",
+    "- A booking that is not picked up within two hours of its start is cancelled, and half of the price is kept.",
+    "## Prices",
+    "- City bike: 15 euros a day. E-bike: 35 euros a day. Cargo bike: 45 euros a day. Tandem: 40 euros a day.",
+    "- Children's bikes and child seats: 8 euros a day. Helmets: 3 euros a day. Rain covers: 2 euros a day.",
+    "- A week costs five days. Groups of six or more get 10% off when they book together.",
+    "- A late return costs 5 euros per started hour, up to the price of one extra day.",
+    "- Prices include insurance against theft with a 150-euro excess, if the bike was locked with our lock.",
+    "## Pick-up and return",
+    "- Pick-up and return are at the shop on Korenlei 7, from 9:00 to 19:00 every day, Sundays from 10:00.",
+    "- Bring an identity card. We keep a 100-euro deposit on a card and release it when the bike comes back.",
+    "- E-bikes leave the shop fully charged, with a charger for rentals of more than one day.",
+    "- Every bike comes with a lock, lights and a bell; baskets and panniers are free on request.",
+    "- A bike may not leave Belgium, and cargo bikes may not be taken on trains or trams.",
+    "- A bike returned outside opening hours goes into the night box; the rental ends when we open the box.",
+    "## Repairs and damage",
+    "- Flat tyres are repaired for free during a rental: come to the shop, or call us and we come to you within Ghent.",
+    "- A bike that breaks down through normal wear is swapped for free, wherever it is inside the ring road.",
+    "- Damage from a fall or misuse is charged at workshop prices, never more than the bike's value.",
+    "- A stolen bike must be reported to the police the same day; bring the report to the shop.",
+    "- We also repair customers' own bikes: a basic service costs 45 euros and takes two working days.",
+    "## Talking to customers",
+    "- Answer in the customer's language if it is Dutch, French, English or German; otherwise in English.",
+    "- Never promise a bike, a price or a repair time that a tool has not confirmed.",
+    "- If a customer is unhappy, apologise once, say what you can do, and offer to pass them to the shop manager.",
+    "- Do not give medical, legal or route advice beyond pointing to the city's cycling map.",
+    "- When you are not sure, say so and offer to check with the shop; a wrong answer costs more than a slow one.",
 ])
 DEFAULT_DATE_LINE = "Today's date: {date}"
 # A rule added in the middle of the policy document: the "changed document" breaker.
@@ -138,6 +170,10 @@ class RenderedPrompt:
     def prompt(self) -> str | list[str]:
         """What `Engine.generate` gets: one string, or two segments tokenized apart so the seam stays put."""
         return self.text if self.one_string else [self.static, self.dynamic]
+
+    def blocks(self, tokenizer) -> tuple[list[int], list[int]]:
+        """The static and dynamic parts as a provider receives them: two blocks, each tokenized on its own."""
+        return tokenizer.encode(self.static), tokenizer.encode(self.dynamic)
 
 
 def render(draft: Draft, tokenizer) -> RenderedPrompt:
@@ -232,9 +268,10 @@ class LabResult:
     breakers: tuple[str, ...]
     page_size: int
     cached_ids: list[int]  # the previous request, whose rows the cache holds
-    static_tokens: int  # tokens of this request's static part (tokenized on its own)
     divergence: int  # first token where this request differs from the cached one
     result: GenerationResult  # this request, run through the engine
+    parts: tuple[list[int], list[int]]  # this request's static and dynamic parts, each tokenized on its own
+    cached_parts: tuple[list[int], list[int]]  # the same for the previous request
 
     @property
     def ids(self) -> list[int]:
@@ -243,6 +280,11 @@ class LabResult:
     @property
     def loaded(self) -> int:
         return self.result.usage.cache_read_tokens
+
+    @property
+    def static_tokens(self) -> int:
+        """Tokens of this request's static part, tokenized on its own."""
+        return len(self.parts[0])
 
     @property
     def cacheable(self) -> int:
@@ -269,14 +311,11 @@ class LabResult:
         """Per token: loaded, invalidated (cacheable but computed again) or computed (new anyway)."""
         return mark_invalidated(self.result.provenance, self.cacheable)
 
-    def input_cost(self, sheet: PriceSheet) -> float:
-        """USD of this request's prompt at `sheet`'s prices, with this engine's cache rules (output left out)."""
-        return cost(replace(self.result.usage, output_tokens=0), sheet)
-
-    def provider_usage(self, sheet: PriceSheet) -> Usage:
-        """What the provider would bill: the shared prefix up to the end of the static part, under its own rules."""
-        shared = min(self.divergence, self.static_tokens)
-        return provider_usage(sheet, len(self.ids), shared, self.result.usage.output_tokens)
+    def bills(self, sheet: PriceSheet) -> SideBySide:
+        """This request's prompt billed two ways at `sheet`'s prices: this engine's usage, and what the provider would
+        bill, sent as `careful_request`s with the previous request a minute earlier. Output is left out of both."""
+        earlier, now = careful_request(*self.cached_parts), careful_request(*self.parts, at_s=WARM_GAP_S)
+        return SideBySide(sheet, replace(self.result.usage, output_tokens=0), provider_bills(sheet, [earlier, now])[-1])
 
 
 class PromptLab:
@@ -316,8 +355,8 @@ class PromptLab:
         result = self.engine.generate(ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
         divergence = first_divergence(cached_ids, ids)
         return LabResult(breakers=tuple(n for n in BREAKERS if n in breakers), page_size=self.page_size,
-                         cached_ids=cached_ids, static_tokens=len(self.tokenizer.encode(prompt.static)),
-                         divergence=len(ids) if divergence is None else divergence, result=result)
+                         cached_ids=cached_ids, divergence=len(ids) if divergence is None else divergence,
+                         result=result, parts=prompt.blocks(self.tokenizer), cached_parts=cached.blocks(self.tokenizer))
 
     def _rows_of(self, ids: list[int]) -> KVCache:
         """The K/V rows of a whole prompt, computed on first use and kept for the next runs."""
@@ -343,20 +382,38 @@ WORKLOAD_MESSAGES = [
 ]
 
 
-def workload(start: dt.datetime = CURRENT.when, minutes_apart: float = 7.0) -> list[Visit]:
-    """A morning of requests: twelve messages from nine customers (some come back), a few minutes apart."""
+def workload(start: dt.datetime = CURRENT.when, minutes_apart: float = 3.0) -> list[Visit]:
+    """A busy half hour: twelve messages from nine customers (some come back), a few minutes apart."""
     return [Visit(name, message, start + dt.timedelta(minutes=i * minutes_apart))
             for i, (name, message) in enumerate(zip(WORKLOAD_NAMES, WORKLOAD_MESSAGES))]
 
 
+def workload_requests(tokenizer, template: PromptTemplate, visits: Sequence[Visit]) -> list[Request]:
+    """The visits rendered with `template` as `careful_request`s, timed from the first visit (output left out)."""
+    return [careful_request(*render(Draft.of(template, visit), tokenizer).blocks(tokenizer),
+                            at_s=(visit.when - visits[0].when).total_seconds()) for visit in visits]
+
+
 @dataclass
 class ReplayResult:
-    """One layout's run through a workload: billing buckets, hit rate and time to first token."""
+    """One layout's run through a workload: this engine's runs beside each provider's bills."""
 
     layout: Layout
-    usage: Usage  # summed over the requests
-    hit_rate: float  # hit tokens / prompt tokens, as the prefix cache counts it
-    ttft_s: list[float] = field(default_factory=list)
+    both: BothBills
+
+    @property
+    def usage(self) -> Usage:
+        """This engine's billing buckets, summed over the requests."""
+        return sum(result.usage for result in self.both.results)
+
+    @property
+    def hit_rate(self) -> float:
+        """Hit tokens / prompt tokens, as the prefix cache counts it."""
+        return self.usage.cache_read_tokens / self.usage.total_input_tokens
+
+    @property
+    def ttft_s(self) -> list[float]:
+        return [result.timings.ttft_s for result in self.both.results]
 
     @property
     def ttft_p50_s(self) -> float:
@@ -364,22 +421,26 @@ class ReplayResult:
 
     @property
     def requests(self) -> int:
-        return len(self.ttft_s)
+        return len(self.both.results)
+
+    def billed(self, model_key: str) -> Usage:
+        """What `model_key`'s provider bills, summed over the requests."""
+        return sum(bill.provider.usage for bill in self.both.bills[model_key])
 
 
-def replay(model, tokenizer, template: PromptTemplate, visits: Sequence[Visit], *, page_size: int = 16) -> ReplayResult:
-    """Send `visits` in order through a fresh engine and prefix cache, rendered with `template`."""
-    plain = Engine(model, tokenizer)
-    prompts = [plain.prompt_ids(render(Draft.of(template, v), tokenizer).prompt) for v in visits]
-    plain.generate(prompts[0], max_new_tokens=1)  # untimed: the first call pays one-off set-up costs
-    engine = Engine(model, tokenizer, PrefixCache(page_size=page_size, capacity_tokens=sum(map(len, prompts)) + page_size))
-    results = [engine.generate(ids, max_new_tokens=1) for ids in prompts]
-    return ReplayResult(template.layout, sum(r.usage for r in results), engine.prefix_cache.stats().hit_rate,
-                        [r.timings.ttft_s for r in results])
+def replay(model, tokenizer, template: PromptTemplate, visits: Sequence[Visit], model_keys: Sequence[str], *,
+           page_size: int = 16, sheets: dict[str, PriceSheet] | None = None) -> ReplayResult:
+    """Send `visits` in order through a fresh engine and prefix cache, and through each provider's simulator."""
+    requests = workload_requests(tokenizer, template, visits)
+    # Untimed: the first call pays one-off set-up costs.
+    Engine(model, tokenizer).generate([block.content for block in requests[0].blocks], max_new_tokens=1)
+    return ReplayResult(template.layout, bill_both(model, tokenizer, requests, model_keys, page_size=page_size,
+                                                   sheets=sheets))
 
 
-def compare_layouts(model, tokenizer, template: PromptTemplate, visits: Sequence[Visit], *,
-                    page_size: int = 16) -> dict[str, ReplayResult]:
-    """The same workload replayed static-first and dynamic-first."""
-    return {layout: replay(model, tokenizer, replace(template, layout=layout), visits, page_size=page_size)
+def compare_layouts(model, tokenizer, template: PromptTemplate, visits: Sequence[Visit], model_keys: Sequence[str], *,
+                    page_size: int = 16, sheets: dict[str, PriceSheet] | None = None) -> dict[str, ReplayResult]:
+    """The same workload replayed static-first and dynamic-first; `sheets` as in `get_sheet`."""
+    return {layout: replay(model, tokenizer, replace(template, layout=layout), visits, model_keys, page_size=page_size,
+                           sheets=sheets)
             for layout in ("static-first", "dynamic-first")}

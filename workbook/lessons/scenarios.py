@@ -50,6 +50,54 @@ DEFAULT_SYSTEM_PROMPT = "\n".join([
     "",
     json.dumps(_TOOLS),
 ])
+
+# The same assistant at a realistic size: the full tool list and the shop's handbook. Long enough for
+# providers' minimum lengths (1,024 tokens at Claude Sonnet 4.5 and GPT-5.5), so lesson 4 can show
+# what a provider bills for it. The date is still near the top; the gift-card line sits near the end.
+_MORE_TOOLS = [
+    tool_schema("track_parcel", "Where a parcel is now, from the carrier's tracking page.",
+                tracking_number=("string", "The carrier's tracking number, for example 1Z999AA10123456784.")),
+    tool_schema("product_info", "Sizes, materials, weight and care instructions of a product.",
+                product_id=("string", "The product id, for example HP-BOOT-214.")),
+    tool_schema("store_stock", "How many of a product in a given size are in stock, online and in each store.",
+                product_id=("string", "The product id."), size=("string", "The size, for example EU 42 or M.")),
+    tool_schema("exchange_item", "Exchange a delivered item for another size or colour of the same product.",
+                order_id=("string", "The order id."), product_id=("string", "The product id."),
+                new_size=("string", "The size the customer wants instead.")),
+    tool_schema("gift_card_balance", "The remaining balance and expiry date of a gift card.",
+                card_number=("string", "The 16-digit gift card number.")),
+    tool_schema("hand_over", "Pass the conversation to a human agent, with a one-line summary of the problem.",
+                summary=("string", "What the customer needs, in one line.")),
+]
+GIFT_CARD_LINE = "- Gift cards are valid for three years from the day they were bought."
+LONG_SYSTEM_PROMPT = "\n".join([
+    DEFAULT_SYSTEM_PROMPT,
+    json.dumps(_MORE_TOOLS),
+    "",
+    "# Shipping",
+    "- Orders placed before 14:00 on a working day leave the warehouse the same day.",
+    "- Standard delivery takes 2 to 4 working days in the EU and is free above 60 euros; below, it costs 4.95 euros.",
+    "- Express delivery takes 1 working day and costs 9.95 euros. It is not available for tents and kayaks.",
+    "- A parcel that the carrier marks as delivered but the customer did not get is investigated with the "
+    "carrier first; after 5 working days we send a replacement or refund the order.",
+    "- We do not ship to PO boxes, and we ship outside the EU only to Norway, Switzerland and the United Kingdom.",
+    "",
+    "# Sizes and products",
+    "- Boots run small: suggest half a size up if the customer is between sizes.",
+    "- Down jackets must not be washed with ordinary detergent; point to the care instructions from product_info.",
+    "- Tents are checked for all parts before they ship; a missing part is sent by express at no cost.",
+    "- Never guess stock: check store_stock, and say that stock can change within minutes.",
+    "",
+    "# Warranty",
+    "- Every product has a two-year warranty against defects in materials and workmanship.",
+    "- Wear and tear, misuse and damage from accidents are not covered; be kind but clear about it.",
+    "- For a warranty claim, ask for the order id and a photo of the defect, then hand over to a human agent.",
+    "",
+    "# Payments and gift cards",
+    "- We accept cards, PayPal, Bancontact, iDEAL and gift cards; we never ask for card numbers in the chat.",
+    GIFT_CARD_LINE,
+    "- A gift card balance can pay for part of an order; the rest is paid by any other method.",
+])
 QUESTION_1 = "Hi. Where is my order A12345? It should have arrived on Monday."
 QUESTION_2 = "Hello. Can I still return the hiking boots I bought three weeks ago?"
 

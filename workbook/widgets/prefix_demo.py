@@ -3,7 +3,8 @@
 Request 1 empties the cache and computes everything; request 2 keeps the system prompt and asks
 another question, so the system prompt's rows are loaded; "Break prefix" moves the date near the
 top of the system prompt forward by a day, so every row after it must be computed again. The
-view shows which rows were computed or loaded, the counters, TTFT, and the napkin math.
+view shows which rows were computed or loaded, the counters, TTFT, and the napkin math: each
+request with no cache, with this engine's cache, and as a provider would bill it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import ipywidgets as W
 
 from ..engine import Engine, GenerationResult
 from ..lessons.invalidation import mark_invalidated, reusable_length
+from ..lessons.provider_bills import WARM_GAP_S, SideBySide, chat_request, provider_bills
 from ..lessons.scenarios import DEFAULT_SYSTEM_PROMPT, QUESTION_1, QUESTION_2, break_system_prompt, chat
 from ..prefix_cache import PrefixCache
-from ..pricing import PriceSheet, Usage, cacheable_tokens, cost, load_price_sheets, provider_usage
+from ..pricing import PriceSheet, Usage, load_price_sheets
 from ..tokenizer import first_divergence
 from .kv_rows import KVRowsTable
 from .style import PER_MILLION_REQUESTS, PROVENANCE_COLOURS, ErrorBox, legend_html, usd
@@ -63,11 +65,6 @@ class RequestRecord:
     @property
     def ttft_s(self) -> float:
         return self.result.timings.ttft_s
-
-    def cold_usage(self) -> Usage:
-        """The same request with no cache at all: every prompt token is ordinary input."""
-        return Usage(input_tokens=len(self.prompt_ids), output_tokens=self.usage.output_tokens)
-
 
 @dataclass
 class PrefixDemoState:
@@ -133,6 +130,14 @@ class PrefixCacheDemo:
             return None
         self.system_box.value = break_system_prompt(self.state.system_prompt)  # the observer updates the state
         return self._send("broken prefix", self.state.question_2)
+
+    def bills(self, sheet: PriceSheet) -> list[SideBySide]:
+        """Each request since the last "Send request 1" as this engine served it and as `sheet`'s provider would bill it,
+        the clicks replayed a minute apart with a breakpoint after the system prompt."""
+        history = self.state.history
+        requests = [chat_request(self.tokenizer, chat(r.system_prompt, r.question), at_s=i * WARM_GAP_S,
+                                 output_tokens=r.usage.output_tokens) for i, r in enumerate(history)]
+        return [SideBySide(sheet, r.usage, bill) for r, bill in zip(history, provider_bills(sheet, requests))]
 
     # ----- the work -----------------------------------------------------------------------------
 
@@ -291,40 +296,35 @@ class PrefixCacheDemo:
         return f'<table class="wb-history" style="border-collapse:collapse"><tr>{head}</tr>{rows}</table>'
 
     def _napkin_html(self) -> str:
-        r = self.state.last
-        if r is None:
+        if not self.state.history:
             return "<i>Send a request to see what it would cost.</i>"
         sheet = self.sheets[self.state.provider]
-        rows = []
-        for rec in self.state.history:
-            cold, cached = cost(rec.cold_usage(), sheet), cost(rec.usage, sheet)
-            rows.append((rec.label, usd(cold), usd(cached),
-                         usd(cold * PER_MILLION_REQUESTS), usd(cached * PER_MILLION_REQUESTS)))
-        reality = provider_reality(sheet, len(r.prompt_ids), r.loaded or r.written, r.usage.output_tokens, hit=r.loaded > 0)
+        try:
+            bills = self.bills(sheet)
+        except ValueError as error:  # a chat template whose system turn is not a stable prefix: nothing to mark
+            self.errors.show(error)
+            return "<i>No provider bill for this chat template: see the message above.</i>"
+        rows = [(html.escape(r.label), f"{r.loaded:,}", f"{b.provider.usage.cache_read_tokens:,} / "
+                 f"{b.provider.usage.cache_write_tokens:,}", _per_million(b.no_cache_usd),
+                 _per_million(b.engine_usd), _per_million(b.provider_usd))
+                for r, b in zip(self.state.history, bills)]
         head = "".join(f"<th style='padding:2px 8px'>{h}</th>" for h in
-                       ("request", "no cache", "this cache", "× 1M, no cache", "× 1M, this cache"))
-        body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{html.escape(c)}</td>" for c in row) + "</tr>"
-                       for row in rows)
+                       ("request", "this engine: loaded", "provider: read / written", "no cache, × 1M",
+                        "this engine, × 1M", "the provider would bill, × 1M"))
+        body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{c}</td>" for c in row) + "</tr>" for row in rows)
         prices = (f"{sheet.name}: input ${sheet.input:g}/M, cache write ${sheet.cache_write:g}/M, cache read "
                   f"${sheet.cache_read:g}/M, output ${sheet.output:g}/M (checked {sheet.checked}). \"No cache\" bills "
-                  "every prompt token as input; \"this cache\" bills the engine's own usage: writes, reads and the rest.")
+                  "every prompt token as input; \"this engine\" bills its own usage (pages loaded are reads, new pages "
+                  "writes); the provider's bill replays these requests a minute apart under its own caching rules, "
+                  "with a breakpoint after the system prompt where the provider takes one.")
         return (f'<div class="wb-napkin"><div>{html.escape(prices)}</div>'
                 f'<table style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
-                f"<div>{html.escape(reality)}</div></div>")
+                f"<div>{html.escape(bills[-1].explain())}</div></div>")
+
+
+def _per_million(usd_per_request: float) -> str:
+    return html.escape(usd(usd_per_request * PER_MILLION_REQUESTS))
 
 
 def _status_html(text: str) -> str:
     return f'<div class="wb-status">{html.escape(text)}</div>'
-
-
-def provider_reality(sheet: PriceSheet, prompt_tokens: int, reusable_tokens: int, output_tokens: int, *, hit: bool) -> str:
-    """What the provider itself would bill for a request, with its minimum length and step applied."""
-    billed = provider_usage(sheet, prompt_tokens, reusable_tokens, output_tokens, cache_hit=hit)
-    per_million = usd(cost(billed, sheet) * PER_MILLION_REQUESTS)
-    cached = cacheable_tokens(sheet, reusable_tokens)
-    if cached == 0:
-        return (f"Honestly: {sheet.name} caches nothing shorter than {sheet.min_cacheable_tokens:,} tokens. This prompt "
-                f"has {prompt_tokens:,}, so you would pay for all of it as ordinary input ({per_million} per million "
-                "requests): the saving above is what our engine does, not what this provider would give you.")
-    return (f"{sheet.name} would {'read' if hit else 'write'} {cached:,} of these {prompt_tokens:,} tokens "
-            f"(cached in steps of {sheet.cache_step}): {per_million} per million requests.")

@@ -1,8 +1,9 @@
 """Lesson 5's prompt lab view: edit the template, switch cache breakers on and off, watch the hit shrink.
 
 Every change re-runs `PromptLab.run` (yesterday's request cached, today's sent) and redraws the
-first divergent token, the share of the static part reused, the rows computed again, and what
-that costs at a provider's prices. The state lives in `view.state`, so tests click it from Python.
+first divergent token, the share of the static part reused, the rows computed again, and two
+bills side by side: this engine's usage and what the chosen provider would bill. The state
+lives in `view.state`, so tests click it from Python.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import ipywidgets as W
 
 from ..lessons.prompt_lab import BREAKERS, LabResult, PromptLab, PromptTemplate
+from ..lessons.provider_bills import SideBySide
 from ..pricing import PriceSheet, load_price_sheets
 from .style import PER_MILLION_REQUESTS, PROVENANCE_COLOURS, ErrorBox, legend_html, usd
 from .tokens import TokenStrip
@@ -162,13 +164,6 @@ class PromptLabView:
         texts = self.lab.tokenizer.token_texts
         now = texts(r.ids[r.divergence:r.divergence + 1])
         before = texts(r.cached_ids[r.divergence:r.divergence + 1])
-        extra = r.input_cost(sheet) - baseline.input_cost(sheet)
-        billed = r.provider_usage(sheet)
-        if billed.cache_read_tokens:
-            provider = f"{sheet.name} would read {billed.cache_read_tokens:,} of the {len(r.ids):,} prompt tokens from its cache."
-        else:
-            provider = (f"{sheet.name} itself would cache nothing here: it caches only prefixes of at least "
-                        f"{sheet.min_cacheable_tokens:,} tokens, and this request shares {min(r.divergence, r.static_tokens):,}.")
         if r.cacheable:
             reuse = (f"Reused {r.loaded:,} of the {r.cacheable:,} cacheable tokens of the static part ({r.reused_share:.0%}); "
                      f"{r.recomputed:,} rows computed again although the cache held them.")
@@ -181,11 +176,26 @@ class PromptLabView:
             f"{r.lost_to_pages:,} tokens before the first difference were computed anyway: the cache loads whole "
             f"pages of {r.page_size} and never the last prompt token.",
             f"Time to first token {r.result.timings.ttft_s * 1e3:.1f} ms (no breakers: {baseline.result.timings.ttft_s * 1e3:.1f} ms).",
-            f"Extra input cost at {sheet.name} prices with this engine's cache: {usd(extra)} per request, "
-            f"{usd(extra * PER_MILLION_REQUESTS)} per million requests (this request {usd(r.input_cost(sheet))}, "
-            f"without breakers {usd(baseline.input_cost(sheet))}).",
-            provider,
         ]
         items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-        return f'<ul class="wb-lab-summary">{items}</ul>'
+        bills = r.bills(sheet)
+        return (f'<ul class="wb-lab-summary">{items}</ul>{bills_table_html(bills, baseline.bills(sheet))}'
+                f'<div class="wb-lab-explain">{html.escape(bills.explain())}</div>')
 
+
+def bills_table_html(bills: SideBySide, clean: SideBySide) -> str:
+    """This request's prompt as this engine served it and as the provider would bill it, with the extra over `clean`."""
+    e, p = bills.engine, bills.provider.usage
+    rows = [("read from the cache", f"{e.cache_read_tokens:,}", f"{p.cache_read_tokens:,}"),
+            ("written to the cache", f"{e.cache_write_tokens:,}", f"{p.cache_write_tokens:,}"),
+            ("plain input", f"{e.input_tokens:,}", f"{p.input_tokens:,}"),
+            ("input $ per million requests", usd(bills.engine_usd * PER_MILLION_REQUESTS),
+             usd(bills.provider_usd * PER_MILLION_REQUESTS)),
+            ("extra over no breakers, $ per million", usd((bills.engine_usd - clean.engine_usd) * PER_MILLION_REQUESTS),
+             usd((bills.provider_usd - clean.provider_usd) * PER_MILLION_REQUESTS))]
+    cell = "<td style='padding:2px 8px;text-align:right'>{}</td>"
+    head = (f"<tr><th></th><th style='padding:2px 8px'>this engine</th><th style='padding:2px 8px'>the provider would "
+            f"bill ({html.escape(bills.sheet.name)})</th></tr>")
+    body = "".join(f"<tr><td style='padding:2px 8px'>{html.escape(what)}</td>{cell.format(ours)}"
+                   f"{cell.format(theirs)}</tr>" for what, ours, theirs in rows)
+    return f'<table class="wb-lab-bills" style="border-collapse:collapse">{head}{body}</table>'
