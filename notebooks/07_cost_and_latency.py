@@ -26,8 +26,11 @@
 #   on your own machine, and read the recorded tables of other machines;
 # - weigh a provider's cache-write premium against its read discount, and say after how many reuses
 #   caching pays;
-# - predict what happens to the bill when requests arrive further apart than the cache's lifetime (TTL);
+# - predict what happens to the bill when requests arrive further apart than the cache's lifetime (TTL), and why
+#   requests on a timer and requests at random behave differently;
 # - account for minimum cacheable lengths and for the hourly storage of an explicit cache;
+# - price a day of your own traffic with a cost calculator that replays it against a provider's caching rules,
+#   and see which cliff (minimum length, 128-token steps, expiry) your bill falls off;
 # - recompute the worked examples of the articles this workbook grew from, and spot the wrong ones.
 
 # %%
@@ -35,6 +38,7 @@ import math
 import random
 import statistics
 import time
+from dataclasses import replace
 
 import plotly.graph_objects as go
 import torch
@@ -42,11 +46,15 @@ import torch
 import workbook
 from workbook import Engine, Usage, cost, load_price_sheets
 from workbook.bench.prefix import CORPUS, corpus_ids, measure_prefix
-from workbook.exercises.lesson7 import check_seed_yearly_cost, check_storage_break_even, check_ttl_choice
+from workbook.exercises.lesson7 import (SEED_CLAIMED_PER_DAY_USD, SEED_CLAIMED_PER_YEAR_USD, SEED_PROMPT_TOKENS,
+                                        SEED_REQUESTS_PER_DAY, check_seed_yearly_cost, check_storage_break_even,
+                                        check_ttl_choice, seed_implied_input_price)
+from workbook.lessons.calculator import LIFETIMES, Traffic, arrivals_text, estimate_day, lifetime_break_even, replay
 from workbook.pricing import (TTL_MINUTES, break_even_reuses, cacheable_tokens, expected_request_cost,
-                              explicit_cache_hourly_cost, hit_probability, hits_with_ttl, provider_usage, repeat_costs,
+                              explicit_cache_hourly_cost, hit_probability, hits_with_ttl, repeat_costs,
                               storage_break_even_rate, storage_cost, traffic_cost)
 from workbook.timing import Stopwatch, device_name, load_results
+from workbook.widgets import CostCalculatorView
 
 lesson_start = time.perf_counter()
 model = workbook.load_model(workbook.default_model())
@@ -242,6 +250,27 @@ assert break_even_reuses(sheets["anthropic/claude-sonnet-4-5"], ttl="1h") == 2
 # One read pays back Anthropic's 5-minute write and two pay back the one-hour write. Where a write
 # costs the plain input price, caching can never lose, so the break-even is zero reads.
 #
+# That is the formula. The provider simulator (`workbook.providers.simulate`) bills real request sequences
+# by each provider's rules, and agrees: for every model and every lifetime it offers, one write and *k* reads,
+# a minute apart, cost no more than *k* + 1 uncached requests, and one read fewer costs more.
+# (`workbook.lessons.calculator` builds the requests: a 5,000-token prefix shared by all of them.)
+
+# %%
+checked = 0
+for sheet in sheets.values():
+    plain = cost(Usage(input_tokens=5_000), sheet)
+    for lifetime in LIFETIMES[sheet.provider]:
+        k = lifetime_break_even(sheet, lifetime)
+        traffic = Traffic(sheet.key, lifetime, static_tokens=5_000, dynamic_tokens=0, output_tokens=0,
+                          requests_per_day=24 * 60)
+        billed = [bill.cost_usd for bill in replay(traffic, k + 1, sheets=sheets)[1]]
+        assert sum(billed) <= (k + 1) * plain + 1e-12
+        if k > 0:
+            assert sum(billed[:k]) > k * plain
+        checked += 1
+print(f"simulator and break_even_reuses agree on all {checked} model and lifetime pairs")
+
+# %% [markdown]
 # ### When requests arrive slower than the TTL
 #
 # A cache entry lives for its TTL, and each hit renews it (Anthropic: 5 minutes, or 1 hour at the higher
@@ -301,29 +330,76 @@ print(f"the 5-minute cache saves money only while requests come less than {gap_s
 assert per_request(1, "5m") < no_cache < per_request(30, "5m")
 assert per_request(30, "1h") < no_cache
 assert max(per_request(1, "5m"), per_request(1, "1h")) < 1.05 * hit_usd
+assert min(per_request(240, "5m"), per_request(240, "1h")) > no_cache  # hours apart: a write almost every time
 
 # %% [markdown]
-# Three regimes. With a request every minute or two, both lifetimes almost always hit and cost about the
-# read price. With a request every 10 to 60 minutes, the 5-minute entry keeps expiring: most requests pay
-# the 1.25× write and nothing comes back, while the 1-hour entry, dearer to write, keeps being read. With
-# requests hours apart, every request misses either way, and "caching" costs more than not caching.
+# ### Fixed gaps versus random gaps
+#
+# The curve above is for requests that arrive *at random* (a Poisson stream): the gaps vary, so some are
+# short even when the average is long, and those requests hit. Requests sent on a timer (a cron job, a
+# polling agent) are different: every gap is the same, so either every request finds the entry alive or none
+# does. Here the provider simulator bills a week of each kind of traffic, with the same prompt as above.
+
+# %%
+def replayed_week(arrivals, every_minutes, ttl):
+    """(USD per day, share of requests that read the cache) over a week of traffic, billed by the simulator."""
+    traffic = Traffic(sonnet.key, ttl, PREFIX, QUESTION, ANSWER, requests_per_day=24 * 60 // every_minutes,
+                      arrivals=arrivals)
+    _, bills = replay(traffic, 7 * traffic.requests_per_day, sheets=sheets)
+    return sum(b.cost_usd for b in bills) / 7, sum(b.usage.cache_read_tokens > 0 for b in bills) / len(bills)
+
+
+print(f"{'mean gap':>9}{'arrivals':>10}{'5m: hits':>10}{'$/day':>8}{'1h: hits':>10}{'$/day':>8}{'no cache $/day':>16}")
+week = {}
+for every in (10, 30):
+    for arrivals in ("fixed", "poisson"):
+        week[every, arrivals] = {ttl: replayed_week(arrivals, every, ttl) for ttl in TTL_MINUTES}
+        (day_5m, hits_5m), (day_1h, hits_1h) = week[every, arrivals]["5m"], week[every, arrivals]["1h"]
+        print(f"{every:>5} min{arrivals:>10}{hits_5m:>10.0%}{day_5m:>8.2f}{hits_1h:>10.0%}{day_1h:>8.2f}"
+              f"{no_cache * 24 * 60 / every:>16.2f}")
+
+for every in (10, 30):
+    none_day = no_cache * 24 * 60 / every
+    timer, random_ = week[every, "fixed"]["5m"], week[every, "poisson"]["5m"]
+    assert timer[1] == 0 and timer[0] > none_day  # on a timer the 5-minute entry is always gone
+    assert abs(random_[1] - hit_probability(every, TTL_MINUTES["5m"])) < 0.03  # at random: the formula's share
+    assert abs(random_[0] / (24 * 60 / every) - per_request(every, "5m")) < 0.03 * per_request(every, "5m")
+    assert (random_[0] < none_day) == (every < gap_star)  # and it pays while the mean gap is under the break-even
+    assert max(week[every, a]["1h"][0] for a in ("fixed", "poisson")) < none_day
+every, ttl_minutes = 10, TTL_MINUTES["5m"]
+timer, random_, none_day = week[every, "fixed"]["5m"], week[every, "poisson"]["5m"], no_cache * 24 * 60 / every
+assert random_[0] < none_day < timer[0]
+print(f"\nOn a {every}-minute timer the {ttl_minutes:g}-minute entry is always gone: {timer[1]:.0%} hits, "
+      f"${timer[0]:.2f} a day against ${none_day:.2f} without a cache.")
+print(f"At random, {every} minutes apart on average, {random_[1]:.0%} of requests still hit (the formula says "
+      f"{hit_probability(every, ttl_minutes):.0%}), and the day costs ${random_[0]:.2f}: less than no cache.")
+print(f"Random arrivals keep the 5-minute cache paying up to an average gap of {gap_star:.1f} minutes; on a timer it "
+      f"stops paying as soon as the gap passes {TTL_MINUTES['5m']:g} minutes.")
+
+# %% [markdown]
+# Three regimes, then. With a request every minute or two, both lifetimes almost always hit and cost about
+# the read price. With requests on a timer further apart than 5 minutes, the 5-minute entry never survives:
+# every request pays the write premium and nothing comes back, while the 1-hour entry, dearer to write,
+# keeps being read. Random traffic loses its hits gradually instead: the 5-minute cache still pays at an
+# average gap of 10 minutes, and stops paying at the break-even gap printed above. With requests hours apart,
+# every request misses either way, and "caching" costs more than not caching.
 #
 # So why offer the cheaper, shorter lifetime at all? For traffic that comes in bursts. A chat session of
 # four quick requests followed by a long silence writes once per burst whichever TTL you pick, and then
-# the smaller premium wins:
+# the smaller premium wins. `estimate_day` replays a day of such traffic through the simulator:
 
 # %%
-def day_of(arrivals, ttl):
-    """USD for requests at these minutes, each hit or miss as `hits_with_ttl` decides."""
-    return sum(cost(provider_usage(sonnet, PREFIX + QUESTION, PREFIX, ANSWER, cache_hit=hit), sonnet, ttl=ttl)
-               for hit in hits_with_ttl(arrivals, TTL_MINUTES[ttl]))
-
-
-bursts = [start + m for start in range(0, 24 * 60, 180) for m in (0, 1, 2, 3)]  # 4 requests in 3 minutes, every 3 hours
-steady = list(range(0, 24 * 60, 10))  # one request every 10 minutes
-for name, arrivals in (("bursts", bursts), ("steady", steady)):
-    print(f"{name}: {len(arrivals)} requests a day, 5m TTL ${day_of(arrivals, '5m'):.2f}, 1h TTL ${day_of(arrivals, '1h'):.2f}")
-assert day_of(bursts, "5m") < day_of(bursts, "1h") and day_of(steady, "1h") < day_of(steady, "5m")
+bursts = Traffic(sonnet.key, "5m", PREFIX, QUESTION, ANSWER, requests_per_day=32, arrivals="bursty", burst_size=4)
+steady = Traffic(sonnet.key, "5m", PREFIX, QUESTION, ANSWER, requests_per_day=144, arrivals="fixed")
+days = {}
+for name, traffic in (("bursts", bursts), ("steady", steady)):
+    days[name] = {ttl: estimate_day(replace(traffic, lifetime=ttl), sheets=sheets) for ttl in TTL_MINUTES}
+    print(f"{name} ({arrivals_text(traffic)}): 5m TTL ${days[name]['5m'].cached_usd:.2f}, "
+          f"1h TTL ${days[name]['1h'].cached_usd:.2f}, no cache ${days[name]['5m'].uncached_usd:.2f} a day")
+    for ttl, day in days[name].items():  # the simulator hits where `hits_with_ttl` says, from arrival times alone
+        assert day.whole_day and day.hits == sum(hits_with_ttl([t / 60 for t in day.arrivals_s], TTL_MINUTES[ttl]))
+assert days["bursts"]["5m"].cached_usd < days["bursts"]["1h"].cached_usd
+assert days["steady"]["1h"].cached_usd < days["steady"]["5m"].cached_usd
 
 # %% [markdown]
 # Pick the lifetime from the shape of your traffic: the 5-minute one for short bursts, the 1-hour one
@@ -375,6 +451,41 @@ assert break_even_rate == break_even_reuses(pro, storage_hours=1) == 4
 assert storage_break_even_rate(sonnet) is None  # Anthropic bills no storage: the write premium pays for the lifetime
 
 # %% [markdown]
+# ### Your own traffic: the cost calculator
+#
+# Put it together for a prompt of your own. Set the static part (sent identically by every request: system
+# prompt, tools, documents), the dynamic part (new every time: the question, the date), the answer's length,
+# how many requests a day and how they arrive, then the provider, model and cache lifetime. Each change
+# replays the day through `workbook.providers.simulate` and shows what a day costs with and without the
+# cache, the hit rate the replay achieved, after how many reads a write pays back (`break_even_reuses`) and
+# which cliffs the bill fell off. A busy day is too long to replay at every change: the calculator replays
+# its first requests (at most a few thousand) and prices the rest at their average, and says so.
+
+# %%
+calculator = CostCalculatorView(price_sheets=sheets)
+calculator.widget
+
+# %% [markdown]
+# Things to try: shrink the static part below 1,024 tokens; switch to OpenAI and set it to 1,100; choose bursts
+# with a 5-minute lifetime, then a 1-hour one. Each shows one cliff, which the calculator names. Here are the
+# three, found by the same function the view calls:
+
+# %%
+cliff_cases = {
+    "minimum": Traffic(sonnet.key, "5m", static_tokens=1_000, requests_per_day=1_440),
+    "step": Traffic("openai/gpt-5.5", "24h", static_tokens=1_100, requests_per_day=1_440),
+    "expiry": Traffic(sonnet.key, "5m", requests_per_day=32, arrivals="bursty", burst_size=4),
+}
+for kind, traffic in cliff_cases.items():
+    day = estimate_day(traffic, sheets=sheets)
+    assert [c.kind for c in day.cliffs] == [kind]
+    print(f"{day.sheet.name}, {traffic.static_tokens:,} static tokens, {arrivals_text(traffic)}: "
+          f"${day.cached_usd:.2f} a day cached, ${day.uncached_usd:.2f} not, {day.hit_rate:.0%} hits.")
+    print(f"  {day.cliffs[0].message}")
+print(f"\nThe calculator's first answer took {calculator.state.latency_s * 1e3:.0f} ms on this machine "
+      "(`python -m workbook.bench widgets` times a change).")
+
+# %% [markdown]
 # ## 5. The seed articles' worked examples, recomputed
 #
 # The articles this workbook grew from include some napkin math. Checking it is a good exercise: most of
@@ -400,10 +511,16 @@ assert cacheable_tokens(gpt55, 8) == 0  # ...but no provider would cache 8 token
 # Seed 002 (quoting an independent test): "1,920 cached tokens" after appending to a cached prefix.
 assert 1_920 == 15 * gpt55.cache_step  # a whole number of OpenAI's 128-token steps, as the rule predicts
 
-# Seed 001: "a 2,000-token system prompt and 100,000 requests/day cost $6/day ($2,160/year)" at $3/M (Sonnet).
-daily = traffic_cost(Usage(input_tokens=2_000), sonnet, requests_per_day=100_000)
-assert round(daily.per_day_usd) == 600 and round(daily.per_year_usd) == 219_000  # not $6 and $2,160
-assert 6 * 365 == 2_190  # and even $6 a day would be $2,190 a year
+# Seed 001: "a 2,000-token system prompt and 100,000 requests/day" cost "$6/day ($2,160/year)". It names no price.
+tokens_a_day = SEED_PROMPT_TOKENS * SEED_REQUESTS_PER_DAY
+implied = seed_implied_input_price()  # USD per million input tokens that would make "$6/day" true
+assert math.isclose(implied * tokens_a_day / 1e6, SEED_CLAIMED_PER_DAY_USD)
+cheapest = min(sheets.values(), key=lambda s: s.input)
+assert implied < cheapest.input  # no model on our sheets charges that little for plain input
+assert SEED_CLAIMED_PER_YEAR_USD / SEED_CLAIMED_PER_DAY_USD == 360  # and its year has 360 days
+# Its code example calls a Claude Sonnet model, so price it at Claude Sonnet 4.5's input price.
+daily = traffic_cost(Usage(input_tokens=SEED_PROMPT_TOKENS), sonnet, requests_per_day=SEED_REQUESTS_PER_DAY)
+assert round(daily.per_day_usd / SEED_CLAIMED_PER_DAY_USD) == 100 and round(sonnet.input / implied) == 100
 
 # Seed 001: the first call "pays for 50,000 cache_creation_input_tokens (full price)"; later calls read "at 10% price".
 assert cost(Usage(cache_write_tokens=50_000), sonnet) == 1.25 * cost(Usage(input_tokens=50_000), sonnet)  # 25% above full
@@ -414,15 +531,19 @@ ratio = cost(Usage(input_tokens=4_050), sonnet) / cost(Usage(input_tokens=50, ca
 assert 8 < ratio < 10  # 9x: "about 10x" is fair, and it can only approach 10x as the question shrinks
 
 print(f"Codex session: ${with_cache:.4f} with the cache, ${without:.4f} without")
-print(f"Seed 001, corrected: ${daily.per_day_usd:,.0f} a day, ${daily.per_year_usd:,.0f} a year")
+print(f"Seed 001: {tokens_a_day / 1e6:,.0f}M input tokens a day. ${SEED_CLAIMED_PER_DAY_USD} a day needs input at "
+      f"${implied:.2f} per million; the cheapest plain input on our sheets is {cheapest.name}'s ${cheapest.input:g}. "
+      f"At {sonnet.name}'s ${sonnet.input:g}/M it is ${daily.per_day_usd:,.0f} a day, ${daily.per_year_usd:,.0f} a year.")
 print(f"Seed 004: a cached 4,000-token prefix makes the input {ratio:.1f}x cheaper")
 
 # %% [markdown]
 # The verdicts: the Codex table is right up to a cent of rounding, and so is the toy demo (although no
-# provider would cache a 12-token prompt). Seed 001's daily cost is wrong by a factor of 100: 2,000 ×
-# 100,000 is 200 million tokens a day, which at $3 per million is $600, not $6. Its code comment that the
-# first call pays "full price" misses Anthropic's write premium: the first call pays 1.25× for the cached
-# part. Always redo the multiplication before you quote a number.
+# provider would cache a 12-token prompt). Seed 001 names no price, so its "$6/day" can only be checked by
+# asking what price it implies: a hundredth of Claude Sonnet 4.5's input price, and less than any model on our
+# sheets charges for plain input. At Claude Sonnet 4.5's price (its code calls an earlier Sonnet), the day
+# costs 100 times as much. (Its yearly figure is 360 days of $6.) Its code comment that the first call pays
+# "full price" misses Anthropic's write premium: the first call pays 1.25× for the cached part. Always redo
+# the multiplication, and ask which price a figure assumes, before you quote it.
 #
 # ## 6. Faster is also visible
 #
@@ -444,8 +565,9 @@ print(f"{longest.prefix_tokens}-token prefix: cold {longest.cold_s * 1e3:.1f} ms
 #   step cheap however long the text gets. Measure both on the machine you care about.
 # - Caching pays after `break_even_reuses` reads: one for Anthropic's 5-minute write, two for its 1-hour
 #   write, zero where writes cost the plain input price.
-# - A TTL shorter than the gap between requests turns every write into waste; pick the lifetime from your
-#   traffic.
+# - A lifetime shorter than *every* gap (requests on a timer) turns every write into waste; random traffic
+#   loses hits gradually and pays until the average gap reaches the break-even. Pick the lifetime from the
+#   shape of your traffic, and price it with the calculator, which bills what the provider would.
 # - Below the minimum length nothing is cached; explicit caches add storage by the hour, which frequent
 #   reads must pay back.
 # - Redo the arithmetic of any figure you quote, including this workbook's.
@@ -462,7 +584,7 @@ check_storage_break_even(answer_1)
 # %% [markdown]
 # **Exercise 2.** A 5,000-token system prompt, a 100-token question and a 300-token answer, one request
 # every 10 minutes, all day, at Claude Sonnet 4.5. Which cache lifetime is cheaper, `"5m"` or `"1h"`?
-# (Hint: `day_of` above does most of the work.)
+# (Hint: `estimate_day` and the `steady` traffic above do most of the work.)
 
 # %%
 answer_2 = None
@@ -470,7 +592,8 @@ check_ttl_choice(answer_2)
 
 # %% [markdown]
 # **Exercise 3.** Seed 001 says a 2,000-token system prompt sent 100,000 times a day costs "$6/day
-# ($2,160/year)" at $3 per million input tokens. What does it really cost per year (365 days), in US dollars?
+# ($2,160/year)", without naming a price. At Claude Sonnet 4.5's input price (`sonnet.input`, dollars per
+# million tokens), what does it really cost per year (365 days), in US dollars?
 
 # %%
 answer_3 = None

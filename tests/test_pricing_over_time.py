@@ -5,9 +5,9 @@ import random
 import pytest
 
 from workbook.exercises.lesson7 import (check_seed_yearly_cost, check_storage_break_even, check_ttl_choice,
-                                        day_cost_with_ttl, seed_yearly_cost)
+                                        day_cost_with_ttl, seed_implied_input_price, seed_yearly_cost)
 from workbook.pricing import (TTL_MINUTES, Usage, cost, expected_request_cost, explicit_cache_hourly_cost,
-                              hit_probability, hits_with_ttl, load_price_sheets, storage_break_even_rate)
+                              hit_probability, hits_with_ttl, load_price_sheets, provider_usage, storage_break_even_rate)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,11 @@ def test_lesson_7_checks(sheets):
     assert day_cost_with_ttl("5m", sonnet) == pytest.approx(144 * 0.02355)
     assert day_cost_with_ttl("1h", sonnet) == pytest.approx(0.0348 + 143 * 0.0063)
     assert set(TTL_MINUTES) == {"5m", "1h"}
+    # The simulator's day (the reference) agrees with the napkin rule: hits_with_ttl, then a hit or a miss price each.
+    for ttl in TTL_MINUTES:
+        napkin = sum(cost(provider_usage(sonnet, 5_100, 5_000, 300, cache_hit=hit), sonnet, ttl=ttl)
+                     for hit in hits_with_ttl(range(0, 24 * 60, 10), TTL_MINUTES[ttl]))
+        assert day_cost_with_ttl(ttl, sonnet) == pytest.approx(napkin)
     assert check_ttl_choice(None).correct is None
     assert check_ttl_choice("1h").correct is True
     assert check_ttl_choice("5m").correct is False and check_ttl_choice("1 hour").correct is False
@@ -85,3 +90,6 @@ def test_lesson_7_checks(sheets):
     assert check_seed_yearly_cost(None).correct is None
     assert check_seed_yearly_cost(219_000).correct is True
     assert check_seed_yearly_cost(2_160).correct is False and check_seed_yearly_cost("x").correct is False
+    # The seed names no price: $6 a day for 200M tokens a day would need $0.03 per million.
+    assert seed_implied_input_price() == pytest.approx(0.03)
+    assert "$0.03 per million" in check_seed_yearly_cost(219_000).message

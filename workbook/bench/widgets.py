@@ -38,8 +38,9 @@ def toggle(widget, a, b) -> Callable[[], None]:
 
 def interactions(model, draft, tokenizer) -> list[tuple[str, Callable[[], None], Callable[[], None] | None]]:
     """(what the learner does, the action, what runs untimed before it) for every lesson widget."""
-    from ..widgets import (AttentionGrid, DecodeStepper, DivergenceView, KVRowsTable, PrefixCacheDemo,
-                           PromptLabView, RadixTreeView, SpeculativeView)
+    from ..lessons.calculator import Traffic
+    from ..widgets import (AttentionGrid, CostCalculatorView, DecodeStepper, DivergenceView, KVRowsTable,
+                           PrefixCacheDemo, PromptLabView, RadixTreeView, SpeculativeView)
 
     divergence = DivergenceView(tokenizer, SYSTEM + " Where is my order?", SYSTEM + " Can I get a refund?")
     rows = KVRowsTable(tokenizer, num_layers=model.config.num_layers)
@@ -52,6 +53,9 @@ def interactions(model, draft, tokenizer) -> list[tuple[str, Callable[[], None],
     lab = PromptLabView(model, tokenizer)
     breaker = next(iter(lab.checkboxes.values()))
     spec = SpeculativeView(model, draft, tokenizer, DOC_PAGE, k=4, max_new_tokens=24)
+    # A busy day at OpenAI, the slowest provider to replay per token: each change replays a full budget of requests.
+    calculator = CostCalculatorView(Traffic(model_key="openai/gpt-5.5", lifetime="in_memory", static_tokens=1_100,
+                                            requests_per_day=100_000, arrivals="poisson"))
     return [
         ("lesson 1: edit prompt B of the divergence view", toggle(divergence.box_b, SYSTEM + " Refund?", SYSTEM + " Refund!"), None),
         ("lesson 2: change the attention grid's layer", toggle(grid.layer, 0, model.config.num_layers - 1), None),
@@ -66,6 +70,7 @@ def interactions(model, draft, tokenizer) -> list[tuple[str, Callable[[], None],
         ("lesson 5: move the temperature slider", toggle(lab.temperature_slider, 0.2, 0.7), None),
         ("lesson 6: next speculative step", spec.next_button.click, spec.previous_button.click),
         ("lesson 6: move the k slider (runs again)", toggle(spec.k_slider, 3, 5), None),
+        ("lesson 7: move the cost calculator's static tokens", toggle(calculator.static_slider, 1_100, 1_200), None),
     ]
 
 

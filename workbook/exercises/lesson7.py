@@ -4,15 +4,16 @@ the package and returns a `CheckResult`: right, wrong (with a hint), or not answ
 
 from __future__ import annotations
 
-from ..pricing import (TTL_MINUTES, PriceSheet, Usage, cost, get_sheet, hits_with_ttl, provider_usage,
-                       storage_break_even_rate, traffic_cost)
+from ..lessons.calculator import Traffic, estimate_day
+from ..pricing import PER_MILLION, TTL_MINUTES, PriceSheet, Usage, get_sheet, storage_break_even_rate, traffic_cost
 from .verdict import CheckResult, check_amount, not_answered
 
 GEMINI = "google/gemini-2.5-pro"
 # Exercise 2: a 5,000-token prefix plus a 100-token question and a 300-token answer, every 10 minutes all day.
 TTL_SHEET, PREFIX, QUESTION, ANSWER, EVERY_MINUTES = "anthropic/claude-sonnet-4-5", 5_000, 100, 300, 10
-# Exercise 3: seed 001's napkin math.
+# Exercise 3: seed 001's napkin math, which names no model or price; the exercise prices it at Claude Sonnet 4.5.
 SEED_PROMPT_TOKENS, SEED_REQUESTS_PER_DAY, SEED_SHEET = 2_000, 100_000, "anthropic/claude-sonnet-4-5"
+SEED_CLAIMED_PER_DAY_USD, SEED_CLAIMED_PER_YEAR_USD = 6, 2_160
 
 
 def check_storage_break_even(answer, sheet: PriceSheet | None = None) -> CheckResult:
@@ -28,13 +29,10 @@ def check_storage_break_even(answer, sheet: PriceSheet | None = None) -> CheckRe
 
 
 def day_cost_with_ttl(ttl: str, sheet: PriceSheet) -> float:
-    """Exercise 2's reference: a day of requests every EVERY_MINUTES minutes, with the prefix cached for `ttl`."""
-    arrivals = [i * EVERY_MINUTES for i in range(24 * 60 // EVERY_MINUTES)]
-    total = 0.0
-    for hit in hits_with_ttl(arrivals, TTL_MINUTES[ttl]):
-        usage = provider_usage(sheet, PREFIX + QUESTION, PREFIX, ANSWER, cache_hit=hit)
-        total += cost(usage, sheet, ttl=ttl)
-    return total
+    """Exercise 2's reference: a day of requests every EVERY_MINUTES minutes, billed by the provider simulator."""
+    traffic = Traffic(model_key=sheet.key, lifetime=ttl, static_tokens=PREFIX, dynamic_tokens=QUESTION,
+                      output_tokens=ANSWER, requests_per_day=24 * 60 // EVERY_MINUTES, arrivals="fixed")
+    return estimate_day(traffic, sheets={sheet.key: sheet}).cached_usd
 
 
 def check_ttl_choice(answer, sheet: PriceSheet | None = None) -> CheckResult:
@@ -48,7 +46,8 @@ def check_ttl_choice(answer, sheet: PriceSheet | None = None) -> CheckResult:
     best = min(day, key=day.get)
     why = (f"A day costs ${day['5m']:.2f} with the 5-minute cache and ${day['1h']:.2f} with the 1-hour one. Every "
            f"{EVERY_MINUTES} minutes is too slow for a 5-minute lifetime: each request finds the prefix expired and "
-           "writes it again at 1.25x, while the 1-hour cache pays 2x once and then reads at 0.1x.")
+           f"writes it again at {sheet.cache_write / sheet.input:g}x the input price, while the 1-hour cache pays "
+           f"{sheet.cache_write_1h / sheet.input:g}x once and then reads at {sheet.cache_read / sheet.input:g}x.")
     return CheckResult(answer == best, why if answer == best else "Not the cheaper one. " + why)
 
 
@@ -57,13 +56,19 @@ def seed_yearly_cost(sheet: PriceSheet) -> float:
     return traffic_cost(Usage(input_tokens=SEED_PROMPT_TOKENS), sheet, SEED_REQUESTS_PER_DAY).per_year_usd
 
 
+def seed_implied_input_price() -> float:
+    """USD per million input tokens at which seed 001's "$6/day" would be right."""
+    return SEED_CLAIMED_PER_DAY_USD / (SEED_PROMPT_TOKENS * SEED_REQUESTS_PER_DAY / PER_MILLION)
+
+
 def check_seed_yearly_cost(answer, sheet: PriceSheet | None = None) -> CheckResult:
-    """Exercise 3: what does seed 001's 2,000-token prompt, 100,000 times a day at $3/M, really cost per year?"""
+    """Exercise 3: what does seed 001's 2,000-token prompt, 100,000 times a day, really cost per year at Sonnet 4.5?"""
     sheet = get_sheet(SEED_SHEET) if sheet is None else sheet
     truth = seed_yearly_cost(sheet)
     return check_amount(
         answer, truth, how="Replace None with US dollars per year.", what="US dollars", said="${:,.0f}", rel_tol=0.005,
         why=(f"${truth:,.0f}: {SEED_PROMPT_TOKENS:,} × {SEED_REQUESTS_PER_DAY:,} = "
-             f"{SEED_PROMPT_TOKENS * SEED_REQUESTS_PER_DAY / 1e6:,.0f}M tokens a day × ${sheet.input:g}/M = "
-             f"${truth / 365:,.0f} a day, × 365. The seed's $6 a day is 100 times too small."),
+             f"{SEED_PROMPT_TOKENS * SEED_REQUESTS_PER_DAY / PER_MILLION:,.0f}M tokens a day × ${sheet.input:g}/M = "
+             f"${truth / 365:,.0f} a day, × 365. The seed's ${SEED_CLAIMED_PER_DAY_USD} a day would need input at "
+             f"${seed_implied_input_price():g} per million tokens."),
         hint="Count the tokens per day first, then price them per million.")

@@ -1,6 +1,7 @@
 """Interactive views for the lessons. Each view keeps its state in a plain object that tests drive from Python."""
 
 from .attention_grid import AttentionGrid
+from .cost_calculator import CostCalculatorView
 from .decode_stepper import DecodeStepper
 from .kv_rows import KVRowsTable
 from .prefix_demo import PrefixCacheDemo
@@ -9,5 +10,5 @@ from .radix_tree import RadixTreeView
 from .speculative_view import SpeculativeView
 from .tokens import DivergenceView, TokenStrip
 
-__all__ = ["AttentionGrid", "DecodeStepper", "DivergenceView", "KVRowsTable", "PrefixCacheDemo", "PromptLabView",
+__all__ = ["AttentionGrid", "CostCalculatorView", "DecodeStepper", "DivergenceView", "KVRowsTable", "PrefixCacheDemo", "PromptLabView",
            "RadixTreeView", "SpeculativeView", "TokenStrip"]
