@@ -23,7 +23,7 @@ def tool_schema(name: str, description: str, **params: tuple[str, str | None]) -
             "parameters": {"type": "object", "properties": properties, "required": list(params)}}
 
 
-_TOOLS = [
+SUPPORT_TOOLS = [  # the support assistant's tools, as providers describe them
     tool_schema("lookup_order", "Look up an order by its id and return its status, items and delivery estimate.",
                 order_id=("string", "The order id, for example A12345.")),
     tool_schema("start_return", "Start a return for a delivered order and email a prepaid label to the customer.",
@@ -48,7 +48,7 @@ DEFAULT_SYSTEM_PROMPT = "\n".join([
     'To call a tool, reply with only a JSON object: {"tool": <name>, "arguments": <object>}. '
     "The result comes back in a tool message.",
     "",
-    json.dumps(_TOOLS),
+    json.dumps(SUPPORT_TOOLS),
 ])
 
 # The same assistant at a realistic size: the full tool list and the shop's handbook. Long enough for

@@ -1,0 +1,102 @@
+"""The cache doctor: point it at your request log and see where cache hits break, why, what it costs, and what fixes it.
+
+    from workbook.doctor import diagnose
+    report = diagnose("data/examples/anthropic_log.jsonl", provider="anthropic/claude-sonnet-4-5")
+    report.diagnosis.findings[3].cause, report.cost_now_usd, report.fix_results
+
+`diagnose` reads the log (`logs`), finds per request the earlier request it shares most with and why
+they part (`diagnosis`, `causes`), bills the log at each provider (`workbook.providers`), and applies
+each fix (`fixes`) to the whole log to simulate what it saves. Token counts come from the workbook's
+shipped tokenizer unless you pass another (any object with `encode` and `token_texts`), so they
+approximate another provider's tokenizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..errors import WorkbookError
+from ..pricing import get_sheet
+from .diagnosis import Costs, Diagnosis, Finding, Tokens, costs, diagnose_records
+from .fixes import FIXES, Fix, all_fixes
+from .logs import LogError, Record, read_log
+
+DEFAULT_TOKENIZER = "tiny"
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """One fix applied to the whole log: the hit rate and dollars it would give."""
+
+    name: str
+    does: str
+    hit_rate: float
+    cost_usd: dict[str, float]  # model key -> the log's total after the fix
+
+
+@dataclass
+class Report:
+    """The doctor's findings on a log, as data: per request, totals, dollars now and after each fix."""
+
+    records: list[Record]
+    diagnosis: Diagnosis
+    now: Costs
+    fix_results: list[FixResult]
+
+    @property
+    def model_keys(self) -> list[str]:
+        return list(self.now.bills)
+
+    @property
+    def cost_now_usd(self) -> dict[str, float]:
+        return {key: self.now.total(key) for key in self.model_keys}
+
+    @property
+    def best_fix(self) -> FixResult:
+        """The fix (or all of them together) that costs least at the first provider."""
+        return min(self.fix_results, key=lambda f: f.cost_usd[self.model_keys[0]])
+
+    def reported_vs_simulated(self) -> list[tuple[int, int, int]]:
+        """(line, cached tokens the provider reported, cached tokens the simulator bills) where the log has usage."""
+        bills = self.now.bills[self.model_keys[0]]
+        return [(r.line, r.reported_cached, b.usage.cache_read_tokens)
+                for r, b in zip(self.records, bills) if r.reported_cached is not None]
+
+
+def diagnose(log: str | Path | Iterable[dict | str] | Sequence[Record],
+             provider: str | Sequence[str] = "anthropic/claude-sonnet-4-5", *, tokenizer=None) -> Report:
+    """Diagnose a log (a path, request dicts, prompt strings or `Record`s) and price it at one or more providers."""
+    records = list(log) if isinstance(log, (list, tuple)) and log and isinstance(log[0], Record) else read_log(log)
+    model_keys = [provider] if isinstance(provider, str) else list(provider)
+    if not model_keys:
+        raise WorkbookError("Name at least one provider model, e.g. provider=\"anthropic/claude-sonnet-4-5\".")
+    for key in model_keys:
+        get_sheet(key)  # an unknown key fails here, listing the known ones
+    tokens, name = _tokens(tokenizer)
+    diagnosis = diagnose_records(records, tokens, name)
+    return Report(records, diagnosis, costs(records, tokens, model_keys), fix_results(records, tokens, model_keys, name))
+
+
+def fix_results(records: Sequence[Record], tokens: Tokens, model_keys: Sequence[str], name: str) -> list[FixResult]:
+    """Each fix alone, then all of them, applied to the log and billed."""
+    tried = [(fix.name, fix.does, fix.apply(records)) for fix in FIXES]
+    tried.append(("all", "every fix above, in order", all_fixes(records)))
+    return [FixResult(fix, does, diagnose_records(fixed, tokens, name).hit_rate,
+                      {key: costs(fixed, tokens, [key]).total(key) for key in model_keys})
+            for fix, does, fixed in tried]
+
+
+def _tokens(tokenizer) -> tuple[Tokens, str]:
+    """The tokenizer to count with, and its name for the report."""
+    if tokenizer is None or isinstance(tokenizer, str):
+        from ..tokenizer import load_tokenizer
+
+        name = tokenizer or DEFAULT_TOKENIZER
+        return Tokens(load_tokenizer(name)), name
+    return Tokens(tokenizer), type(tokenizer).__name__
+
+
+__all__ = ["DEFAULT_TOKENIZER", "Diagnosis", "Finding", "Fix", "FixResult", "LogError", "Record", "Report",
+           "diagnose", "read_log"]
