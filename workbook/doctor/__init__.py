@@ -83,7 +83,7 @@ def fix_results(records: Sequence[Record], tokens: Tokens, model_keys: Sequence[
     """Each fix alone, then all of them, applied to the log and billed."""
     tried = [(fix.name, fix.does, fix.apply(records)) for fix in FIXES]
     tried.append(("all", "every fix above, in order", all_fixes(records)))
-    return [FixResult(fix, does, diagnose_records(fixed, tokens, name).hit_rate,
+    return [FixResult(fix, does, diagnose_records(fixed, tokens, name, explain=False).hit_rate,
                       {key: costs(fixed, tokens, [key]).total(key) for key in model_keys})
             for fix, does, fixed in tried]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from bisect import bisect_right
 from functools import lru_cache
 from itertools import accumulate
 from typing import Sequence
@@ -85,62 +86,81 @@ class Tokens:
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self.encode = lru_cache(maxsize=65_536)(tokenizer.encode)
+        self.ends = lru_cache(maxsize=65_536)(self._ends)
 
     def of(self, parts: Sequence[Part]) -> list[list[int]]:
         return [self.encode(part.text) if part.text else [] for part in parts]
 
-    def text_length(self, ids: Sequence[int]) -> int:
-        """Characters `ids` decode to, token by token (the offsets the doctor reports)."""
-        return sum(len(text) for text in self.tokenizer.token_texts(ids))
+    def _ends(self, text: str) -> tuple[int, ...]:
+        """Where each token of `text` ends, in characters (token texts of byte-level BPE may split a character)."""
+        return tuple(accumulate(len(t) for t in self.tokenizer.token_texts(self.encode(text))))
+
+    def chars_before(self, parts: Sequence[Part], k: int) -> int:
+        """Characters of the request's text that its first k tokens cover."""
+        chars = 0
+        for part in parts:
+            ends = self.ends(part.text) if part.text else ()
+            if k < len(ends):
+                return chars + (ends[k - 1] if k else 0)
+            chars, k = chars + len(part.text), k - len(ends)
+        return chars
 
 
-def diagnose_records(records: Sequence[Record], tokens: Tokens, tokenizer_name: str) -> Diagnosis:
-    """A `Finding` per record, each compared with the earlier records that share its longest part-boundary prefix."""
+def diagnose_records(records: Sequence[Record], tokens: Tokens, tokenizer_name: str, *,
+                     explain: bool = True) -> Diagnosis:
+    """A `Finding` per record, each compared with the earlier records that share its longest part-boundary prefix.
+    With `explain=False` only the shared tokens are counted (no cause, no snippets): enough for a hit rate."""
     seen: dict[int, list[int]] = defaultdict(list)  # prefix key at a part boundary -> indices of records, newest last
     ids_of = [tokens.of(r.parts) for r in records]
     findings = []
     for i, record in enumerate(records):
         keys = chained_keys(ids_of[i])
-        candidates = next((seen[key][-RECENT:] for key in reversed(keys) if key in seen), None)
-        if candidates is None:  # nothing shares even the first part: compare with the latest requests
-            candidates = list(range(max(0, i - RECENT), i))
-        findings.append(finding(records, ids_of, i, candidates, tokens))
+        same = next((k + 1 for k in reversed(range(len(keys))) if keys[k] in seen), 0)  # leading parts some request shares
+        candidates = seen[keys[same - 1]][-RECENT:] if same else list(range(max(0, i - RECENT), i))
+        findings.append(finding(records, ids_of, i, candidates, same, tokens, explain))
         for key in keys:
             seen[key].append(i)
     return Diagnosis(findings, tokenizer_name)
 
 
-def finding(records: Sequence[Record], ids_of: list[list[list[int]]], i: int, candidates: list[int],
-            tokens: Tokens) -> Finding:
-    """Request i against the candidate that shares most tokens with it."""
-    record, flat = records[i], [t for part in ids_of[i] for t in part]
-    static = static_tokens(record, ids_of[i], tokens)
+def finding(records: Sequence[Record], ids_of: list[list[list[int]]], i: int, candidates: list[int], same: int,
+            tokens: Tokens, explain: bool = True) -> Finding:
+    """Request i against the candidate that shares most tokens with it; every candidate shares its first `same` parts."""
+    record, ids = records[i], ids_of[i]
+    total, static = sum(map(len, ids)), static_tokens(record, ids, tokens)
     if not candidates:
-        return Finding(record.line, len(flat), static, None, 0, None, reported_cached=record.reported_cached)
-    flats = {j: [t for part in ids_of[j] for t in part] for j in candidates}
-    shared = {j: common_tokens(flat, flats[j]) for j in candidates}
+        return Finding(record.line, total, static, None, 0, None, reported_cached=record.reported_cached)
+    shared_parts = sum(map(len, ids[:same]))
+    shared = {j: shared_parts + common_tokens(part(ids, same), part(ids_of[j], same)) for j in candidates}
     best = max(candidates, key=lambda j: (shared[j], j))
     before, after = records[best].parts, record.parts
+    if not explain:
+        return Finding(record.line, total, static, records[best].line, shared[best], None)
     text_before, text_after = full_text(before), full_text(after)
     char_at = first_divergence(text_before, text_after)
     same_marks = [m[:2] for m in breakpoints(list(before))] == [m[:2] for m in breakpoints(list(after))]
-    if char_at is None and (same_marks or shared[best] == len(flat)):
-        return Finding(record.line, len(flat), static, records[best].line, shared[best], None,
+    if char_at is None and (same_marks or shared[best] == total):
+        return Finding(record.line, total, static, records[best].line, shared[best], None,
                        reported_cached=record.reported_cached)
     at = min(len(text_before), len(text_after)) if char_at is None else char_at
-    seam = char_at is not None and is_seam(flats[best], flat, shared[best], char_at, tokens)
+    seam = char_at is not None and is_seam(before, after, shared[best], char_at, tokens)
     cause = classify(list(before), list(after), seam=seam)
     # Past the static region (a new question) nothing is lost; inside it, whatever the two static regions could share.
     lost = max(0, min(static, static_tokens(records[best], ids_of[best], tokens)) - shared[best])
-    return Finding(record.line, len(flat), static, records[best].line, shared[best], char_at,
+    return Finding(record.line, total, static, records[best].line, shared[best], char_at,
                    around(text_before, at), around(text_after, at), cause, lost, record.reported_cached)
 
 
-def is_seam(a: list[int], b: list[int], shared: int, char_at: int, tokens: Tokens) -> bool:
-    """The tokens part before the text does: an unshared token of either request ends before the first differing
-    character, so text both requests hold was cut into other tokens (a space merged with the next word)."""
-    start = tokens.text_length(a[:shared])
-    return any(shared < len(ids) and start + tokens.text_length(ids[shared:shared + 1]) <= char_at for ids in (a, b))
+def is_seam(before: Sequence[Part], after: Sequence[Part], shared: int, char_at: int, tokens: Tokens) -> bool:
+    """The tokens part before the text does: the first unshared token of either request ends before the first
+    differing character, so text both requests hold was cut into other tokens (a space merged with the next word)."""
+    return any(tokens.chars_before(parts, shared) < tokens.chars_before(parts, shared + 1) <= char_at
+               for parts in (before, after))
+
+
+def part(ids: list[list[int]], k: int) -> list[int]:
+    """The token ids of part k, or none past the last part."""
+    return ids[k] if k < len(ids) else []
 
 
 def common_tokens(a: Sequence[int], b: Sequence[int]) -> int:
@@ -152,10 +172,9 @@ def common_tokens(a: Sequence[int], b: Sequence[int]) -> int:
 def static_tokens(record: Record, ids: list[list[int]], tokens: Tokens) -> int:
     """Tokens of the static region: every part before the last message; for a rendered prompt, all but its last line."""
     if record.shape == "prompt":
-        text = record.parts[0].text.rstrip("\n")
-        cut = text.rfind("\n") + 1  # where the last line starts (0: a one-line prompt has no static region)
-        lengths = accumulate(len(t) for t in tokens.tokenizer.token_texts(ids[0]))
-        return sum(1 for end in lengths if end <= cut)
+        text = record.parts[0].text
+        cut = text.rstrip("\n").rfind("\n") + 1  # where the last line starts (0: a one-line prompt has no static region)
+        return bisect_right(tokens.ends(text), cut)
     last = max((k for k, part in enumerate(record.parts) if part.kind == "message"), default=len(record.parts))
     return sum(len(part) for part in ids[:last])
 
