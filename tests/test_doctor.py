@@ -169,3 +169,21 @@ def test_the_example_logs_are_what_their_recipe_writes():
 
     for name, text in example_files().items():
         assert (EXAMPLES / name).read_text(encoding="utf-8") == text, name
+
+
+def test_a_bare_model_name_bills_like_its_full_key():
+    bare = diagnose(EXAMPLES / "anthropic_log.jsonl", provider="claude-sonnet-4-5")
+    full = diagnose(EXAMPLES / "anthropic_log.jsonl", provider=SONNET)
+    assert bare.cost_now_usd == full.cost_now_usd  # keyed "anthropic/...", so breakpoints are kept
+
+
+def test_a_log_that_is_not_utf8_gets_a_clear_error(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"prompt": "café"}\n'.encode("latin-1"))
+    with pytest.raises(LogError, match="not UTF-8"):
+        read_log(path)
+
+
+def test_breakpoints_leave_a_rendered_prompt_as_it_is():
+    record = Record(1, "prompt", (Part("prompt", "Generated at 09:00\nBe brief.\nQ"),))
+    assert two_breakpoints([record]) == [record]

@@ -163,13 +163,19 @@ def test_a_changed_breakpoint_setting_is_spelled_out():
     assert cause.detail == "breakpoints on the system prompt (ephemeral) became the system prompt (1h)"
 
 
-def test_seam_wins_when_the_caller_saw_the_tokens_part_earlier():
+def test_a_changing_date_outranks_the_seam_it_cuts():
     before, after = request("Today is 14 Mar 2026.", QUESTION), request("Today is 15 Mar 2026.", QUESTION)
+    assert classify(before, after, seam=True).name == "datetime"  # the date is what to fix
+    assert classify(before, after).name == "datetime"
+
+
+def test_seam_names_a_cut_when_no_value_changed():
+    before, after = request("Answer briefly and politely.", QUESTION), request("Answer briefly and kindly.", QUESTION)
     cause = classify(before, after, seam=True)
     assert cause.name == "seam"
-    assert "'Today is 1' became" not in cause.detail  # the quoted text starts at the differing character
-    assert "then '4 Mar 2026." in cause.detail and "became '5 Mar 2026." in cause.detail
-    assert classify(before, after).name == "datetime"
+    assert "'Answer briefly and ' became" not in cause.detail  # the quoted text starts at the differing character
+    assert "'politely." in cause.detail and "'kindly." in cause.detail
+    assert classify(before, after).name == "content"  # without the cut, it is an edit
 
 
 def test_a_new_last_user_message_is_content_and_not_a_bug():
@@ -269,8 +275,8 @@ def test_identical_requests_are_refused():
 
 def test_checks_run_in_the_documented_order_and_name_only_known_causes():
     names = [name for name, _ in CHECKS]
-    assert names[2] == "content"  # expected differences (a new question) are set aside before the text checks
-    assert names[:2] + names[3:] == list(CAUSES)
+    assert names[1] == "content"  # expected differences (a new question) are set aside before the text checks
+    assert names[:1] + names[2:] == list(CAUSES)
 
 
 def test_a_boundary_on_one_side_belongs_to_the_part_that_ends_there():

@@ -1,4 +1,4 @@
-"""`python -m workbook.bench {prefix,speculative,widgets} [options]`: measure, print, save."""
+"""`python -m workbook.bench {prefix,speculative,widgets,doctor} [options]`: measure, print, save."""
 
 import argparse
 import importlib
@@ -7,6 +7,7 @@ BENCHMARKS = {
     "prefix": "TTFT cold vs cached prefix, beside transformers' prompt reuse; a multi-user workload replay",
     "speculative": "speculative decoding vs target-only, beside transformers' assisted generation",
     "widgets": "what one click in each lesson widget costs on the shipped models",
+    "doctor": "the cache doctor's diagnose() on a synthetic 10,000-request log",
 }
 
 

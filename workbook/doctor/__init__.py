@@ -4,6 +4,8 @@
     report = diagnose("data/examples/anthropic_log.jsonl", provider="anthropic/claude-sonnet-4-5")
     report.diagnosis.findings[3].cause, report.cost_now_usd, report.fix_results
 
+`assert_prefix_stable` (`stability`) is the same idea as a test of your own prompt template; the
+command `python -m workbook.doctor LOG` prints the report and writes it as HTML (`report_html`).
 `diagnose` reads the log (`logs`), finds per request the earlier request it shares most with and why
 they part (`diagnosis`, `causes`), bills the log at each provider (`workbook.providers`), and applies
 each fix (`fixes`) to the whole log to simulate what it saves. Token counts come from the workbook's
@@ -22,6 +24,7 @@ from ..pricing import get_sheet
 from .diagnosis import Costs, Diagnosis, Finding, Tokens, costs, diagnose_records
 from .fixes import FIXES, Fix, all_fixes
 from .logs import LogError, Record, read_log
+from .stability import assert_prefix_stable
 
 DEFAULT_TOKENIZER = "tiny"
 
@@ -69,11 +72,10 @@ def diagnose(log: str | Path | Iterable[dict | str] | Sequence[Record],
              provider: str | Sequence[str] = "anthropic/claude-sonnet-4-5", *, tokenizer=None) -> Report:
     """Diagnose a log (a path, request dicts, prompt strings or `Record`s) and price it at one or more providers."""
     records = list(log) if isinstance(log, (list, tuple)) and log and isinstance(log[0], Record) else read_log(log)
-    model_keys = [provider] if isinstance(provider, str) else list(provider)
-    if not model_keys:
+    named = [provider] if isinstance(provider, str) else list(provider)
+    if not named:
         raise WorkbookError("Name at least one provider model, e.g. provider=\"anthropic/claude-sonnet-4-5\".")
-    for key in model_keys:
-        get_sheet(key)  # an unknown key fails here, listing the known ones
+    model_keys = [get_sheet(key).key for key in named]  # "provider/model", even from a bare model name
     tokens, name = _tokens(tokenizer)
     diagnosis = diagnose_records(records, tokens, name)
     return Report(records, diagnosis, costs(records, tokens, model_keys), fix_results(records, tokens, model_keys, name))
@@ -99,4 +101,4 @@ def _tokens(tokenizer) -> tuple[Tokens, str]:
 
 
 __all__ = ["DEFAULT_TOKENIZER", "Diagnosis", "Finding", "Fix", "FixResult", "LogError", "Record", "Report",
-           "diagnose", "read_log"]
+           "assert_prefix_stable", "diagnose", "read_log"]

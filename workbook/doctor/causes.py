@@ -18,13 +18,13 @@ from .parts import Part, full_text, part_at
 
 CAUSES: dict[str, str] = {
     "breakpoint_moved": "Same text, but an Anthropic cache_control breakpoint marks other parts.",
-    "seam": "The characters agree further than the tokens: text before the difference tokenized another way.",
     "tool_list": "The tool list changed: a tool was added, removed or moved.",
     "json_key_order": "The same JSON value written differently: keys in another order, or other spacing.",
     "whitespace": "Only whitespace differs: a trailing space, an extra newline, tabs for spaces.",
     "datetime": "A date or time written into the prompt changed.",
     "number": "A number that changes per request changed: an id, a counter, a price.",
     "user_text": "User-specific text (a name, a preference) sits in a part meant to be the same for everyone.",
+    "seam": "The characters agree further than the tokens: text before the difference tokenized another way.",
     "content": "New or edited content: expected for a new question, a real edit anywhere else.",
 }
 
@@ -407,7 +407,6 @@ def is_content(div: Divergence) -> Explanation:
 # before names, since a date is made of numbers and a weekday is capitalised.
 CHECKS: list[tuple[str, Callable[[Divergence], Explanation | None]]] = [
     ("breakpoint_moved", is_breakpoint_moved),
-    ("seam", is_seam),
     ("content", is_new_input),
     ("tool_list", is_tool_list),
     ("json_key_order", is_json_key_order),
@@ -415,6 +414,9 @@ CHECKS: list[tuple[str, Callable[[Divergence], Explanation | None]]] = [
     ("datetime", is_datetime),
     ("number", is_number),
     ("user_text", is_user_text),
+    # After the value checks: a clock or id that changes often cuts its first token differently too, and then
+    # the changing value is the cause to fix; the seam is what is left when nothing but the cut differs.
+    ("seam", is_seam),
     ("content", is_content),
 ]
 

@@ -87,13 +87,14 @@ class Tokens:
         self.tokenizer = tokenizer
         self.encode = lru_cache(maxsize=65_536)(tokenizer.encode)
         self.ends = lru_cache(maxsize=65_536)(self._ends)
+        self.length = lru_cache(maxsize=None)(lambda token: len(tokenizer.token_texts([token])[0]))
 
     def of(self, parts: Sequence[Part]) -> list[list[int]]:
         return [self.encode(part.text) if part.text else [] for part in parts]
 
     def _ends(self, text: str) -> tuple[int, ...]:
         """Where each token of `text` ends, in characters (token texts of byte-level BPE may split a character)."""
-        return tuple(accumulate(len(t) for t in self.tokenizer.token_texts(self.encode(text))))
+        return tuple(accumulate(map(self.length, self.encode(text))))
 
     def chars_before(self, parts: Sequence[Part], k: int) -> int:
         """Characters of the request's text that its first k tokens cover."""

@@ -114,9 +114,13 @@ def stable_seams(records: Sequence[Record]) -> list[Record]:
 
 
 def two_breakpoints(records: Sequence[Record]) -> list[Record]:
-    """Anthropic: a breakpoint on the last static part and on the newest message; no other."""
+    """Anthropic: a breakpoint on the last static part and on the newest message; no other. A rendered prompt is one
+    part, with nothing static to mark apart, so it is left as it is."""
     out = []
     for r in records:
+        if r.shape == "prompt":
+            out.append(r)
+            continue
         last = last_message(r.parts)
         static_end = (last if last is not None else len(r.parts)) - 1
         marked = {k for k in (static_end, last) if k is not None and k >= 0}

@@ -59,7 +59,10 @@ def read_log(source: str | Path | Iterable[dict | str]) -> list[Record]:
 def _read_file(path: Path) -> list[tuple[int, dict | str]]:
     if not path.is_file():
         raise LogError(f"No log at {path}.")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise LogError(f"{path} is not UTF-8 text (byte {error.start}): save the log as UTF-8.") from None
     if path.suffix == ".json":
         try:
             prompts = json.loads(text)

@@ -1,0 +1,388 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 11: the cache doctor
+#
+# The earlier lessons broke cache hits on purpose, one prompt at a time. In a real app you do not see
+# prompts one at a time: you have a log of the requests your code sent, and a bill. The **cache doctor**
+# reads that log and tells you, request by request, where each prompt stopped matching the ones before
+# it, why, what that cost, and what a fix would save, simulated on the whole log before you change a
+# line of your app.
+#
+# By the end of this lesson you will be able to:
+#
+# - run the doctor on a request log (OpenAI or Anthropic JSONL, or a list of rendered prompts) from Python
+#   or from the command line, and read its per-request findings;
+# - tell the hit rate your app gets from the one it could get, and name the causes of the gap (a clock, a
+#   name or an id in the system prompt, reordered JSON keys, stray whitespace);
+# - check a suggested fix by replaying the fixed log through the provider simulator, at several providers;
+# - compare the cached tokens your provider reported with the ones the simulator bills;
+# - guard your own prompt template in your test suite with `assert_prefix_stable`.
+#
+# Everything runs offline on your CPU in a few seconds.
+
+# %%
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from IPython.display import HTML, display
+
+from workbook.doctor import diagnose, read_log
+from workbook.doctor.__main__ import main as doctor_command
+from workbook.doctor.causes import CAUSES
+from workbook.doctor.fixes import static_first
+from workbook.doctor.report_html import cost_after, findings_html, fixes_html, tokens_chart
+from workbook.doctor.stability import assert_prefix_stable, prefix_divergence
+from workbook.exercises.lesson11 import TEMPLATES, check_costliest_cause, check_lost_tokens, check_stable_templates
+from workbook.paths import DATA_DIR
+from workbook.pricing import get_sheet
+
+lesson_start = time.perf_counter()
+EXAMPLES = DATA_DIR / "examples"
+SONNET, GPT = "anthropic/claude-sonnet-4-5", "openai/gpt-5.5"
+
+# %% [markdown]
+# ## 1. What the doctor does
+#
+# `diagnose(log, provider=...)` goes through five steps. None of them needs a model, only a tokenizer.
+#
+# 1. **Read** each logged request and render it the way providers do: the tool list (as JSON text, keys
+#    in the order your app wrote them), then the system prompt, then each message.
+# 2. **Match** each request with the earlier request it shares the longest token prefix with.
+# 3. **Locate** the first character where the two differ, and name the **cause**: `datetime`, `number`,
+#    `user_text`, `json_key_order`, `whitespace`, `tool_list`, `breakpoint_moved`, a tokenization `seam`,
+#    or plain `content` (a new question, a real edit). Each cause comes with the rule that decided it.
+# 4. **Count** what it cost. The *static region* of a request is everything before its last message.
+#    Static tokens after the divergence are **lost**: a byte-stable static region would have shared them.
+# 5. **Bill** the log at each provider with the simulator of lesson 7, then apply each **fix** to the whole
+#    log and bill it again.
+#
+# ## 2. The example log
+#
+# `data/examples/` holds three logs of one app: the support assistant of Harbor & Pine, an outdoor shop.
+# A morning of requests, each with the same long system prompt and tool list and a new customer question.
+# The app has habits that a prompt cache does not forgive. Here is the first line of each system prompt in
+# the Anthropic log:
+
+# %%
+log_path = EXAMPLES / "anthropic_log.jsonl"
+records = read_log(log_path)
+for r in records:
+    system = next(p.text for p in r.parts if p.kind == "system")
+    print(f"line {r.line:2}  {system.splitlines()[0][:60]!r}")
+
+# %% [markdown]
+# Now the doctor, pricing the log at Claude Sonnet 4.5 and at GPT-5.5. The first provider is the one
+# used for the "best fix" and for comparing against the log's own usage.
+
+# %%
+report = diagnose(log_path, provider=[SONNET, GPT])
+d = report.diagnosis
+print(f"{len(d.findings)} requests, {d.tokens:,} prompt tokens")
+print(f"hit rate: {d.hit_rate:.1%} achieved, {d.achievable_hit_rate:.1%} achievable")
+for key, usd in report.cost_now_usd.items():
+    print(f"the log costs ${usd:.4f} at {key}")
+assert d.achievable_hit_rate >= d.hit_rate
+
+# %% [markdown]
+# The **achieved** hit rate is the share of prompt tokens an ideal token-level prefix cache would have
+# reused. The **achievable** one adds the lost tokens: what the same requests would reuse if every static
+# region were byte-for-byte stable. The gap between them is what your app's habits cost.
+#
+# ## 3. Every request
+#
+# One row per request: the earlier request it matched best, the first divergence with the differing
+# characters marked, the cause, its rule and the tokens lost. The chart shows the same split per request:
+# **shared** with an earlier request, **lost** to a cause, and **new** (no earlier request had them).
+
+# %%
+display(HTML(findings_html(report)))
+tokens_chart(report)
+
+# %% [markdown]
+# Take the second request. It shares its tool list with the first, then the clock in the system prompt
+# moves, and everything after it is computed again:
+
+# %%
+first_break = d.findings[1]
+earlier = next(f for f in d.findings if f.line == first_break.match_line)
+print(f"line {first_break.line} vs line {first_break.match_line}: {first_break.shared_tokens:,} tokens shared, "
+      f"first difference at character {first_break.char_at:,}")
+print(f"  before: {first_break.before!r}\n  after:  {first_break.after!r}")
+print(f"cause: {first_break.cause.name}\n  rule: {first_break.cause.rule}\n  detail: {first_break.cause.detail}")
+print(f"lost: min({first_break.static_tokens:,}, {earlier.static_tokens:,}) static tokens - "
+      f"{first_break.shared_tokens:,} shared = {first_break.lost_tokens:,}")
+assert first_break.cause.name == "datetime"
+assert first_break.lost_tokens == min(first_break.static_tokens, earlier.static_tokens) - first_break.shared_tokens
+assert all(f.shared_tokens + f.lost_tokens <= f.tokens for f in d.findings)
+
+# %% [markdown]
+# ## 4. The causes
+#
+# Summed over the log, per cause: how many requests it broke and how many tokens it lost.
+
+# %%
+lost = d.lost_by_cause()
+for name, count in d.causes.most_common():
+    print(f"{name:16}{count:3} requests {lost[name]:7,} tokens lost   {CAUSES[name]}")
+costliest = max(lost, key=lost.get)
+print(f"\nthe costliest cause: {costliest}")
+assert {"datetime", "user_text", "json_key_order"} <= set(d.causes)
+
+# %% [markdown]
+# Three habits of the app show up: the clock opens the system prompt (`datetime`), later the customer's
+# name does (`user_text`), and some requests send the tools with their keys in another order
+# (`json_key_order`). Tools are rendered first, so there almost nothing is shared:
+
+# %%
+reordered = next(f for f in d.findings if f.cause and f.cause.name == "json_key_order")
+print(f"line {reordered.line}: {reordered.shared_tokens:,} of {reordered.tokens:,} tokens shared")
+print(reordered.cause.detail)
+assert reordered.shared_tokens < reordered.tokens / 100
+
+# %% [markdown]
+# `content` is what no specific rule explains: the new question of each request, where nothing is lost,
+# and real edits. In this log the edits are where the app's first line changed kind:
+
+# %%
+for f in d.findings:
+    if f.cause and f.cause.name == "content":
+        print(f"line {f.line}: {f.lost_tokens:5,} tokens lost; {f.cause.detail}")
+#
+# ## 5. Fixes, simulated
+#
+# A fix is a function that rewrites the whole log, so its saving is measured, not promised: the doctor
+# applies each fix, diagnoses the fixed log and bills it at every provider. `all` applies every fix in order.
+
+# %%
+display(HTML(fixes_html(report)))
+best = report.best_fix
+saving = report.cost_now_usd[SONNET] - best.cost_usd[SONNET]
+print(f"best at {SONNET}: {best.name} ({best.does}), ${saving:.4f} less, "
+      f"{saving / report.cost_now_usd[SONNET]:.0%} of the bill; hit rate {d.hit_rate:.1%} -> {best.hit_rate:.1%}")
+assert best.cost_usd[SONNET] < report.cost_now_usd[SONNET]
+
+# %% [markdown]
+# Do not take a fix on trust: apply it yourself and run the doctor on the result. `static_first` moves the
+# lines that change per request (the clock, the name) out of the system prompt, to the end of the question:
+
+# %%
+fixed = diagnose(static_first(report.records), provider=[SONNET, GPT])
+static_first_result = next(f for f in report.fix_results if f.name == "static_first")
+print(f"after static_first: causes {dict(fixed.diagnosis.causes)}, hit rate {fixed.diagnosis.hit_rate:.1%}")
+assert not {"datetime", "user_text"} & set(fixed.diagnosis.causes)
+assert fixed.diagnosis.hit_rate == static_first_result.hit_rate
+assert all(fixed.cost_now_usd[key] == static_first_result.cost_usd[key] for key in fixed.model_keys)
+
+# %% [markdown]
+# Fixes do not save the same everywhere. Anthropic reads a cache only at the breakpoints a request marks,
+# and charges extra for every write; OpenAI caches any long prefix by itself, in steps of a fixed number of
+# tokens, with no write premium. So one fix can matter at one provider and not at the other: compare the
+# columns of the table above. For the OpenAI log, whose app puts a request id on top of the system prompt:
+
+# %%
+sonnet_sheet, gpt_sheet = get_sheet(SONNET), get_sheet(GPT)
+print(f"writes cost {sonnet_sheet.cache_write / sonnet_sheet.input:g}x input at {SONNET}, "
+      f"{gpt_sheet.cache_write / gpt_sheet.input:g}x at {GPT}; {GPT} counts hits in steps of {gpt_sheet.cache_step} "
+      f"tokens above {gpt_sheet.min_cacheable_tokens:,}")
+assert sonnet_sheet.cache_write > sonnet_sheet.input and gpt_sheet.cache_write == gpt_sheet.input
+openai_report = diagnose(EXAMPLES / "openai_log.jsonl", provider=[GPT, SONNET])
+for fix in openai_report.fix_results:
+    print(f"{fix.name:18} " + ", ".join(f"{key}: {cost_after(openai_report, fix, key)}" for key in (GPT, SONNET)))
+assert {"number", "whitespace"} <= set(openai_report.diagnosis.causes)
+assert openai_report.best_fix.cost_usd[GPT] < openai_report.cost_now_usd[GPT]
+
+# %% [markdown]
+# ## 6. Reported vs simulated cached tokens
+#
+# When a log carries the provider's `usage`, the doctor sets the cached tokens the provider reported
+# beside the ones the simulator bills for the same request (at the first provider you listed, so list the
+# provider that served the log first).
+
+# %%
+rows = report.reported_vs_simulated()
+print("line  reported  simulated")
+for line, reported, simulated in rows:
+    print(f"{line:4}  {reported:8,}  {simulated:9,}")
+agree = sum(r == s for _, r, s in rows)
+print(f"{agree} of {len(rows)} requests agree")
+assert agree == len(rows)
+
+# %% [markdown]
+# Here they all agree, and that proves less than it seems: no provider served these example requests. Their
+# `usage` was written by the same simulator (see `workbook/doctor/examples.py`), so this only shows that the
+# doctor reads usage fields correctly. On your own log, expect differences, and read each as a question:
+#
+# - **Token counts.** The doctor counts with the workbook's tokenizer, not your provider's. The cached
+#   prefix is the same text, but a different number of tokens.
+# - **Rounding.** OpenAI counts hits in steps above a minimum (printed in section 5); the simulator does too.
+# - **Traffic you did not log.** Another server's requests can warm (or evict) the same prefix.
+# - **Rules the simulator does not know.** Each rule it applies is cited in `data/pricing.json`; a
+#   request's `Bill.why` says which one decided it:
+
+# %%
+for line, bill in zip([r.line for r in report.records], report.now.bills[SONNET]):
+    if bill.usage.cache_read_tokens:
+        print(f"line {line}: {bill.why}")
+
+# %% [markdown]
+# ## 7. Your own log
+#
+# The doctor reads three shapes, one request per line of a `.jsonl` file, each with an optional
+# `"timestamp"` (ISO 8601 or seconds) and the provider's `"usage"`:
+#
+# - **OpenAI Chat Completions**: `{"messages": [{"role": "system", "content": ...}, ...], "tools": [...]}`;
+# - **Anthropic Messages**: `{"system": ..., "tools": [...], "messages": [...]}`, with `cache_control` blocks;
+# - **rendered prompts**: `{"prompt": "..."}` per line, or a `.json` file holding a list of strings.
+#
+# Most apps already log the request body they send; add the response's `usage` and a timestamp and the
+# doctor can price it. From a terminal:
+#
+# ```bash
+# python -m workbook.doctor my_log.jsonl --provider openai/gpt-5.5 --provider anthropic/claude-sonnet-4-5 \
+#     --html report.html
+# ```
+#
+# It prints the tables of this lesson, and `--html` writes them to one page you can open anywhere: the
+# chart's JavaScript is inside the file, and nothing is fetched. `--tokenizer NAME` counts with another
+# tokenizer (a checkpoint folder, or a Hugging Face name already in your cache). A bad line stops it with
+# a message naming the line, and exit status 2. The same command, run here on a small log we write:
+
+# %%
+workdir = Path(tempfile.mkdtemp())
+mine = workdir / "my_log.jsonl"
+mine.write_text("".join(json.dumps({
+    "timestamp": f"2026-03-15T10:0{i}:00Z",
+    "messages": [{"role": "system", "content": f"Session {4410 + i}\nYou are a terse assistant for a bike shop. "
+                                               "Answer in one sentence. Never guess stock levels."},
+                 {"role": "user", "content": question}]}) + "\n"
+    for i, question in enumerate(["Do you fix tubeless tyres?", "Are you open on Sunday?", "Do you sell helmets?"])))
+status = doctor_command([str(mine), "--provider", GPT, "--html", str(workdir / "report.html")])
+assert status == 0
+mini = diagnose(mine, provider=GPT)
+assert mini.now.cached_tokens(GPT) == 0 and mini.diagnosis.tokens < gpt_sheet.min_cacheable_tokens
+assert "number" in mini.diagnosis.causes
+
+# %% [markdown]
+# This tiny log has fewer tokens in all than OpenAI's minimum per request, so nothing is billed as cached;
+# the doctor still names the session number that breaks every prefix. The page it wrote is self-contained:
+
+# %%
+page = (workdir / "report.html").read_text(encoding="utf-8")
+print(f"{len(page) / 1e6:.1f} MB, scripts loaded from elsewhere: {len(re.findall(r'<script[^>]*src=', page))}")
+assert not re.search(r"<script[^>]*src=", page)
+bad = workdir / "bad_log.jsonl"
+bad.write_text('{"prompt": "fine"}\n{"prompt": "broken\n')
+assert doctor_command([str(bad)]) == 2
+
+# %% [markdown]
+# A log of rendered prompts carries no breakpoints, so Anthropic (which caches only at marked breakpoints)
+# would bill it as uncached whatever you fix; price such a log at a provider that caches by itself:
+
+# %%
+prompts_report = diagnose(EXAMPLES / "prompts.json", provider=GPT)
+print(f"prompts.json: hit rate {prompts_report.diagnosis.hit_rate:.1%} achieved, "
+      f"{prompts_report.diagnosis.achievable_hit_rate:.1%} achievable; best fix {prompts_report.best_fix.name} "
+      f"costs ${prompts_report.best_fix.cost_usd[GPT]:.4f} instead of ${prompts_report.cost_now_usd[GPT]:.4f}")
+assert prompts_report.best_fix.cost_usd[GPT] < prompts_report.cost_now_usd[GPT]
+
+# %% [markdown]
+# ## 8. Keep it fixed: `assert_prefix_stable` in your tests
+#
+# The doctor finds habits after they have cost you. A test can stop them before they ship.
+# `assert_prefix_stable(render, vary)` calls your template with each varied value (one key at a time, the
+# others at their first value) and fails if the **static prefix** changes: by default everything before
+# the last message (chat messages) or the last line (a string), or up to a marker you pass as `static_end`.
+# It compares text and tokens, so a value that merges with the last static word fails too.
+#
+# Here is the app's template as it was, and as `static_first` suggests:
+
+# %%
+policy = next(p.text for p in records[-1].parts if p.kind == "system")
+
+
+def build_prompt(now: str, user: str, question: str) -> list[dict]:
+    return [{"role": "system", "content": f"Current time: {now}\nYou are helping {user}.\n{policy}"},
+            {"role": "user", "content": question}]
+
+
+def build_prompt_fixed(now: str, user: str, question: str) -> list[dict]:
+    return [{"role": "system", "content": policy},
+            {"role": "user", "content": f"{question}\n\n(Current time: {now}. Customer: {user}.)"}]
+
+
+vary = {"now": ["2026-03-15 09:00:00", "2026-03-15 09:01:01"], "user": ["Ana", "Ben"],
+        "question": ["Where is my order?", "Do you ship to Norway?"]}
+try:
+    assert_prefix_stable(build_prompt, vary)
+except AssertionError as failure:
+    print(failure)
+assert prefix_divergence(build_prompt, vary).key == "now"
+assert_prefix_stable(build_prompt_fixed, vary)
+print("\nthe fixed template keeps its prefix")
+
+# %% [markdown]
+# In your own project it is one test (the chat messages are rendered with the workbook's tokenizer unless
+# you pass `tokenizer=`):
+#
+# ```python
+# from workbook.doctor.stability import assert_prefix_stable
+# from myapp.prompts import build_prompt
+#
+# def test_the_prompt_prefix_does_not_move():
+#     assert_prefix_stable(build_prompt, {"now": ["2026-03-15 09:00", "2026-12-31 23:59"],
+#                                         "user": ["Ana", "Zoë"], "question": ["Hi", "Where is my order?"]})
+# ```
+
+# %% [markdown]
+# ## Check yourself
+#
+# **Exercise 1.** Run the doctor on the OpenAI example log (`openai_report` above). Which cause loses the
+# most tokens? Answer with its name, e.g. `"whitespace"`.
+
+# %%
+answer_1 = None
+check_costliest_cause(answer_1, openai_report)
+
+# %% [markdown]
+# **Exercise 2.** Request 2 of the Anthropic log shares some tokens with request 1. Using only the numbers
+# printed below, how many tokens does it lose to its cause?
+
+# %%
+by_line = {f.line: f for f in d.findings}
+assert by_line[2].match_line == 1
+print(f"request 2: {by_line[2].static_tokens:,} static tokens, {by_line[2].shared_tokens:,} shared with request 1; "
+      f"request 1: {by_line[1].static_tokens:,} static tokens")
+answer_2 = None
+check_lost_tokens(answer_2, report)
+
+# %% [markdown]
+# **Exercise 3.** Each template below renders one prompt string. Which pass
+# `assert_prefix_stable(render, {"date": [...], "question": [...]})` with the default static prefix
+# (everything before the last line)? Answer with a set of letters, e.g. `{"a", "d"}`.
+
+# %%
+for letter, (template, _) in TEMPLATES.items():
+    print(f"{letter}) {template}")
+answer_3 = None
+check_stable_templates(answer_3)
+
+# %%
+print(f"lesson ran in {time.perf_counter() - lesson_start:.1f} s")

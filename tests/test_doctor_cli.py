@@ -1,0 +1,145 @@
+"""`python -m workbook.doctor`: the summary it prints, exit status 2 on bad input, and a self-contained HTML report."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbook.bench.__main__ import main as bench_main
+from workbook.doctor import diagnose
+from workbook.doctor.__main__ import main
+from workbook.doctor.report_html import highlight, report_html
+from workbook.paths import DATA_DIR
+
+LOG = DATA_DIR / "examples" / "anthropic_log.jsonl"
+SONNET, GPT = "anthropic/claude-sonnet-4-5", "openai/gpt-5.5"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def report():
+    return diagnose(LOG, provider=[SONNET, GPT])
+
+
+def write_log(tmp_path, lines) -> Path:
+    path = tmp_path / "log.jsonl"
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def line_starting(out: str, first: str) -> list[str]:
+    """The cells of the printed line whose first cell is `first`."""
+    return next(line.split() for line in out.splitlines() if line.split()[:1] == [first])
+
+
+def test_the_summary_shows_the_reports_numbers(report, capsys):
+    assert main([str(LOG), "--provider", SONNET, "--provider", GPT]) == 0
+    out = capsys.readouterr().out
+    d = report.diagnosis
+    assert line_starting(out, "requests")[1] == f"{len(d.findings):,}"
+    assert f"{d.tokens:,}" in line_starting(out, "prompt")
+    assert line_starting(out, "hit")[3] == f"{d.hit_rate:.1%}" and f"{d.achievable_hit_rate:.1%}" in out
+    for name, count in d.causes.items():
+        assert line_starting(out, name)[1:3] == [f"{count:,}", f"{d.lost_by_cause()[name]:,}"]
+    now = line_starting(out, "now")
+    assert now[2:4] == [f"${report.cost_now_usd[SONNET]:,.4f}", f"${report.cost_now_usd[GPT]:,.4f}"]
+    for fix in report.fix_results:
+        assert f"${fix.cost_usd[SONNET]:,.4f}" in line_starting(out, fix.name)
+    assert f"Best at {SONNET}: {report.best_fix.name}" in out
+    assert f"Simulated: what the simulator bills at {SONNET}." in out and "like with like" not in out
+    total = line_starting(out, "total")
+    assert total[1:] == [f"{sum(r for _, r, _ in report.reported_vs_simulated()):,}",
+                         f"{sum(s for _, _, s in report.reported_vs_simulated()):,}"]
+    assert "workbook's tokenizer ('tiny')" in out and "close estimates" in out
+
+
+def test_comparing_an_openai_log_with_anthropic_bills_says_so(capsys):
+    assert main([str(DATA_DIR / "examples" / "openai_log.jsonl"), "--provider", SONNET]) == 0
+    assert "The log is in openai shape, so list a model of that provider first" in capsys.readouterr().out
+
+
+def test_a_log_without_usage_has_no_reported_table(tmp_path, capsys):
+    log = write_log(tmp_path, [{"prompt": f"Time: 09:0{i}\nBe brief.\nQuestion {i}"} for i in range(3)])
+    assert main([str(log)]) == 0
+    assert "reported" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("lines, provider, message", [
+    (['{"prompt": "a"}', '{"prompt": "b"'], SONNET, "Line 2 of .* is not valid JSON"),
+    (['{"prompt": "a"}'], "openai/gpt-9", "No price sheet for 'openai/gpt-9'. Known ids: .*openai/gpt-5.5"),
+])
+def test_bad_input_exits_2_with_the_message_on_stderr(tmp_path, capsys, lines, provider, message):
+    assert main([str(write_log(tmp_path, lines)), "--provider", provider]) == 2
+    captured = capsys.readouterr()
+    assert re.match(f"error: {message}", captured.err) and captured.out == ""
+
+
+def test_a_missing_log_exits_2(tmp_path, capsys):
+    assert main([str(tmp_path / "nowhere.jsonl")]) == 2
+    assert "No log at" in capsys.readouterr().err
+
+
+def test_the_module_runs_as_a_command_without_a_traceback(tmp_path):
+    log = write_log(tmp_path, ['{"prompt": "a"}', "not json"])
+    done = subprocess.run([sys.executable, "-m", "workbook.doctor", str(log)], capture_output=True, text=True, cwd=REPO,
+                          check=False)
+    assert done.returncode == 2 and "Line 2" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_html_is_written_self_contained(tmp_path, capsys):
+    page = tmp_path / "report.html"
+    assert main([str(LOG), "--html", str(page)]) == 0
+    assert f"HTML report written to {page}" in capsys.readouterr().out
+    text = page.read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]*\bsrc=", text) and not re.search(r"<link\b", text)  # nothing to fetch
+    assert "Plotly.newPlot" in text and len(text) > 1_000_000  # plotly.js itself is inline
+    for heading in ("Summary", "Causes", "Tokens per request", "Fixes, simulated on the whole log", "Every request",
+                    "Cached tokens: reported vs simulated"):
+        assert f"<h2>{heading}" in text
+
+
+def test_html_escapes_log_text(tmp_path):
+    evil = "<script>alert(1)</script>"
+    log = [{"messages": [{"role": "system", "content": f"Time: 09:0{i} {evil}\nBe brief & kind."},
+                         {"role": "user", "content": f"Q{i} {evil}"}]} for i in range(3)]
+    text = report_html(diagnose(log, provider=SONNET), source=evil)
+    assert evil not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_the_differing_characters_are_marked_and_escaped():
+    assert highlight("at 09:00 <b>", "at 17:45 <b>") == ("at <mark>09:00</mark> &lt;b&gt;",
+                                                         "at <mark>17:45</mark> &lt;b&gt;")
+    assert highlight("ab", "abc") == ("ab", "ab<mark>c</mark>")
+    assert highlight("same", "same") == ("same", "same")
+
+
+@pytest.mark.slow
+def test_the_page_draws_its_chart_offline_in_chromium(tmp_path, report):
+    """Opened from disk in headless Chromium, the page asks for nothing but itself and plotly draws every bar."""
+    chromium = Path("/usr/bin/chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not chromium.is_file():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    page_file = tmp_path / "report.html"
+    page_file.write_text(report_html(report), encoding="utf-8")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        requested = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(page_file.as_uri())
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=20_000)
+        bars = page.locator(".js-plotly-plot .bars path").count()
+        browser.close()
+    assert requested == [page_file.as_uri()]
+    assert bars == 3 * len(report.diagnosis.findings)  # shared, lost and new for every request
+
+
+def test_the_doctor_benchmark_runs(capsys):
+    payload = bench_main(["doctor", "--quick"])
+    assert payload["requests"] == 200 and payload["diagnose"].median_s > 0
+    assert payload["prompt_tokens"] > 200 * 1_000  # every synthetic request carries the example's long system prompt
+    assert "Cache doctor on a synthetic log: 200 requests" in capsys.readouterr().out

@@ -1,0 +1,89 @@
+"""Lesson 11's "check yourself" exercises (the cache doctor): each compares an answer with what the doctor computes on
+the example logs and returns a `CheckResult`: right, wrong (with a hint), or not answered yet while the answer is None.
+"""
+
+from __future__ import annotations
+
+from ..doctor import Report, diagnose
+from ..doctor.causes import CAUSES
+from ..doctor.stability import prefix_divergence
+from ..paths import DATA_DIR
+from .verdict import CheckResult, check_number, chosen_letters, not_answered, worked_options
+
+EXAMPLES = DATA_DIR / "examples"
+OPENAI_LOG, ANTHROPIC_LOG = EXAMPLES / "openai_log.jsonl", EXAMPLES / "anthropic_log.jsonl"
+SONNET, GPT = "anthropic/claude-sonnet-4-5", "openai/gpt-5.5"
+LOST_LINE = 2  # exercise 2: the request whose lost tokens the learner works out
+
+# Exercise 3: four templates of one support prompt; `vary` changes the date and the question.
+POLICY = "You are the support assistant of Harbor & Pine.\nReturns are accepted within 30 days."
+VARY = {"date": ["15 March 2026", "16 March 2026"], "question": ["Where is my order?", "Can I return boots I wore?"]}
+TEMPLATES = {
+    "a": ("f'Today is {date}.\\n{POLICY}\\nUser: {question}'",
+          lambda date, question: f"Today is {date}.\n{POLICY}\nUser: {question}"),
+    "b": ("f'{POLICY}\\nToday is {date}.\\nUser: {question}'",
+          lambda date, question: f"{POLICY}\nToday is {date}.\nUser: {question}"),
+    "c": ("f'{POLICY}\\nToday is {date}. User: {question}'",
+          lambda date, question: f"{POLICY}\nToday is {date}. User: {question}"),
+    "d": ("f'{POLICY}\\nAnswer in at most {3 * len(question.split())} words.\\nToday is {date}. User: {question}'",
+          lambda date, question: f"{POLICY}\nAnswer in at most {3 * len(question.split())} words.\n"
+                                 f"Today is {date}. User: {question}"),
+}
+
+
+def check_costliest_cause(answer, report: Report | None = None) -> CheckResult:
+    """Exercise 1: in the OpenAI example log, which cause loses the most tokens? Answer its name, e.g. "whitespace"."""
+    if answer is None:
+        return not_answered(f"Set the answer to a cause's name, one of: {', '.join(CAUSES)}.")
+    report = diagnose(OPENAI_LOG, provider=GPT) if report is None else report
+    lost = report.diagnosis.lost_by_cause()
+    truth = max(lost, key=lost.get)
+    why = (f"{truth!r} loses {lost[truth]:,} tokens over {report.diagnosis.causes[truth]} requests: "
+           f"{CAUSES[truth]} Look at its detail in the findings table to see which line of the app writes it.")
+    if answer == truth:
+        return CheckResult(True, why)
+    if answer not in CAUSES:
+        return CheckResult(False, f"{answer!r} is not a cause the doctor names; choose from {', '.join(CAUSES)}.")
+    return CheckResult(False, f"{answer!r} loses {lost.get(answer, 0):,} tokens. Run the doctor on the OpenAI log and "
+                              "read report.diagnosis.lost_by_cause().")
+
+
+def check_lost_tokens(answer, report: Report | None = None) -> CheckResult:
+    """Exercise 2: how many tokens does request LOST_LINE of the Anthropic example log lose to its cause?"""
+    report = diagnose(ANTHROPIC_LOG, provider=SONNET) if report is None else report
+    by_line = {f.line: f for f in report.diagnosis.findings}
+    f = by_line[LOST_LINE]
+    earlier = by_line[f.match_line]
+    truth = f.lost_tokens
+    return check_number(
+        answer, truth, how="Replace None with a number of tokens.", unit="tokens",
+        why=(f"{truth:,}: both static regions would have been shared if they were byte-stable, so the lost tokens are "
+             f"the shorter static region, min({f.static_tokens:,}, {earlier.static_tokens:,}), minus the "
+             f"{f.shared_tokens:,} tokens that were shared anyway."),
+        hint=("Only the static region (everything before the last message) can be lost, and only as far as the "
+              "earlier request's static region reaches; the shared tokens were not lost."))
+
+
+def check_stable_templates(answer, tokenizer=None) -> CheckResult:
+    """Exercise 3: which of TEMPLATES pass `assert_prefix_stable(render, VARY)` with the default static prefix?"""
+    stable = {letter: prefix_divergence(render, VARY, tokenizer=tokenizer) is None
+              for letter, (_, render) in TEMPLATES.items()}
+    options = {letter: (text, stable[letter], _why(text, stable[letter])) for letter, (text, _) in TEMPLATES.items()}
+    chosen = chosen_letters(answer, options, how='Set the answer to a set of letters, e.g. {"a", "d"}.')
+    if isinstance(chosen, CheckResult):
+        return chosen
+    passing, lines = worked_options(options, yes="passes", no="fails")
+    if chosen == passing:
+        return CheckResult(True, "The static prefix is everything before the last line:\n" + lines)
+    return CheckResult(False, "The default static prefix is everything before the last line. For each template, ask "
+                              "whether any text before the last line changes with the date or the question.")
+
+
+def _why(template: str, stable: bool) -> str:
+    if stable:
+        return "the date and the question are both on the last line, after the static prefix"
+    if template.startswith("f'Today"):
+        return "the date opens the prompt, so nothing after it can be shared"
+    if "words" in template:
+        return "the word limit is computed from the question, so a line of the static prefix changes with it"
+    return "the date has its own line before the last one: it sits inside the static prefix"
