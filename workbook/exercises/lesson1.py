@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tokenizer import first_divergence
-from .verdict import CheckResult, check_number, chosen_letters, worked_options
+from .verdict import CheckResult, check_letters, check_number
 
 
 def check_reusable_tokens(tokenizer, cached_prompt: str, new_prompt: str, answer) -> CheckResult:
@@ -46,16 +46,16 @@ CACHE_BREAKERS: dict[str, tuple[str, bool, str]] = {
 
 def check_cache_breakers(answer) -> CheckResult:
     """Which changes in `CACHE_BREAKERS` stop a cached prompt prefix from matching? Answer a set of letters."""
-    chosen = chosen_letters(answer, CACHE_BREAKERS, how='Set the answer to a set of letters, e.g. {"a", "c"}.')
-    if isinstance(chosen, CheckResult):
-        return chosen
-    breakers, lines = worked_options(CACHE_BREAKERS, yes="breaks the prefix", no="keeps the prefix")
-    if chosen == breakers:
-        return CheckResult(True, "Only changes to the prompt's text change its tokens:\n" + lines)
+    return check_letters(answer, CACHE_BREAKERS, how='Set the answer to a set of letters, e.g. {"a", "c"}.',
+                         yes="breaks the prefix", no="keeps the prefix",
+                         right="Only changes to the prompt's text change its tokens:", wrong=_breakers_hint)
+
+
+def _breakers_hint(chosen: set[str], breakers: set[str]) -> str:
     missed, extra = sorted(breakers - chosen), sorted(chosen - breakers)
     hint = []
     if missed:
         hint.append(f"you left out {', '.join(missed)}")
     if extra:
         hint.append(f"{', '.join(extra)} do{'es' if len(extra) == 1 else ''} not change a single token id")
-    return CheckResult(False, "; ".join(hint).capitalize() + ". Try encoding each version and comparing the ids.")
+    return "; ".join(hint).capitalize() + ". Try encoding each version and comparing the ids."

@@ -8,7 +8,7 @@ from ..doctor import Report, diagnose
 from ..doctor.causes import CAUSES
 from ..doctor.stability import prefix_divergence
 from ..paths import DATA_DIR
-from .verdict import CheckResult, check_number, chosen_letters, not_answered, worked_options
+from .verdict import CheckResult, check_letters, check_number, not_answered
 
 EXAMPLES = DATA_DIR / "examples"
 OPENAI_LOG, ANTHROPIC_LOG = EXAMPLES / "openai_log.jsonl", EXAMPLES / "anthropic_log.jsonl"
@@ -69,14 +69,10 @@ def check_stable_templates(answer, tokenizer=None) -> CheckResult:
     stable = {letter: prefix_divergence(render, VARY, tokenizer=tokenizer) is None
               for letter, (_, render) in TEMPLATES.items()}
     options = {letter: (text, stable[letter], _why(text, stable[letter])) for letter, (text, _) in TEMPLATES.items()}
-    chosen = chosen_letters(answer, options, how='Set the answer to a set of letters, e.g. {"a", "d"}.')
-    if isinstance(chosen, CheckResult):
-        return chosen
-    passing, lines = worked_options(options, yes="passes", no="fails")
-    if chosen == passing:
-        return CheckResult(True, "The static prefix is everything before the last line:\n" + lines)
-    return CheckResult(False, "The default static prefix is everything before the last line. For each template, ask "
-                              "whether any text before the last line changes with the date or the question.")
+    return check_letters(answer, options, how='Set the answer to a set of letters, e.g. {"a", "d"}.',
+                         yes="passes", no="fails", right="The static prefix is everything before the last line:",
+                         wrong="The default static prefix is everything before the last line. For each template, ask "
+                               "whether any text before the last line changes with the date or the question.")
 
 
 def _why(template: str, stable: bool) -> str:

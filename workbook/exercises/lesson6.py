@@ -7,7 +7,7 @@ to bottom before the learner has answered anything.
 from __future__ import annotations
 
 from ..speculative import predicted_speedup
-from .verdict import CheckResult, chosen_letters, not_answered, whole_number, worked_options
+from .verdict import CheckResult, check_letters, not_answered, whole_number
 
 # Exercise 1: one verify step.
 STEP_K, STEP_ACCEPTED = 6, 2
@@ -77,12 +77,9 @@ def check_best_k(answer, alpha: float = BEST_K_ALPHA, c: float = BEST_K_C) -> Ch
 
 def check_output_changers(answer) -> CheckResult:
     """Exercise 3: which changes in `OUTPUT_CHANGERS` can change greedy speculative output? A set of letters."""
-    chosen = chosen_letters(answer, OUTPUT_CHANGERS,
-                            how='Set the answer to a set of letters, e.g. {"a", "c"}, or set() for none.')
-    if isinstance(chosen, CheckResult):
-        return chosen
-    changers, lines = worked_options(OUTPUT_CHANGERS, yes="changes the output", no="keeps the output")
-    if chosen == changers:
-        return CheckResult(True, "The drafter only decides how fast; the target decides what:\n" + lines)
-    return CheckResult(False, "Ask of each change: does it change which token the target would pick itself? "
-                              "Drafts never get a say.")
+    return check_letters(answer, OUTPUT_CHANGERS,
+                         how='Set the answer to a set of letters, e.g. {"a", "c"}, or set() for none.',
+                         yes="changes the output", no="keeps the output",
+                         right="The drafter only decides how fast; the target decides what:",
+                         wrong="Ask of each change: does it change which token the target would pick itself? "
+                               "Drafts never get a say.")

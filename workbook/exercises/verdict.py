@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 from numbers import Integral, Real
 
 
@@ -96,3 +97,16 @@ def worked_options(options: Options, yes: str, no: str) -> tuple[set[str], str]:
     answers = {letter for letter, (_, is_answer, _) in options.items() if is_answer}
     lines = "\n".join(f"  {letter}) {yes if is_answer else no}: {why}." for letter, (_, is_answer, why) in options.items())
     return answers, lines
+
+
+def check_letters(answer, options: Options, *, how: str, yes: str, no: str, right: str,
+                  wrong: str | Callable[[set[str], set[str]], str]) -> CheckResult:
+    """A set of letters against the options that are answers. Right: `right`, then why for each option (`yes` or
+    `no`); wrong: the hint `wrong`, or the one it writes from what was chosen and what was right."""
+    chosen = chosen_letters(answer, options, how)
+    if isinstance(chosen, CheckResult):
+        return chosen
+    answers, lines = worked_options(options, yes=yes, no=no)
+    if chosen == answers:
+        return CheckResult(True, f"{right}\n{lines}")
+    return CheckResult(False, wrong if isinstance(wrong, str) else wrong(chosen, answers))
