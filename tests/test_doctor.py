@@ -187,3 +187,13 @@ def test_a_log_that_is_not_utf8_gets_a_clear_error(tmp_path):
 def test_breakpoints_leave_a_rendered_prompt_as_it_is():
     record = Record(1, "prompt", (Part("prompt", "Generated at 09:00\nBe brief.\nQ"),))
     assert two_breakpoints([record]) == [record]
+
+
+def test_counting_with_a_tiktoken_encoding_needs_tiktoken_or_says_how_to_get_it():
+    try:
+        import tiktoken  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match=r"pip install -e '\.\[doctor\]'"):
+            diagnose([{"prompt": "a"}], provider=GPT, tokenizer="o200k_base")
+    else:
+        pytest.skip("tiktoken is installed: its encodings may need the network on first use, which tests never reach")

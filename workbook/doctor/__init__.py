@@ -90,14 +90,38 @@ def fix_results(records: Sequence[Record], tokens: Tokens, model_keys: Sequence[
             for fix, does, fixed in tried]
 
 
+TIKTOKEN_ENCODINGS = ("o200k_base", "cl100k_base")  # OpenAI's: with the `doctor` extra, counts closer to OpenAI's
+
+
 def _tokens(tokenizer) -> tuple[Tokens, str]:
-    """The tokenizer to count with, and its name for the report."""
+    """The tokenizer to count with (a workbook model's name, a tiktoken encoding, or any tokenizer object), and its
+    name for the report."""
+    if tokenizer in TIKTOKEN_ENCODINGS:
+        return Tokens(TiktokenAdapter(tokenizer)), f"tiktoken {tokenizer}"
     if tokenizer is None or isinstance(tokenizer, str):
         from ..tokenizer import load_tokenizer
 
         name = tokenizer or DEFAULT_TOKENIZER
         return Tokens(load_tokenizer(name)), name
     return Tokens(tokenizer), type(tokenizer).__name__
+
+
+class TiktokenAdapter:
+    """A tiktoken encoding with the two methods the doctor uses. tiktoken downloads an encoding's file the first time
+    it is used; after that it reads it from its cache, offline."""
+
+    def __init__(self, name: str):
+        try:
+            import tiktoken
+        except ImportError:
+            raise WorkbookError(f"Counting with {name} needs tiktoken: pip install -e '.[doctor]'.") from None
+        self.encoding = tiktoken.get_encoding(name)
+
+    def encode(self, text: str) -> list[int]:
+        return self.encoding.encode(text, disallowed_special=())
+
+    def token_texts(self, ids) -> list[str]:
+        return [self.encoding.decode_single_token_bytes(i).decode("utf-8", errors="replace") for i in ids]
 
 
 __all__ = ["DEFAULT_TOKENIZER", "Diagnosis", "Finding", "Fix", "FixResult", "LogError", "Record", "Report",
