@@ -59,3 +59,17 @@ def test_speculative_benchmark_runs_on_the_shipped_pair_and_matches_the_target(c
     assert 0 < payload["cost_ratio_c"] < 1  # the draft is cheaper than the target
     assert any(row["method"].startswith("speculative prompt lookup") for row in payload["prompt_lookup"])
     assert "Targets:" in capsys.readouterr().out
+
+
+def test_the_cache_keyword_follows_the_installed_transformers():
+    from workbook.bench.prefix import cache_argument
+
+    class Older:  # transformers 5.20, the newest Python 3.10 gets
+        def forward(self, input_ids, past_key_values=None, use_cache=None):
+            pass
+
+    class Newer:  # transformers 5.24 and later
+        def forward(self, input_ids, cache=None, use_cache=None):
+            pass
+
+    assert cache_argument(Older()) == "past_key_values" and cache_argument(Newer()) == "cache"

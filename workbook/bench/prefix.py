@@ -8,6 +8,7 @@ from one run on one machine.
 from __future__ import annotations
 
 import copy
+import inspect
 import random
 import re
 from dataclasses import asdict, dataclass
@@ -122,15 +123,21 @@ def measure_transformers(hf, prefix: list[int], suffix: list[int], *, repeats: i
     """transformers' documented prompt reuse: prefill a DynamicCache once, copy it into each generate()."""
     from transformers import DynamicCache
 
-    device = hf.device
+    device, name = hf.device, cache_argument(hf)
     full = torch.tensor([prefix + suffix], device=device)
     prefilled = DynamicCache(config=hf.config)
-    hf(torch.tensor([prefix], device=device), cache=prefilled)
+    hf(torch.tensor([prefix], device=device), **{name: prefilled})
     settings = dict(max_new_tokens=1, do_sample=False)
     cold = measure(lambda: hf.generate(full, **settings), warmup=warmup, repeats=repeats, device=device)
-    hit = measure(lambda: hf.generate(full, cache=copy.deepcopy(prefilled), **settings),
+    hit = measure(lambda: hf.generate(full, **{name: copy.deepcopy(prefilled)}, **settings),
                   warmup=warmup, repeats=repeats, device=device)
     return cold.median_s, hit.median_s
+
+
+def cache_argument(hf) -> str:
+    """The keyword this transformers takes a KV cache by: `cache` since it renamed `past_key_values` (which newer
+    releases deprecate), `past_key_values` on the releases Python 3.10 still gets."""
+    return "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
 
 
 def conversations(text: str) -> tuple[list[str], list[str]]:
