@@ -3,6 +3,7 @@
 The notebooks themselves are executed by nbval (`--nbval-lax`, see pyproject.toml).
 """
 
+import re
 from pathlib import Path
 
 import jupytext
@@ -34,3 +35,11 @@ def test_lesson_opens_with_objectives_and_ends_with_checks(source):
     cells = jupytext.read(source).cells
     assert cells[0].cell_type == "markdown" and "you will be able to" in cells[0].source.lower()
     assert any("check yourself" in c.source.lower() for c in cells if c.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_dollar_signs_in_prose_are_escaped_so_jupyterlab_does_not_typeset_them_as_maths(source):
+    for cell in jupytext.read(source).cells:
+        if cell.cell_type == "markdown":
+            bare = re.findall(r"(?<!\\)\$.{0,20}", cell.source)
+            assert not bare, f"{source.name}: write \\$ for a dollar sign in markdown, not {bare[0]!r}"
