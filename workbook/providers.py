@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import operator
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from numbers import Integral, Real
 from typing import Literal, Mapping, Sequence
@@ -302,6 +302,14 @@ def simulate(model_key: str, requests: Sequence[Request], tokenizer=None, *, imp
     """Replay `requests` in order against a fresh cache of `model_key` (e.g. "anthropic/claude-sonnet-4-5")."""
     cache = ProviderCache(model_key, tokenizer, implicit_hit_rate=implicit_hit_rate, seed=seed, sheets=sheets)
     return [cache.send(request) for request in requests]
+
+
+def as_sent_to(provider: str, request: Request) -> Request:
+    """`request` as sent to `provider`: breakpoints are Anthropic's. OpenAI caches automatically and Google
+    implicitly, so their requests carry none (on Google a marker would buy an explicit, stored cache)."""
+    if provider == "anthropic":
+        return request
+    return replace(request, blocks=[Block(block.content) for block in request.blocks])
 
 
 def breakpoints(blocks: Sequence[Block], automatic: Ttl | None) -> list[tuple[int, Ttl]]:

@@ -85,9 +85,12 @@ def fix_results(records: Sequence[Record], tokens: Tokens, model_keys: Sequence[
     """Each fix alone, then all of them, applied to the log and billed."""
     tried = [(fix.name, fix.does, fix.apply(records)) for fix in FIXES]
     tried.append(("all", "every fix above, in order", all_fixes(records)))
-    return [FixResult(fix, does, diagnose_records(fixed, tokens, name, explain=False).hit_rate,
-                      {key: costs(fixed, tokens, [key]).total(key) for key in model_keys})
-            for fix, does, fixed in tried]
+    results = []
+    for fix, does, fixed in tried:
+        billed = costs(fixed, tokens, model_keys)
+        results.append(FixResult(fix, does, diagnose_records(fixed, tokens, name, explain=False).hit_rate,
+                                 {key: billed.total(key) for key in model_keys}))
+    return results
 
 
 TIKTOKEN_ENCODINGS = ("o200k_base", "cl100k_base")  # OpenAI's: with the `doctor` extra, counts closer to OpenAI's

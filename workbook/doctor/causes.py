@@ -162,8 +162,15 @@ def tool_names(tools_json: str) -> list[str] | None:
         return None
     if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
         return None
-    names = [tool.get("name") or (tool.get("function") or {}).get("name") for tool in tools]
+    names = [tool_name(tool) for tool in tools]
     return names if all(isinstance(name, str) for name in names) else None
+
+
+def tool_name(tool) -> str | None:
+    """A tool's name in Anthropic's shape ({"name": ...}) or OpenAI's ({"function": {"name": ...}}), else None."""
+    if not isinstance(tool, dict):
+        return None
+    return tool.get("name") or (tool.get("function") or {}).get("name")
 
 
 def _is_static(part: Part) -> bool:

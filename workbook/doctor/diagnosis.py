@@ -17,7 +17,7 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import Sequence
 
-from ..providers import Bill, Block, Request, chained_keys, simulate
+from ..providers import Bill, Block, Request, as_sent_to, chained_keys, simulate
 from ..tokenizer import first_divergence
 from .causes import Cause, breakpoints, classify
 from .logs import Record
@@ -68,9 +68,8 @@ class Diagnosis:
 
     @property
     def causes(self) -> Counter:
-        """How many requests each cause broke, and the tokens it lost."""
-        return Counter({name: sum(1 for f in self.findings if f.cause and f.cause.name == name)
-                        for name in {f.cause.name for f in self.findings if f.cause}})
+        """How many requests each cause broke."""
+        return Counter(f.cause.name for f in self.findings if f.cause)
 
     def lost_by_cause(self) -> dict[str, int]:
         lost: dict[str, int] = defaultdict(int)
@@ -189,15 +188,12 @@ def around(text: str, at: int, width: int = SNIPPET) -> str:
 # ----- dollars -----------------------------------------------------------------------------------------
 
 def provider_requests(records: Sequence[Record], tokens: Tokens, provider: str) -> list[Request]:
-    """The records as the simulator's requests: one block per part, breakpoints kept for Anthropic only."""
-    requests, last_s = [], 0.0
-    for i, record in enumerate(records):
-        at_s = record.at_s if record.at_s is not None else i * DEFAULT_GAP_S
-        blocks = [Block(ids, part.cache_control if provider == "anthropic" else None)
-                  for ids, part in zip(tokens.of(record.parts), record.parts) if ids]
-        requests.append(Request(blocks, at_s=max(at_s, last_s), output_tokens=record.output_tokens))
-        last_s = requests[-1].at_s
-    return requests
+    """The records as `provider` receives them: one block per part, its breakpoints as `as_sent_to` keeps them."""
+    return [as_sent_to(provider, Request([Block(ids, part.cache_control)
+                                          for ids, part in zip(tokens.of(record.parts), record.parts) if ids],
+                                         at_s=i * DEFAULT_GAP_S if record.at_s is None else record.at_s,
+                                         output_tokens=record.output_tokens))
+            for i, record in enumerate(records)]
 
 
 def bills(records: Sequence[Record], tokens: Tokens, model_key: str) -> list[Bill]:

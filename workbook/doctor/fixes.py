@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
+from .causes import tool_name
 from .logs import Record
 from .parts import Part
 
@@ -88,14 +89,9 @@ def sorted_json_keys(records: Sequence[Record]) -> list[Record]:
     return _rewrite_tools(records, lambda tools: tools)
 
 
-def tool_name(tool) -> str:
-    """A tool's name in OpenAI's or Anthropic's shape."""
-    return str(tool.get("name") or tool.get("function", {}).get("name", "")) if isinstance(tool, dict) else ""
-
-
 def pinned_tool_order(records: Sequence[Record]) -> list[Record]:
     """Sort every tool list by tool name (and its keys)."""
-    return _rewrite_tools(records, lambda tools: sorted(tools, key=tool_name))
+    return _rewrite_tools(records, lambda tools: sorted(tools, key=lambda tool: str(tool_name(tool) or "")))
 
 
 def stable_seams(records: Sequence[Record]) -> list[Record]:

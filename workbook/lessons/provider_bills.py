@@ -16,7 +16,7 @@ from ..engine import Engine, GenerationResult
 from ..errors import WorkbookError
 from ..prefix_cache import PrefixCache
 from ..pricing import PriceSheet, Usage, cost, get_sheet
-from ..providers import Bill, Block, Request, chained_keys, simulate
+from ..providers import Bill, Block, Request, as_sent_to, chained_keys, simulate
 
 # Seconds between two requests that lessons replay side by side: well inside every provider's 5-minute
 # lifetime, so the bills differ by caching rules only, never by an entry that expired.
@@ -37,14 +37,6 @@ def chat_request(tokenizer, messages: Sequence[dict], *, at_s: float = 0.0, outp
         raise WorkbookError("This chat template renders the first message differently when more follow, so the "
                             "prompt has no static part to mark. Send the parts with careful_request instead.")
     return careful_request(system, ids[len(system):], at_s=at_s, output_tokens=output_tokens)
-
-
-def as_sent_to(provider: str, request: Request) -> Request:
-    """`request` as sent to `provider`: breakpoints are Anthropic's. OpenAI caches automatically and Google
-    implicitly, so their requests carry none (on Google a marker would buy an explicit, stored cache)."""
-    if provider == "anthropic":
-        return request
-    return replace(request, blocks=[Block(block.content) for block in request.blocks])
 
 
 def provider_bills(sheet: PriceSheet, requests: Sequence[Request], tokenizer=None) -> list[Bill]:
