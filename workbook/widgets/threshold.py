@@ -1,0 +1,101 @@
+"""Lesson 8's threshold explorer: a slider for the cosine threshold, and what it does on the labelled pairs.
+
+Each cache (a plain threshold, or one with a verification stage) has its pairs scored once
+(`semantic.PairScores`); moving the slider only recounts. The view shows the share of paraphrases
+served and of near misses served (wrong answers), the whole trade-off curve with the current
+threshold marked, and the near misses that now get a wrong answer, with their similarity. The
+state lives in `view.state`, so tests move the controls from Python.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+from ..semantic.pairs import GRID, Pair, PairScores, Rates
+from .style import ACCEPTED, REJECTED
+
+SHOWN_NEAR_MISSES = 12
+
+
+@dataclass
+class ThresholdState:
+    cache: str
+    split: str
+    threshold: float
+    rates: Rates | None = None
+    near_misses: list[tuple[Pair, float]] = field(default_factory=list)  # served near misses, most similar first
+
+
+class ThresholdView:
+    """`scores[cache][split]` holds the scored pairs of each cache ("plain threshold", ...) on each split."""
+
+    def __init__(self, scores: dict[str, dict[str, PairScores]], threshold: float = 0.8):
+        self.scores = scores
+        first = next(iter(scores))
+        self.state = ThresholdState(first, next(iter(scores[first])), threshold)
+        self._build()
+        self.update()
+
+    def update(self) -> None:
+        s = self.state
+        s.cache, s.split, s.threshold = self.cache_picker.value, self.split_picker.value, self.slider.value
+        scores = self.scores[s.cache][s.split]
+        s.rates = scores.rates(s.threshold)
+        s.near_misses = scores.near_misses_served(s.threshold)
+        curve = scores.sweep()
+        with self.figure.batch_update():
+            self.figure.data[0].x = [r.false_hits for r in curve]
+            self.figure.data[0].y = [r.paraphrase_hits for r in curve]
+            self.figure.data[0].customdata = [r.threshold for r in curve]
+            self.figure.data[1].x, self.figure.data[1].y = [s.rates.false_hits], [s.rates.paraphrase_hits]
+            self.figure.layout.title.text = f"{s.cache}, {s.split} pairs"
+        self.summary.value = summary_html(s.rates)
+        self.listing.value = near_misses_html(s.near_misses)
+
+    def _build(self) -> None:
+        s = self.state
+        self.cache_picker = W.Dropdown(options=list(self.scores), value=s.cache, description="Cache")
+        self.split_picker = W.ToggleButtons(options=list(self.scores[s.cache]), value=s.split, description="Pairs")
+        self.slider = W.FloatSlider(value=s.threshold, min=float(GRID[0]), max=float(GRID[-1]), step=0.01,
+                                    readout_format=".2f", description="Threshold", continuous_update=True,
+                                    layout=W.Layout(width="60%"))
+        for control in (self.cache_picker, self.split_picker, self.slider):
+            control.observe(lambda _: self.update(), names="value")
+        self.figure = go.FigureWidget(
+            data=[go.Scatter(mode="lines", name="every threshold", line={"color": ACCEPTED},
+                             hovertemplate="threshold %{customdata:.2f}<br>near misses served %{x:.1%}"
+                                           "<br>paraphrases served %{y:.1%}<extra></extra>"),
+                  go.Scatter(mode="markers", name="this threshold", marker={"color": REJECTED, "size": 14})],
+            layout=go.Layout(height=340, margin={"t": 40, "l": 60, "r": 20, "b": 50}, title={"text": ""},
+                             xaxis={"title": "near misses served (wrong answers)", "tickformat": ".0%",
+                                    "range": [-0.02, 1.02]},
+                             yaxis={"title": "paraphrases served (savings)", "tickformat": ".0%",
+                                    "range": [-0.02, 1.02]}))
+        self.summary, self.listing = W.HTML(), W.HTML()
+        self.widget = W.VBox([
+            W.HTML("<b>Threshold explorer.</b> A cache serves a stored answer when the cosine similarity of the two "
+                   "queries is at least the threshold (and, with a verification stage, when their numbers, negations, "
+                   "opposites and named values agree). Left on the curve: strict. Up: more savings."),
+            W.HBox([self.cache_picker, self.split_picker]), self.slider, self.summary, self.figure, self.listing])
+
+
+def summary_html(r: Rates) -> str:
+    return (f'<p class="wb-threshold">At <b>{r.threshold:.2f}</b> the cache serves <b>{r.paraphrase_hits:.0%}</b> of the '
+            f"paraphrases and <b>{r.false_hits:.0%}</b> of the near misses (wrong answers); "
+            f"{r.precision:.0%} of the {r.served} answers it serves are right.</p>")
+
+
+def near_misses_html(near_misses: list[tuple[Pair, float]]) -> str:
+    if not near_misses:
+        return "<p>No near miss is served at this threshold.</p>"
+    rows = "".join(f"<tr><td>{sim:.3f}</td><td>{html.escape(p.cached)}</td><td>{html.escape(p.incoming)}</td>"
+                   f"<td>{p.kind}</td></tr>" for p, sim in near_misses[:SHOWN_NEAR_MISSES])
+    more = len(near_misses) - SHOWN_NEAR_MISSES
+    tail = f"<p>…and {more} more.</p>" if more > 0 else ""
+    return (f"<b>Near misses served: {len(near_misses)}</b> (most similar first)<table class='wb-near-misses'>"
+            "<tr><th>cosine</th><th>cached query</th><th>new query</th><th>what differs</th></tr>"
+            f"{rows}</table>{tail}")
