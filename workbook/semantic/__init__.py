@@ -6,19 +6,21 @@
 - `pairs`: the labelled pairs, and the hit and false-hit rates of a threshold on them.
 - `adapter`: a linear map on top of the embedding, trained contrastively on the tuning pairs.
 - `querylog`: a day's queries replayed through a cache, priced; the achievable hit rate of a log.
+- `tuning`: the recommended threshold, chosen on the tuning pairs and the replayed log.
 """
 
 from .adapter import AdaptedEmbedder, train_adapter
 from .cache import DEFAULT_THRESHOLD, CacheStats, Entry, Hit, SemanticCache
 from .embedder import EMBED_SETTING, Embedder, load_embedder
-from .pairs import Pair, PairScores, Rates, choose_threshold, load_pairs
+from .pairs import Pair, PairScores, Rates, load_pairs
 from .querylog import (ExactCache, Intent, LoggedQuery, Served, achievable_hit_rate, load_intents, load_query_log,
                        replay, replay_cost)
+from .tuning import loosest_threshold, recommended_threshold, wrong_share
 from .verify import disagreement
 
 __all__ = [
     "DEFAULT_THRESHOLD", "EMBED_SETTING", "AdaptedEmbedder", "CacheStats", "Embedder", "Entry", "ExactCache", "Hit",
     "Intent", "LoggedQuery", "Pair", "PairScores", "Rates", "SemanticCache", "Served", "achievable_hit_rate",
-    "choose_threshold", "disagreement", "load_embedder", "load_intents", "load_pairs", "load_query_log", "replay",
-    "replay_cost", "train_adapter",
+    "disagreement", "load_embedder", "load_intents", "load_pairs", "load_query_log", "loosest_threshold",
+    "recommended_threshold", "replay", "replay_cost", "train_adapter", "wrong_share",
 ]

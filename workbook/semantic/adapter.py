@@ -32,8 +32,8 @@ class AdaptedEmbedder:
         return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
 
 
-def train_adapter(pairs: Sequence[Pair], base, *, steps: int = 300, learning_rate: float = 1e-3,
-                  hold: float = 1.0, seed: int = 0) -> AdaptedEmbedder:
+def train_adapter(pairs: Sequence[Pair], base, *, steps: int = 100, learning_rate: float = 1e-3,
+                  hold: float = 10.0, seed: int = 0) -> AdaptedEmbedder:
     """Learn the map on `pairs` (use the tuning split only): full-batch Adam, `hold` weighs staying near identity."""
     if not pairs or all(p.same for p in pairs) or not any(p.same for p in pairs):
         raise WorkbookError("Training needs both paraphrase and near-miss pairs.")

@@ -24,7 +24,6 @@ SPLITS = ("tune", "heldout")
 LABELS = ("same", "near_miss")
 KINDS = ("paraphrase", "number", "negation", "opposite", "entity", "object")
 GRID = np.round(np.arange(0.30, 1.0001, 0.01), 2)  # the thresholds a sweep tries
-MAX_FALSE_HITS = 0.05  # the share of near misses the recommended threshold may serve
 
 
 @dataclass(frozen=True)
@@ -98,16 +97,3 @@ class PairScores:
         served = self.served(threshold) & ~self.same
         rows = sorted(np.flatnonzero(served), key=lambda i: -self.similarities[i])
         return [(self.pairs[i], float(self.similarities[i])) for i in rows]
-
-
-def choose_threshold(scores: PairScores, max_false_hits: float = MAX_FALSE_HITS,
-                     thresholds: Sequence[float] = GRID) -> float:
-    """The loosest threshold that serves at most `max_false_hits` of the near misses ("start strict, then loosen")."""
-    chosen = None  # walk down from the strictest threshold; stop at the first that serves too many near misses
-    for rates in reversed(scores.sweep(thresholds)):
-        if rates.false_hits > max_false_hits:
-            break
-        chosen = rates.threshold
-    if chosen is None:
-        raise WorkbookError(f"Even the strictest threshold serves more than {max_false_hits:.0%} of the near misses.")
-    return chosen

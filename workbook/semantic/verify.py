@@ -20,17 +20,17 @@ Rule = Callable[[list[str], list[str]], "str | None"]
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
-NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+NUMBER_WORDS = {w: str(i) for i, w in enumerate(  # not "one": "where do I get one" counts nothing
+
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())} | {"thirty": "30", "fifty": "50", "hundred": "100", "once": "1",
-                                                       "twice": "2", "single": "1", "double": "2"}
+    "seventeen eighteen nineteen twenty".split()) if w != "one"} | {"thirty": "30", "fifty": "50", "hundred": "100"}
 NEGATIONS = {"not", "no", "never", "without", "cannot", "none", "nothing", "nor", "neither", "dont", "doesnt", "didnt",
              "cant", "isnt", "wasnt", "arent", "werent", "wont", "havent", "hasnt", "shouldnt", "couldnt", "wouldnt"}
 # Phrasal verbs joined into one word first, so "log in" and "log out" become a pair of opposites.
 PHRASES = [(re.compile(rf"\b(log|sign|logged|signed|logging|signing)[ -]?{part}\b"), f"log{part}")
            for part in ("in", "out", "up", "off")] + [
-    (re.compile(r"\bturn(?:ed|ing|s)? on\b"), "enable"), (re.compile(r"\bturn(?:ed|ing|s)? off\b"), "disable"),
-    (re.compile(r"\bswitch(?:ed|ing|es)? on\b"), "enable"), (re.compile(r"\bswitch(?:ed|ing|es)? off\b"), "disable")]
+    (re.compile(rf"\b(?:turn|switch)(?:ed|ing|s|es)?(?: (?:it|them|this|that))? {part}\b"), verb)
+    for part, verb in (("on", "enable"), ("off", "disable"))]
 OPPOSITES = [tuple(pair.split("/")) for pair in (
     "enable/disable activate/deactivate on/off add/remove add/delete upgrade/downgrade increase/decrease "
     "increase/reduce raise/lower higher/lower more/less more/fewer max/min maximum/minimum import/export "
@@ -43,7 +43,7 @@ OPPOSITES = [tuple(pair.split("/")) for pair in (
     "install/uninstall cheapest/expensive fast/slow faster/slower heavy/light heaviest/lightest long/short "
     "longer/shorter big/small bigger/smaller larger/smaller weekday/weekend day/night morning/evening "
     "domestic/international inside/outside above/below over/under up/down").split()]
-NEGATING_PREFIXES = ("un", "dis", "de", "in", "non")
+NEGATING_PREFIXES = ("un", "dis", "de", "in", "non", "re")  # "re": generate a key vs regenerate it
 # Slot values: a query about one of them is not answered by an answer about another of the same kind.
 SLOT_WORDS = set((
     # countries and regions
@@ -63,11 +63,15 @@ SLOT_WORDS = set((
     "white grey gray brown tan olive khaki silver gold monday tuesday wednesday thursday friday saturday sunday "
     "january february march april may june july august september october november december usd eur euro euros "
     "dollar dollars pound pounds gbp cad peso pesos yen").split())
+CLOSE_WORDING = 0.5  # negation_differs: the share of content words two queries must share to count as close
+MAX_SWAPPED = 3  # words_swapped: the most content words a swap may replace on either side
+TYPO = 0.8  # words_swapped: spellings at least this alike (difflib's ratio) are one word mistyped, not a swap
 STOPWORDS = set((
     "a an the i me my mine we our you your it its this that these those is are was were be been am do does did "
     "to of in on at for from with by about as into can could would should will shall may might must how what "
     "when where why which who whom there here please hi hello hey thanks thank just so and or but if any some "
-    "get got have has had need want like help know tell me us").split())
+    "get got have has had need want like help know tell me us via through using"
+    ).split())
 
 
 def words(text: str) -> list[str]:
@@ -91,20 +95,29 @@ def stem(word: str) -> str:
     return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
+OPPOSITE_STEMS = [(stem(x), stem(y)) for x, y in OPPOSITES]
+
+
 def numbers_differ(a: list[str], b: list[str]) -> str | None:
-    """Order 1234 is not order 1243; 2 items are not 3 items."""
+    """Order 1234 is not order 1243; 2 items are not 3 items. A number on one side only is a detail, not a swap."""
     na = sorted(n for w in a for n in NUMBER.findall(w))
     nb = sorted(n for w in b for n in NUMBER.findall(w))
-    return None if na == nb else f"numbers differ: {', '.join(na) or 'none'} vs {', '.join(nb) or 'none'}"
+    return f"numbers differ: {', '.join(na)} vs {', '.join(nb)}" if na and nb and na != nb else None
+
+
+def overlap(a: list[str], b: list[str]) -> float:
+    """The share of the shorter query's content words (stemmed) that the other one uses too."""
+    ca, cb = {stem(w) for w in a if w not in STOPWORDS}, {stem(w) for w in b if w not in STOPWORDS}
+    return len(ca & cb) / max(min(len(ca), len(cb)), 1)
 
 
 def negation_differs(a: list[str], b: list[str]) -> str | None:
-    """"Items I can return" is not "items I can't return"."""
-    ha, hb = bool(NEGATIONS & set(a)), bool(NEGATIONS & set(b))
-    return None if ha == hb else f"one is negated ({'first' if ha else 'second'}), the other is not"
-
-
-OPPOSITE_STEMS = [(stem(x), stem(y)) for x, y in OPPOSITES]
+    """"Items I can return" is not "items I can't return". Only in close wording: a paraphrase in other words
+    may well say "can't log in" where the question said "reset my password"."""
+    na, nb = sum(w in NEGATIONS for w in a), sum(w in NEGATIONS for w in b)
+    if na != nb and overlap(a, b) >= CLOSE_WORDING:
+        return f"negations differ: {na} vs {nb} in close wording"
+    return None
 
 
 def opposites(a: list[str], b: list[str]) -> str | None:
@@ -119,27 +132,31 @@ def opposites(a: list[str], b: list[str]) -> str | None:
 
 
 def slots_differ(a: list[str], b: list[str]) -> str | None:
-    """Canada is not Mexico, PayPal is not Visa, Python is not JavaScript: a slot value swapped for another."""
+    """Canada is not Mexico, PayPal is not Visa; and "shipping to Canada" is not shipping in general."""
     ea, eb = SLOT_WORDS & set(a), SLOT_WORDS & set(b)
-    only_a, only_b = ea - set(b), eb - set(a)
-    return f"different {sorted(only_a)[0]!r} vs {sorted(only_b)[0]!r}" if only_a and only_b else None
+    return None if ea == eb else f"slot values differ: {', '.join(sorted(ea)) or 'none'} vs {', '.join(sorted(eb)) or 'none'}"
 
 
-def one_word_swapped(a: list[str], b: list[str]) -> str | None:
-    """The same sentence with one content word swapped: "delete my account" vs "delete my file"."""
-    ca = [w for w in a if w not in STOPWORDS]
-    cb = [w for w in b if w not in STOPWORDS]
-    ops = [op for op in difflib.SequenceMatcher(a=ca, b=cb, autojunk=False).get_opcodes() if op[0] != "equal"]
-    if len(ops) == 1 and ops[0][0] == "replace" and ops[0][2] - ops[0][1] == 1 and ops[0][4] - ops[0][3] == 1:
-        x, y = ca[ops[0][1]], cb[ops[0][3]]
-        if stem(x) != stem(y):
-            return f"one word swapped: {x!r} vs {y!r}"
-    return None
+def words_swapped(a: list[str], b: list[str]) -> str | None:
+    """The same sentence with one or a few content words swapped for others: "delete my account" vs
+    "delete a saved address", "a stove for backpacking" vs "a stove for car camping". A typo is not a swap."""
+    ca = [stem(w) for w in a if w not in STOPWORDS]
+    cb = [stem(w) for w in b if w not in STOPWORDS]
+    ops = difflib.SequenceMatcher(a=ca, b=cb, autojunk=False).get_opcodes()
+    changed = [op for op in ops if op[0] != "equal"]
+    kept = sum(i2 - i1 for tag, i1, i2, _, _ in ops if tag == "equal")
+    if len(changed) != 1 or changed[0][0] != "replace" or kept == 0:
+        return None
+    _, i1, i2, j1, j2 = changed[0]
+    x, y = " ".join(ca[i1:i2]), " ".join(cb[j1:j2])
+    if max(i2 - i1, j2 - j1) > MAX_SWAPPED or difflib.SequenceMatcher(a=x, b=y).ratio() >= TYPO:
+        return None
+    return f"words swapped: {x!r} vs {y!r}"
 
 
 RULES: dict[str, Rule] = {
     "numbers": numbers_differ, "negation": negation_differs, "opposites": opposites, "slots": slots_differ,
-    "one word swapped": one_word_swapped,
+    "words swapped": words_swapped,
 }
 
 

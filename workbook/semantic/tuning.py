@@ -1,0 +1,49 @@
+"""Choosing the threshold: start strict, loosen while the wrong answers stay rare.
+
+The labelled pairs test one kind of wrong answer: a near miss with close wording. Real traffic has
+another: a query of a *related* intent ("when will my order arrive?" against "if I order today,
+when will it arrive?") that no pair contains. So the recommended threshold must pass two checks on
+tuning material: the tuning pairs' near misses, and the day's query log replayed through the cache.
+The held-out pairs are never looked at here.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ..errors import WorkbookError
+from .cache import SemanticCache
+from .pairs import GRID, PairScores, load_pairs
+from .querylog import load_intents, load_query_log, replay
+from .verify import disagreement
+
+MAX_WRONG = 0.05  # the share of wrong answers the recommended threshold may serve, on each check
+
+
+def loosest_threshold(is_safe: Callable[[float], bool], thresholds: Sequence[float] = GRID) -> float:
+    """Walk down from the strictest threshold; return the last one `is_safe` accepts before the first it refuses."""
+    chosen = None
+    for threshold in sorted(thresholds, reverse=True):
+        if not is_safe(float(threshold)):
+            break
+        chosen = float(threshold)
+    if chosen is None:
+        raise WorkbookError("Even the strictest threshold fails the check.")
+    return chosen
+
+
+def wrong_share(embedder, threshold: float, verify=disagreement, log=None, intents=None) -> float:
+    """The share of the answers a cache serves on the replayed query log that belong to another intent."""
+    served = replay(load_query_log() if log is None else log, SemanticCache(embedder, threshold=threshold,
+                    verify=verify), load_intents() if intents is None else intents)
+    hits = [s for s in served if s.hit is not None]
+    return sum(s.wrong for s in hits) / len(hits) if hits else 0.0
+
+
+def recommended_threshold(embedder, verify=disagreement, max_wrong: float = MAX_WRONG) -> float:
+    """The loosest threshold at which at most `max_wrong` of the tuning near misses, and of the answers served
+    on the replayed log, are wrong. Lesson 8 derives it; `cache.DEFAULT_THRESHOLD` is its value for the bundled model."""
+    tune = PairScores(load_pairs("tune"), embedder, verify)
+    log, intents = load_query_log(), load_intents()
+    return loosest_threshold(lambda t: tune.rates(t).false_hits <= max_wrong
+                             and wrong_share(embedder, t, verify, log, intents) <= max_wrong)
