@@ -15,12 +15,12 @@ from .embedder import EMBED_SETTING, Embedder, load_embedder
 from .pairs import Pair, PairScores, Rates, load_pairs
 from .querylog import (ExactCache, Intent, LoggedQuery, Served, achievable_hit_rate, load_intents, load_query_log,
                        replay, replay_cost)
-from .tuning import loosest_threshold, recommended_threshold, wrong_share
+from .tuning import ThresholdOutcome, loosest_threshold, outcomes, recommended_threshold, wrong_share
 from .verify import disagreement
 
 __all__ = [
     "DEFAULT_THRESHOLD", "EMBED_SETTING", "AdaptedEmbedder", "CacheStats", "Embedder", "Entry", "ExactCache", "Hit",
     "Intent", "LoggedQuery", "Pair", "PairScores", "Rates", "SemanticCache", "Served", "achievable_hit_rate",
     "disagreement", "load_embedder", "load_intents", "load_pairs", "load_query_log", "loosest_threshold",
-    "recommended_threshold", "replay", "replay_cost", "train_adapter", "wrong_share",
+    "outcomes", "recommended_threshold", "ThresholdOutcome", "replay", "replay_cost", "train_adapter", "wrong_share",
 ]

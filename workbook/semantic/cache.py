@@ -190,11 +190,15 @@ class SemanticCache:
         """Drop every entry for which `predicate(entry)` is true (event-based invalidation); return how many."""
         return sum(shelf.keep(lambda e: not predicate(e)) for shelf in self._shelves.values())
 
+    def entries(self) -> list[Entry]:
+        """Every stored entry, in every namespace (expired ones go at the next lookup in their namespace)."""
+        return [e for shelf in self._shelves.values() for e in shelf.entries]
+
     def __len__(self) -> int:
         return sum(len(shelf.entries) for shelf in self._shelves.values())
 
     def stats(self) -> CacheStats:
-        entries = [e for shelf in self._shelves.values() for e in shelf.entries]
+        entries = self.entries()
         vector_bytes = sum(len(s.entries) * s.vectors.shape[1] * s.vectors.itemsize for s in self._shelves.values())
         text_bytes = sum(len(e.query.encode()) + len(e.answer.encode()) for e in entries)
         return CacheStats(**self._counts, entries=len(entries), bytes=vector_bytes + text_bytes)

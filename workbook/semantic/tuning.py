@@ -9,12 +9,14 @@ The held-out pairs are never looked at here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..errors import WorkbookError
+from ..pricing import PriceSheet
 from .cache import SemanticCache
 from .pairs import GRID, PairScores, load_pairs
-from .querylog import load_intents, load_query_log, replay
+from .querylog import load_intents, load_query_log, replay, replay_cost
 from .verify import disagreement
 
 MAX_WRONG = 0.05  # the share of wrong answers the recommended threshold may serve, on each check
@@ -47,3 +49,29 @@ def recommended_threshold(embedder, verify=disagreement, max_wrong: float = MAX_
     log, intents = load_query_log(), load_intents()
     return loosest_threshold(lambda t: tune.rates(t).false_hits <= max_wrong
                              and wrong_share(embedder, t, verify, log, intents) <= max_wrong)
+
+
+@dataclass(frozen=True)
+class ThresholdOutcome:
+    """The replayed log at one threshold: answers served, how many were wrong, and the dollars the hits saved."""
+
+    threshold: float
+    hits: int
+    wrong: int
+    saved_usd: float
+
+    def net_usd(self, usd_per_wrong: float) -> float:
+        """What the cache is worth once each wrong answer is charged at `usd_per_wrong` (a refund, a ticket, a lost sale)."""
+        return self.saved_usd - self.wrong * usd_per_wrong
+
+
+def outcomes(embedder, thresholds: Sequence[float], sheet: PriceSheet, count_tokens, prompt_tokens: int,
+             verify=disagreement) -> list[ThresholdOutcome]:
+    """The replayed log at each threshold, priced at `sheet` (see `querylog.replay_cost`)."""
+    log, intents = load_query_log(), load_intents()
+    out = []
+    for threshold in thresholds:
+        served = replay(log, SemanticCache(embedder, threshold=threshold, verify=verify), intents)
+        priced = replay_cost(served, sheet, count_tokens, prompt_tokens, intents)
+        out.append(ThresholdOutcome(float(threshold), priced.hits, priced.wrong, priced.saved_usd))
+    return out

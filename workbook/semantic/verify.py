@@ -140,15 +140,15 @@ def slots_differ(a: list[str], b: list[str]) -> str | None:
 def words_swapped(a: list[str], b: list[str]) -> str | None:
     """The same sentence with one or a few content words swapped for others: "delete my account" vs
     "delete a saved address", "a stove for backpacking" vs "a stove for car camping". A typo is not a swap."""
-    ca = [stem(w) for w in a if w not in STOPWORDS]
-    cb = [stem(w) for w in b if w not in STOPWORDS]
+    wa, wb = [w for w in a if w not in STOPWORDS], [w for w in b if w not in STOPWORDS]
+    ca, cb = [stem(w) for w in wa], [stem(w) for w in wb]
     ops = difflib.SequenceMatcher(a=ca, b=cb, autojunk=False).get_opcodes()
     changed = [op for op in ops if op[0] != "equal"]
     kept = sum(i2 - i1 for tag, i1, i2, _, _ in ops if tag == "equal")
     if len(changed) != 1 or changed[0][0] != "replace" or kept == 0:
         return None
     _, i1, i2, j1, j2 = changed[0]
-    x, y = " ".join(ca[i1:i2]), " ".join(cb[j1:j2])
+    x, y = " ".join(wa[i1:i2]), " ".join(wb[j1:j2])
     if max(i2 - i1, j2 - j1) > MAX_SWAPPED or difflib.SequenceMatcher(a=x, b=y).ratio() >= TYPO:
         return None
     return f"words swapped: {x!r} vs {y!r}"

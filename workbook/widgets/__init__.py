@@ -8,8 +8,9 @@ from .prefix_demo import PrefixCacheDemo
 from .prompt_lab import PromptLabView
 from .radix_tree import RadixTreeView
 from .speculative_view import SpeculativeView
-from .threshold import ThresholdView
+from .threshold import ThresholdView, WrongAnswerCostView
 from .tokens import DivergenceView, TokenStrip
 
 __all__ = ["AttentionGrid", "CostCalculatorView", "DecodeStepper", "DivergenceView", "KVRowsTable", "PrefixCacheDemo", "PromptLabView",
-           "RadixTreeView", "SpeculativeView", "ThresholdView", "TokenStrip"]
+           "RadixTreeView", "SpeculativeView", "ThresholdView", "TokenStrip",
+           "WrongAnswerCostView"]

@@ -1,10 +1,11 @@
-"""Lesson 8's threshold explorer: a slider for the cosine threshold, and what it does on the labelled pairs.
+"""Lesson 8's views: the threshold explorer on the labelled pairs, and the price of a wrong answer on the replayed log.
 
 Each cache (a plain threshold, or one with a verification stage) has its pairs scored once
 (`semantic.PairScores`); moving the slider only recounts. The view shows the share of paraphrases
 served and of near misses served (wrong answers), the whole trade-off curve with the current
-threshold marked, and the near misses that now get a wrong answer, with their similarity. The
-state lives in `view.state`, so tests move the controls from Python.
+threshold marked, and the near misses that now get a wrong answer, with their similarity.
+`WrongAnswerCostView` weighs the dollars a threshold saves on the replayed log against what its
+wrong answers cost. The state lives in `view.state`, so tests move the controls from Python.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass, field
 import ipywidgets as W
 import plotly.graph_objects as go
 
+from ..errors import WorkbookError
 from ..semantic.pairs import GRID, Pair, PairScores, Rates
-from .style import ACCEPTED, REJECTED
+from ..semantic.tuning import ThresholdOutcome
+from .style import ACCEPTED, REJECTED, usd
 
 SHOWN_NEAR_MISSES = 12
 
@@ -99,3 +102,45 @@ def near_misses_html(near_misses: list[tuple[Pair, float]]) -> str:
     return (f"<b>Near misses served: {len(near_misses)}</b> (most similar first)<table class='wb-near-misses'>"
             "<tr><th>cosine</th><th>cached query</th><th>new query</th><th>what differs</th></tr>"
             f"{rows}</table>{tail}")
+
+
+@dataclass
+class WrongAnswerCostState:
+    usd_per_wrong: float
+    best: ThresholdOutcome | None = None  # the threshold worth most at this price of a wrong answer
+
+
+class WrongAnswerCostView:
+    """A slider for what one wrong answer costs the business; the cache's net worth at each threshold, best marked."""
+
+    def __init__(self, outcomes: list[ThresholdOutcome], usd_per_wrong: float = 0.10):
+        if not outcomes:
+            raise WorkbookError("WrongAnswerCostView needs the replayed log at one threshold at least.")
+        self.outcomes = outcomes
+        self.state = WrongAnswerCostState(usd_per_wrong)
+        self.slider = W.FloatLogSlider(value=usd_per_wrong, base=10, min=-4, max=2, step=0.25, readout_format=".4f",
+                                       description="$ per wrong answer", style={"description_width": "10em"},
+                                       layout=W.Layout(width="60%"))
+        self.slider.observe(lambda _: self.update(), names="value")
+        self.figure = go.FigureWidget(
+            data=[go.Scatter(mode="lines+markers", name="net worth", line={"color": ACCEPTED}),
+                  go.Scatter(mode="markers", name="best threshold", marker={"color": REJECTED, "size": 14})],
+            layout=go.Layout(height=320, margin={"t": 30, "l": 70, "r": 20, "b": 50},
+                             xaxis={"title": "threshold"},
+                             yaxis={"title": "saved minus wrong answers' cost ($ per day)", "tickprefix": "$"}))
+        self.summary = W.HTML()
+        self.widget = W.VBox([self.slider, self.summary, self.figure])
+        self.update()
+
+    def update(self) -> None:
+        s = self.state
+        s.usd_per_wrong = self.slider.value
+        net = [o.net_usd(s.usd_per_wrong) for o in self.outcomes]
+        s.best = max(self.outcomes, key=lambda o: (o.net_usd(s.usd_per_wrong), o.threshold))
+        with self.figure.batch_update():
+            self.figure.data[0].x, self.figure.data[0].y = [o.threshold for o in self.outcomes], net
+            self.figure.data[1].x, self.figure.data[1].y = [s.best.threshold], [s.best.net_usd(s.usd_per_wrong)]
+        self.summary.value = (f"<p>At {usd(s.usd_per_wrong)} per wrong answer the cache is worth most at threshold "
+                              f"<b>{s.best.threshold:.2f}</b>: it saves {usd(s.best.saved_usd)} and serves "
+                              f"{s.best.wrong} wrong answer{'s' if s.best.wrong != 1 else ''}, net "
+                              f"<b>{usd(s.best.net_usd(s.usd_per_wrong))}</b>.</p>")

@@ -1,0 +1,58 @@
+"""Lesson 8's "check yourself" exercises (semantic caching): each compares an answer with a reference computed by
+the package and returns a `CheckResult`: right, wrong (with a hint), or not answered yet while the answer is still None.
+"""
+
+from __future__ import annotations
+
+from ..semantic import SemanticCache, achievable_hit_rate, load_query_log
+from ..semantic.verify import disagreement
+from .verdict import CheckResult, Options, check_amount, check_letters, check_number
+
+# Exercise 1: pairs written for the exercise, none of them in data/semantic/pairs.csv.
+VERIFY_PAIRS = {
+    "a": ("Can I pay in euros?", "Can I pay in dollars?"),
+    "b": ("How do I turn on two-factor login?", "How do I turn off two-factor login?"),
+    "c": ("What's your phone number?", "how can I call you"),
+    "d": ("Is the Trailhead 40 backpack waterproof?", "Is the Trailhead 40 backpack water resistant?"),
+    "e": ("Do you price match?", "Will you match a lower price from another store?"),
+}
+ACHIEVABLE_AT = 0.9  # exercise 3's threshold
+REFUNDS = "refunds"  # exercise 2's policy
+
+
+def verify_options() -> Options:
+    """Each exercise-1 pair, whether the verification stage refuses it, and the reason it gives (or that it gives none)."""
+    options = {}
+    for letter, (cached, incoming) in VERIFY_PAIRS.items():
+        reason = disagreement(incoming, cached)
+        options[letter] = (f"{cached} / {incoming}", reason is not None, reason or "no rule objects")
+    return options
+
+
+def check_refusals(answer) -> CheckResult:
+    """Exercise 1: which pairs does the verification stage refuse, whatever their cosine similarity?"""
+    return check_letters(
+        answer, verify_options(), how='Write the letters of the refused pairs as a set, e.g. {"a", "c"}.',
+        yes="refused", no="passed", right="Those are the pairs a rule objects to.",
+        wrong="Run `disagreement(incoming, cached)` on each pair and read the reason it gives.")
+
+
+def check_invalidated(answer, cache: SemanticCache) -> CheckResult:
+    """Exercise 2: the refund policy changed. How many entries of `cache` must go?"""
+    truth = sum(e.meta.get("policy") == REFUNDS for e in cache.entries())
+    return check_number(
+        answer, truth, how="Replace None with a number of entries.", unit="entries",
+        why=(f"{truth} entries quote the {REFUNDS!r} policy (their meta says so); "
+             f"`cache.invalidate(lambda e: e.meta.get('policy') == {REFUNDS!r})` drops exactly those."),
+        hint="Count the entries whose meta names the refunds policy: `cache.entries()` lists them.")
+
+
+def check_achievable(answer, embedder) -> CheckResult:
+    """Exercise 3: at most what share of the day's queries could a cache hit at threshold 0.9?"""
+    truth = achievable_hit_rate([q.query for q in load_query_log()], embedder, ACHIEVABLE_AT)
+    return check_amount(
+        answer, truth, how="Replace None with a share between 0 and 1.", what="a share between 0 and 1",
+        rel_tol=0.0, abs_tol=0.005, said="{:.3f}",
+        why=(f"{truth:.3f}: the share of queries whose exact text, or an earlier query at cosine {ACHIEVABLE_AT} or "
+             "more, came before them. A cache can only do worse: TTLs, evictions and the verification stage refuse some."),
+        hint=f"`achievable_hit_rate` on the log's queries at {ACHIEVABLE_AT} gives it.")
