@@ -20,17 +20,19 @@ Rule = Callable[[list[str], list[str]], "str | None"]
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+IDENTIFIER = re.compile(r"^(?=.*\d)[a-z0-9]{4,}$")  # an order number, a code: "c30561", "48213"
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(  # not "one": "where do I get one" counts nothing
-
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split()) if w != "one"} | {"thirty": "30", "fifty": "50", "hundred": "100"}
 NEGATIONS = {"not", "no", "never", "without", "cannot", "none", "nothing", "nor", "neither", "dont", "doesnt", "didnt",
              "cant", "isnt", "wasnt", "arent", "werent", "wont", "havent", "hasnt", "shouldnt", "couldnt", "wouldnt"}
 # Phrasal verbs joined into one word first, so "log in" and "log out" become a pair of opposites.
-PHRASES = [(re.compile(rf"\b(log|sign|logged|signed|logging|signing)[ -]?{part}\b"), f"log{part}")
-           for part in ("in", "out", "up", "off")] + [
+PHRASES = [(re.compile(rf"\b(?:log|sign)(?:ged|ging|ed|ing|s)? ?-?{part}\b"), word) for part, word in (
+    ("in", "login"), ("out", "logout"), ("off", "logout"), ("up", "subscribe"))] + [
     (re.compile(rf"\b(?:turn|switch)(?:ed|ing|s|es)?(?: (?:it|them|this|that))? {part}\b"), verb)
-    for part, verb in (("on", "enable"), ("off", "disable"))]
+    for part, verb in (("on", "enable"), ("off", "disable"))] + [
+    (re.compile(r"\bopt(?:ed|ing|s)? ?-?in\b"), "subscribe"),
+    (re.compile(r"\b(?:opt(?:ed|ing|s)? ?-?out|(?:get|take) (?:me )?off)\b"), "unsubscribe")]
 OPPOSITES = [tuple(pair.split("/")) for pair in (
     "enable/disable activate/deactivate on/off add/remove add/delete upgrade/downgrade increase/decrease "
     "increase/reduce raise/lower higher/lower more/less more/fewer max/min maximum/minimum import/export "
@@ -99,10 +101,16 @@ OPPOSITE_STEMS = [(stem(x), stem(y)) for x, y in OPPOSITES]
 
 
 def numbers_differ(a: list[str], b: list[str]) -> str | None:
-    """Order 1234 is not order 1243; 2 items are not 3 items. A number on one side only is a detail, not a swap."""
+    """Order 1234 is not order 1243; 2 items are not 3 items. A small number on one side only is a detail
+    ("two weeks ago"); an identifier on one side only (an order number) makes a general question specific."""
     na = sorted(n for w in a for n in NUMBER.findall(w))
     nb = sorted(n for w in b for n in NUMBER.findall(w))
-    return f"numbers differ: {', '.join(na)} vs {', '.join(nb)}" if na and nb and na != nb else None
+    if na and nb and na != nb:
+        return f"numbers differ: {', '.join(na)} vs {', '.join(nb)}"
+    ia, ib = {w for w in a if IDENTIFIER.match(w)}, {w for w in b if IDENTIFIER.match(w)}
+    if ia != ib:
+        return f"identifiers differ: {', '.join(sorted(ia)) or 'none'} vs {', '.join(sorted(ib)) or 'none'}"
+    return None
 
 
 def overlap(a: list[str], b: list[str]) -> float:
