@@ -144,8 +144,8 @@ if embedder.name == BUNDLED:  # another model ($WORKBOOK_EMBED_MODEL) draws its 
 # %% [markdown]
 # The two piles overlap: near misses share almost every word, so their vectors point the same way, while
 # a good paraphrase may share few words. Any threshold that stops the near misses also stops almost
-# every paraphrase. Try it with the slider below: move the threshold and watch both rates, the whole
-# trade-off curve, and the near misses that now get a wrong answer.
+# every paraphrase. The threshold explorer at the end of section 3 lets you try it: move the threshold and
+# watch both rates, the precision/recall curve, and the near misses that now get a wrong answer.
 #
 # ## 3. Beyond a single threshold
 #

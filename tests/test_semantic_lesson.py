@@ -35,7 +35,7 @@ def test_the_threshold_view_recounts_as_the_slider_moves(scores):
         [p.pair_id for p, _ in scores["plain"]["tune"].near_misses_served(0.5)]
     assert f"{loose.paraphrase_hits:.0%}" in view.summary.value
     assert len(view.state.near_misses) == round(loose.false_hits * sum(not p.same for p in scores["plain"]["tune"].pairs))
-    assert list(view.figure.data[1].x) == [loose.false_hits]
+    assert list(view.figure.data[1].x) == [loose.paraphrase_hits] and list(view.figure.data[1].y) == [loose.precision]
     view.cache_picker.value = "verified"
     assert view.state.cache == "verified" and view.state.rates == scores["verified"]["tune"].rates(0.5)
     assert view.state.rates.false_hits < loose.false_hits  # the verification stage refuses near misses

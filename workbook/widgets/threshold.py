@@ -2,7 +2,7 @@
 
 Each cache (a plain threshold, or one with a verification stage) has its pairs scored once
 (`semantic.PairScores`); moving the slider only recounts. The view shows the share of paraphrases
-served and of near misses served (wrong answers), the whole trade-off curve with the current
+served and of near misses served (wrong answers), the precision/recall curve with the current
 threshold marked, and the near misses that now get a wrong answer, with their similarity.
 `WrongAnswerCostView` weighs the dollars a threshold saves on the replayed log against what its
 wrong answers cost. The state lives in `view.state`, so tests move the controls from Python.
@@ -51,10 +51,10 @@ class ThresholdView:
         s.near_misses = scores.near_misses_served(s.threshold)
         curve = scores.sweep()
         with self.figure.batch_update():
-            self.figure.data[0].x = [r.false_hits for r in curve]
-            self.figure.data[0].y = [r.paraphrase_hits for r in curve]
+            self.figure.data[0].x = [r.paraphrase_hits for r in curve]
+            self.figure.data[0].y = [r.precision for r in curve]
             self.figure.data[0].customdata = [r.threshold for r in curve]
-            self.figure.data[1].x, self.figure.data[1].y = [s.rates.false_hits], [s.rates.paraphrase_hits]
+            self.figure.data[1].x, self.figure.data[1].y = [s.rates.paraphrase_hits], [s.rates.precision]
             self.figure.layout.title.text = f"{s.cache}, {s.split} pairs"
         self.summary.value = summary_html(s.rates)
         self.listing.value = near_misses_html(s.near_misses)
@@ -70,19 +70,20 @@ class ThresholdView:
             control.observe(lambda _: self.update(), names="value")
         self.figure = go.FigureWidget(
             data=[go.Scatter(mode="lines", name="every threshold", line={"color": ACCEPTED},
-                             hovertemplate="threshold %{customdata:.2f}<br>near misses served %{x:.1%}"
-                                           "<br>paraphrases served %{y:.1%}<extra></extra>"),
+                             hovertemplate="threshold %{customdata:.2f}<br>paraphrases served %{x:.1%}"
+                                           "<br>answers served that are right %{y:.1%}<extra></extra>"),
                   go.Scatter(mode="markers", name="this threshold", marker={"color": REJECTED, "size": 14})],
             layout=go.Layout(height=340, margin={"t": 40, "l": 60, "r": 20, "b": 50}, title={"text": ""},
-                             xaxis={"title": "near misses served (wrong answers)", "tickformat": ".0%",
+                             xaxis={"title": "recall: paraphrases served", "tickformat": ".0%",
                                     "range": [-0.02, 1.02]},
-                             yaxis={"title": "paraphrases served (savings)", "tickformat": ".0%",
+                             yaxis={"title": "precision: served answers that are right", "tickformat": ".0%",
                                     "range": [-0.02, 1.02]}))
         self.summary, self.listing = W.HTML(), W.HTML()
         self.widget = W.VBox([
             W.HTML("<b>Threshold explorer.</b> A cache serves a stored answer when the cosine similarity of the two "
                    "queries is at least the threshold (and, with a verification stage, when their numbers, negations, "
-                   "opposites and named values agree). Left on the curve: strict. Up: more savings."),
+                   "opposites and named values agree). The curve is every threshold: left is strict, right serves "
+                   "more paraphrases (recall) and, once near misses get through, fewer right answers (precision)."),
             W.HBox([self.cache_picker, self.split_picker]), self.slider, self.summary, self.figure, self.listing])
 
 
