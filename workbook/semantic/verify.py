@@ -18,7 +18,7 @@ from typing import Callable
 
 Rule = Callable[[list[str], list[str]], "str | None"]
 
-WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+WORD = re.compile(r"\d+(?:[.,:/]\d+)*|[a-z0-9]+(?:'[a-z]+)?")  # a number keeps its separators: 1,250 or 10:30
 NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
 IDENTIFIER = re.compile(r"^(?=.*\d)[a-z0-9]{4,}$")  # an order number, a code: "c30561", "48213"
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(  # not "one": "where do I get one" counts nothing
@@ -28,7 +28,7 @@ NEGATIONS = {"not", "no", "never", "without", "cannot", "none", "nothing", "nor"
              "cant", "isnt", "wasnt", "arent", "werent", "wont", "havent", "hasnt", "shouldnt", "couldnt", "wouldnt"}
 # Phrasal verbs joined into one word first, so "log in" and "log out" become a pair of opposites.
 PHRASES = [(re.compile(rf"\b(?:log|sign)(?:ged|ging|ed|ing|s)? ?-?{part}\b"), word) for part, word in (
-    ("in", "login"), ("out", "logout"), ("off", "logout"), ("up", "subscribe"))] + [
+    ("in", "login"), ("on", "login"), ("out", "logout"), ("off", "logout"), ("up", "subscribe"))] + [
     (re.compile(rf"\b(?:turn|switch)(?:ed|ing|s|es)?(?: (?:it|them|this|that))? {part}\b"), verb)
     for part, verb in (("on", "enable"), ("off", "disable"))] + [
     (re.compile(r"\bopt(?:ed|ing|s)? ?-?in\b"), "subscribe"),
@@ -49,12 +49,11 @@ NEGATING_PREFIXES = ("un", "dis", "de", "in", "non", "re")  # "re": generate a k
 # Slot values: a query about one of them is not answered by an answer about another of the same kind.
 SLOT_WORDS = set((
     # countries and regions
-    "usa us america canada mexico uk britain england ireland france germany spain italy portugal netherlands "
+    "usa america canada mexico uk britain england ireland france germany spain italy portugal netherlands "
     "belgium switzerland austria sweden norway denmark finland poland japan china korea india australia zealand "
     "brazil argentina chile colombia peru europe asia africa alaska hawaii puerto rico "
     # payment methods and card brands
-    "visa mastercard amex discover paypal venmo klarna afterpay affirm apple google bitcoin crypto cash check "
-    "cheque invoice "
+    "visa mastercard amex paypal venmo klarna afterpay affirm apple google bitcoin crypto cash cheque invoice "
     # carriers, browsers, platforms, languages, tools
     "ups fedex usps dhl chrome firefox safari edge windows macos mac linux ios android iphone ipad python "
     "javascript typescript node java kotlin swift ruby rust php golang csharp c# cpp sql graphql rest grpc json xml "
@@ -63,7 +62,7 @@ SLOT_WORDS = set((
     # sizes, colours, days, months, currencies
     "xs xl xxl xxxl small medium large petite tall wide narrow red orange yellow green blue navy purple pink black "
     "white grey gray brown tan olive khaki silver gold monday tuesday wednesday thursday friday saturday sunday "
-    "january february march april may june july august september october november december usd eur euro euros "
+    "january february march april june july august september october november december usd eur euro euros "
     "dollar dollars pound pounds gbp cad peso pesos yen").split())
 CLOSE_WORDING = 0.5  # negation_differs: the share of content words two queries must share to count as close
 MAX_SWAPPED = 3  # words_swapped: the most content words a swap may replace on either side
@@ -77,13 +76,14 @@ STOPWORDS = set((
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words, phrasal verbs joined ("log in" -> "login"), number words as digits, apostrophes dropped."""
-    text = text.lower()
+    """Lower-case words, phrasal verbs joined ("log in" -> "login"), number words and numbers as plain digits
+    ("two" -> "2", "1,250" -> "1250"), apostrophes dropped (typographic ones too: "can’t" is "can't")."""
+    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
     for pattern, joined in PHRASES:
         text = pattern.sub(joined, text)
     out = []
     for word in WORD.findall(text):
-        word = NUMBER_WORDS.get(word, word)
+        word = NUMBER_WORDS.get(word, word.replace(",", "") if word[0].isdigit() else word)
         out.append("not" if word.endswith("n't") else word.replace("'", ""))
     return out
 
