@@ -45,7 +45,7 @@ def test_widget_benchmark_times_a_click_in_every_lesson_widget(capsys):
     payload = main(["widgets", "--quick"])
     out = capsys.readouterr().out
     lessons = {row["interaction"].split(":")[0] for row in payload["clicks"]}
-    assert lessons == {f"lesson {n}" for n in range(1, 8)}
+    assert lessons == {f"lesson {n}" for n in range(1, 9)}
     assert all(row["median_s"] > 0 and row["repeats"] == 1 for row in payload["clicks"])
     assert sum(line.strip().startswith("lesson") and line.rstrip().endswith(("ms", "s")) for line in out.splitlines()) \
         == len(payload["clicks"])
@@ -73,3 +73,11 @@ def test_the_cache_keyword_follows_the_installed_transformers():
             pass
 
     assert cache_argument(Older()) == "past_key_values" and cache_argument(Newer()) == "cache"
+
+
+def test_semantic_benchmark_times_the_embedding_and_the_search(capsys):
+    payload = main(["semantic", "--quick"])
+    assert list(payload["search"]) == ["1000"] and payload["search"]["1000"].repeats == 5
+    assert payload["embed_one_query"].median_s > 0 and payload["dim"] == 384
+    out = capsys.readouterr().out
+    assert "embedding one query" in out and "search over   1,000 entries" in out

@@ -56,6 +56,7 @@ def interactions(model, draft, tokenizer) -> list[tuple[str, Callable[[], None],
     # A busy day at OpenAI, the slowest provider to replay per token: each change replays a full budget of requests.
     calculator = CostCalculatorView(Traffic(model_key="openai/gpt-5.5", lifetime="in_memory", static_tokens=1_100,
                                             requests_per_day=100_000, arrivals="poisson"))
+    explorer, costs = semantic_views(tokenizer)
     return [
         ("lesson 1: edit prompt B of the divergence view", toggle(divergence.box_b, SYSTEM + " Refund?", SYSTEM + " Refund!"), None),
         ("lesson 2: change the attention grid's layer", toggle(grid.layer, 0, model.config.num_layers - 1), None),
@@ -71,7 +72,29 @@ def interactions(model, draft, tokenizer) -> list[tuple[str, Callable[[], None],
         ("lesson 6: next speculative step", spec.next_button.click, spec.previous_button.click),
         ("lesson 6: move the k slider (runs again)", toggle(spec.k_slider, 3, 5), None),
         ("lesson 7: move the cost calculator's static tokens", toggle(calculator.static_slider, 1_100, 1_200), None),
+        ("lesson 8: move the threshold slider", toggle(explorer.slider, 0.6, 0.8), None),
+        ("lesson 8: switch the explorer to held-out pairs", toggle(explorer.split_picker, "tune", "heldout"), None),
+        ("lesson 8: move the price of a wrong answer", toggle(costs.slider, 0.01, 1.0), None),
     ]
+
+
+def semantic_views(tokenizer):
+    """Lesson 8's threshold explorer (both caches, both splits) and wrong-answer view, as the lesson builds them."""
+    from ..lessons.scenarios import DEFAULT_SYSTEM_PROMPT
+    from ..pricing import load_price_sheets
+    from ..semantic import PairScores, disagreement, load_embedder, load_pairs, outcomes
+    from ..widgets import ThresholdView, WrongAnswerCostView
+
+    embedder = load_embedder()
+    splits = {split: load_pairs(split) for split in ("tune", "heldout")}
+    explorer = ThresholdView({name: {split: PairScores(pairs, embedder, verify) for split, pairs in splits.items()}
+                              for name, verify in (("plain threshold", None), ("verification stage", disagreement))})
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text))
+
+    day = outcomes(embedder, [0.6, 0.7, 0.8, 0.9], load_price_sheets()["anthropic/claude-sonnet-4-5"], count,
+                   count(DEFAULT_SYSTEM_PROMPT))
+    return explorer, WrongAnswerCostView(day)
 
 
 def time_action(action, before, repeats: int, device) -> Timing:
