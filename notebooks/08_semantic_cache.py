@@ -295,7 +295,7 @@ figure.show()
 for arrangement, done in steps.items():
     routes = {r: sum(s.route == r for s in done) for r in dict.fromkeys(s.route for s in done)}
     print(f"{arrangement:>23}: ${sum(s.usd for s in done):.4f}, {statistics.fmean(s.seconds for s in done) * 1e3:6.1f} ms "
-          f"per query; {routes}")
+          f"per query; {routes}; wrong semantic hits: {sum(s.wrong_hit for s in done)}")
 total = {a: sum(s.usd for s in done) for a, done in steps.items()}
 assert total["prefix cache"] < total["model only"]  # cache reads are billed at a tenth of the input price
 assert total["semantic + prefix"] < total["prefix cache"]  # and a semantic hit calls no model
