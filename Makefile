@@ -4,16 +4,25 @@ PY     := $(VENV)/bin/python
 # The CPU build of torch keeps the install small; override with `make TORCH=torch test` for a CUDA build.
 TORCH  ?= torch==2.13.0
 PYTHON ?= python3
+# Exact versions (with hashes) of every package but torch, for Linux, macOS and Windows on Python 3.10 and newer.
+LOCK   := requirements.lock
+# The same versions without hashes, for environment.yml (conda and Binder install the package editable,
+# which pip's hash checking does not allow).
+PINS   := constraints.txt
+RESOLVE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 --generate-hashes \
+          --quiet -o $(LOCK)
 
-.PHONY: setup lab test bench clean
+.PHONY: setup lab test lock upgrade pins setup-uv clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	@$(PY) -m pip check || (echo "The lock misses a dependency of pyproject.toml: run 'make lock'."; exit 1)
 	touch $@
 
 # Jupyter refuses to run as root unless told; containers (and some workshop VMs) run as root.
@@ -22,6 +31,25 @@ lab: setup
 
 test: setup
 	$(PY) -m pytest
+
+# After editing pyproject.toml's dependencies: resolve again, keeping every locked version that still fits.
+lock: setup-uv
+	$(RESOLVE)
+	$(MAKE) pins
+
+# Move every package to the newest version pyproject.toml allows, rebuild .venv from the new lock, run the tests.
+upgrade: setup-uv
+	$(RESOLVE) --upgrade
+	$(MAKE) pins
+	rm -rf $(VENV)
+	$(MAKE) test
+
+pins:
+	(echo "# $(LOCK) without its hashes, written by 'make pins': edit neither by hand."; \
+	 sed -e '/--hash=/d' -e 's/ \\$$//' $(LOCK)) > $(PINS)
+
+setup-uv:
+	test -x $(VENV)/bin/uv || ($(PYTHON) -m venv $(VENV) && $(PY) -m pip install --quiet uv)
 
 clean:
 	rm -rf $(VENV)
