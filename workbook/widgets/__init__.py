@@ -1,6 +1,7 @@
 """Interactive views for the lessons. Each view keeps its state in a plain object that tests drive from Python."""
 
 from .attention_grid import AttentionGrid
+from .audit_view import AuditView
 from .cost_calculator import CostCalculatorView
 from .decode_stepper import DecodeStepper
 from .kv_rows import KVRowsTable
@@ -11,6 +12,6 @@ from .speculative_view import SpeculativeView
 from .threshold import ThresholdView, WrongAnswerCostView
 from .tokens import DivergenceView, TokenStrip
 
-__all__ = ["AttentionGrid", "CostCalculatorView", "DecodeStepper", "DivergenceView", "KVRowsTable", "PrefixCacheDemo", "PromptLabView",
+__all__ = ["AttentionGrid", "AuditView", "CostCalculatorView", "DecodeStepper", "DivergenceView", "KVRowsTable", "PrefixCacheDemo", "PromptLabView",
            "RadixTreeView", "SpeculativeView", "ThresholdView", "TokenStrip",
            "WrongAnswerCostView"]
