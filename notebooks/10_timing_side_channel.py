@@ -158,9 +158,9 @@ print(f"Without a delay {needed[0]} probes per side suffice 90% of the time; a r
 #
 # **Extraction, one page at a time.** The victim's prompt is a part the attacker knows (a public system
 # prompt), then secret chunks, each one of a few texts the attacker can list (a name, a plan, a date).
-# For each chunk the attacker probes every candidate and keeps the fastest: the right one extends the
-# cached prefix by a page. That needs each chunk to fill whole pages of the cache; with pages larger than
-# a chunk there is nothing to measure until several chunks are guessed at once.
+# For each chunk (32 tokens here) the attacker probes every candidate and keeps the fastest: the right one
+# extends the cached prefix by whole pages. That needs each chunk to fill whole pages of the cache; with
+# pages larger than a chunk the first guess has nothing to measure, so the walk usually stops there.
 
 # %%
 open_cache = Deployment(model, tokenizer, "global")
@@ -169,8 +169,8 @@ print(f"Guessing: {guessed.correct} of {guessed.trials} right ({guessed.success_
 assert guessed.success_rate > guessed.chance
 for page in (16, 64):
     walk = extract_pages(Deployment(model, tokenizer, "global", Mitigations(page_size=page)).send, VICTIM, ATTACKER,
-                         vocab_size=VOCAB, chunks=4, chunk_tokens=16, choices=8, seed=6)
-    print(f"Extraction with {page}-token pages: {walk.recovered} of {walk.chunks} chunks of 16 tokens read in order, "
+                         vocab_size=VOCAB, chunks=4, chunk_tokens=32, choices=8, seed=6)
+    print(f"Extraction with {page}-token pages: {walk.recovered} of {walk.chunks} chunks of 32 tokens read in order, "
           f"{walk.probes} probes")
 
 # %% [markdown]

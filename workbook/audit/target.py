@@ -11,6 +11,7 @@ caller sees rather than slept: an observer on the wire sees exactly the same, an
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -48,6 +49,9 @@ class Mitigations:
             raise WorkbookError("min_cached_tokens and jitter_s cannot be negative, and a page holds at least 1 token.")
 
 
+RECENT_COLD = 8  # a padded hit borrows one of the last this-many cold times of its length
+
+
 class Deployment:
     """Our engine behind an isolation policy and mitigations; `send` is all an attacker gets to call."""
 
@@ -59,7 +63,7 @@ class Deployment:
         self.engine = Engine(model, tokenizer, PrefixCache(mitigations.page_size, capacity_tokens))
         self.uncached = Engine(model, tokenizer)  # for prompts below the minimum length
         self._rng = random.Random(seed)
-        self._cold_s: dict[int, list[float]] = {}  # prompt length -> cold times seen: what a padded hit waits for
+        self._cold_s: dict[int, deque[float]] = {}  # prompt length -> recent cold times: what a padded hit waits for
 
     def send(self, ids: Sequence[int], party: Party) -> float:
         """Run a one-token request for `party`; return the time to first token the caller would see."""
@@ -78,11 +82,11 @@ class Deployment:
         return seconds + (self._rng.uniform(0, m.jitter_s) if m.jitter_s else 0.0)
 
     def _note_cold(self, length: int, seconds: float) -> None:
-        self._cold_s.setdefault(length, []).append(seconds)
+        self._cold_s.setdefault(length, deque(maxlen=RECENT_COLD)).append(seconds)
 
     def _cold_time(self, length: int) -> float:
-        """One cold time at this length, drawn from those seen (timed now on the uncached engine if none was),
-        so padded hits are spread exactly like misses."""
+        """One of the last few cold times at this length (timed now on the uncached engine if none was seen), so
+        padded hits are spread like the misses of the moment, even while the machine speeds up or slows down."""
         if length not in self._cold_s:
             self._note_cold(length, self.uncached.generate([0] * length, max_new_tokens=1).timings.ttft_s)
         return self._rng.choice(self._cold_s[length])
