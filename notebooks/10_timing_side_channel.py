@@ -24,7 +24,7 @@
 #
 # By the end of this lesson you will be able to:
 #
-# - run the audit: hit and miss probes with fresh random prefixes, shuffled, the warm-up thrown away;
+# - run the audit: hit and miss probes with fresh random prefixes, in random order, the warm-up thrown away;
 # - read a two-sample test, an ROC curve and its AUC, and say how many probes an attacker needs;
 # - tell from timings alone whether a deployment shares its cache per user, per organisation or globally;
 # - guess which document a victim pasted, and read a prompt one page at a time, and say what each needs;
@@ -61,9 +61,10 @@ print(f"{workbook.default_model()} on {device_name(model.device)}")
 #
 # The audit (`collect`) runs trials with fresh random prefixes, so nothing one trial caches helps
 # another. In every trial the victim sends a request first; then the attacker probes, in a *hit* trial
-# with the victim's prefix, in a *miss* trial with a prefix nobody sent. Hit and miss trials are
-# shuffled, and the first few of each are thrown away (warm-up). We run it twice, on a global cache and on
-# one salted per organisation, with 150 trials of each kind.
+# with the victim's prefix, in a *miss* trial with a prefix nobody sent (the victim's tokens in another
+# order). Trials come in pairs, one hit and one miss in a random order, so a machine that speeds up or slows
+# down moves both alike; the first few of each are thrown away (warm-up). We run it twice, on a global
+# cache and on one salted per organisation, with 150 trials of each kind.
 
 # %%
 TRIALS = 150
@@ -273,7 +274,7 @@ bench.widget
 # ## What to take away
 #
 # - A shared prefix cache is a side channel: a hit is visible from outside as speed.
-# - An audit needs fresh random prefixes, shuffled trials, a rank test and enough probes; on our engine,
+# - An audit needs fresh random prefixes, randomised trials, a rank test and enough probes; on our engine,
 #   tens of probes give the victim away.
 # - Salt the cache at the trust boundary (tenant, or user). Padding hides hits at the price of their
 #   speed; random delays and coarser pages only slow an attacker down.

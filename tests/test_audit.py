@@ -182,8 +182,8 @@ class FakeSend:
 
 
 def test_collect_times_only_the_attackers_probes_and_drops_the_warm_up():
-    """`trials` hits and misses come back, the first `warmup` of each kind dropped, in a shuffled order,
-    with a fresh prefix per trial and the victim's own request never timed."""
+    """`trials` hits and misses come back, the first `warmup` of each kind dropped, in pairs of one hit and one
+    miss in a random order, with a fresh prefix per trial and the victim's own request never timed."""
     send = FakeSend(MALLORY, 24)
     samples = collect(send, VICTIM, MALLORY, trials=10, vocab_size=500, prefix_tokens=24, warmup=3, seed=4)
     kinds = [k for k, _ in send.probes]
@@ -192,6 +192,7 @@ def test_collect_times_only_the_attackers_probes_and_drops_the_warm_up():
     assert samples.misses == [v for k, v in send.probes if k == "miss"][3:]
     assert len(samples.hits) == len(samples.misses) == 10 and -1.0 not in samples.hits + samples.misses
     assert kinds != ["hit", "miss"] * 13 and kinds != ["miss", "hit"] * 13  # shuffled
+    assert all({kinds[i], kinds[i + 1]} == {"hit", "miss"} for i in range(0, len(kinds), 2))  # within pairs
     assert len({tuple(p) for p in send.victim_prefixes}) == 26  # nothing one trial caches helps another
     again = FakeSend(MALLORY, 24)
     assert collect(again, VICTIM, MALLORY, trials=10, vocab_size=500, prefix_tokens=24, warmup=3, seed=4) == samples

@@ -3,10 +3,11 @@
 Each trial draws fresh random prefixes, so nothing one trial caches helps another. The victim sends a
 request, then the attacker probes: in a *hit* trial with the victim's prefix, in a *miss* trial with a
 prefix nobody sent. Both kinds start with the victim's request, so the only difference is whether the
-prefixes match. A miss probe even uses the victim's tokens, in another order: the same embedding rows are
-read, so a machine's memory caches cannot tell the two kinds apart, only the prefix cache can. Trials come in a shuffled order, a few
-warm-up trials are thrown away, and only the attacker's probe is timed. Running victim and attacker as the same user, as two
-users of one organisation, and as two organisations tells which of those a deployment lets share.
+prefixes match; a miss probe even uses the victim's tokens in another order, so the machine's memory
+caches see the same data and only the prefix cache can tell the two apart. Trials come in pairs, one of
+each kind in a random order, a few warm-up trials are thrown away, and only the attacker's probe is
+timed. Running victim and attacker as the same user, as two users of one organisation, and as two
+organisations tells which of those a deployment lets share.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def collect(send: Send, victim: Party, attacker: Party, *, trials: int = 30, voc
     if trials < 2 or prefix_tokens < 1:
         raise WorkbookError("An audit needs at least 2 trials of each kind and a prefix of at least 1 token.")
     rng = random.Random(seed)
-    plan = ["hit", "miss"] * (trials + warmup)
-    rng.shuffle(plan)
+    # One hit and one miss per block, in a random order: every stretch of time holds as many of each, so a
+    # machine that speeds up or slows down during the audit moves both kinds alike.
+    plan = [kind for _ in range(trials + warmup) for kind in rng.sample(["hit", "miss"], 2)]
     samples, seen = {"hit": [], "miss": []}, {"hit": 0, "miss": 0}
     for kind in plan:
         victims = random_ids(rng, prefix_tokens, vocab_size)
