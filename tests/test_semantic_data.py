@@ -166,3 +166,12 @@ def test_load_query_log_reads_every_row(log_rows):
     assert [(q.t_s, q.user, q.intent, q.query) for q in logged] == \
         [(int(r["t_s"]), r["user"], r["intent"], r["query"]) for r in log_rows[1]]
     assert all(isinstance(q.t_s, int) for q in logged)
+
+
+def test_a_malformed_pairs_file_is_refused_with_the_pair_named(tmp_path):
+    """Your own pairs file gets the shipped file's checks: a label outside same/near_miss names the bad pair."""
+    bad = tmp_path / "pairs.csv"
+    bad.write_text("pair_id,split,label,kind,domain,cached,incoming\n"
+                   "x1,tune,same,paraphrase,support,a,b\nx2,tune,maybe,paraphrase,support,a,b\n", encoding="utf-8")
+    with pytest.raises(WorkbookError, match="x2"):
+        load_pairs(path=bad)

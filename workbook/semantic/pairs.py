@@ -47,6 +47,10 @@ def load_pairs(split: str | None = None, path=PAIRS_FILE) -> list[Pair]:
         raise WorkbookError(f"split is one of {SPLITS} or None, got {split!r}.")
     with open(path, newline="", encoding="utf-8") as f:
         pairs = [Pair(**row) for row in csv.DictReader(f)]
+    for p in pairs:  # a file of your own pairs gets the same checks as the shipped one
+        if p.split not in SPLITS or p.label not in LABELS or p.kind not in KINDS or not (p.cached and p.incoming):
+            raise WorkbookError(f"Pair {p.pair_id} in {path}: split is one of {SPLITS}, label one of {LABELS}, kind "
+                                f"one of {KINDS}, and both queries are non-empty; got {p}.")
     return [p for p in pairs if split is None or p.split == split]
 
 
