@@ -44,7 +44,6 @@ from workbook.exercises import lesson3
 from workbook.timing import measure
 from workbook.widgets.decode_stepper import DecodeStepper
 from workbook.widgets.kv_rows import KVRowsTable
-from workbook.widgets.style import PROVENANCE_COLOURS
 
 model_name = workbook.default_model()
 tokenizer = workbook.load_tokenizer(model_name)
@@ -161,8 +160,38 @@ for n in lengths:
     print(f"n = {n:4}: {without:>14,} FLOPs without a cache, {with_cache:>11,} with ({without / with_cache:,.0f}x)")
 
 # %% [markdown]
-# Over a whole generation the totals grow as the *square* of the length without a cache
-# (each step redoes a sequence that keeps getting longer) and only linearly with one.
+# The two parts of that count grow differently. Per step, the weight FLOPs (and the rows computed)
+# are proportional to the tokens processed: n without a cache, 1 with one. The attention FLOPs are
+# proportional to the (query, key) pairs: about n²/2 without a cache, n with one. Summed over a whole
+# generation of n tokens, weight FLOPs therefore grow as n² without a cache and as n with one, and
+# attention FLOPs as n³ without and n² with. The chart shows both parts, summed step by step.
+
+# %%
+totals = {"weights, without": [], "weights, with": [], "attention, without": [], "attention, with": []}
+for n in lengths:
+    steps_without = [forward_flops(cfg, n_new=k) for k in range(1, n + 1)]
+    steps_with = [forward_flops(cfg, n_new=1, n_past=k - 1) for k in range(1, n + 1)]
+    totals["weights, without"].append(sum(f.weights for f in steps_without))
+    totals["weights, with"].append(sum(f.weights for f in steps_with))
+    totals["attention, without"].append(sum(f.attention for f in steps_without))
+    totals["attention, with"].append(sum(f.attention for f in steps_with))
+figure = go.Figure()
+for name, values in totals.items():
+    figure.add_scatter(x=lengths, y=values, name=name, mode="lines+markers",
+                       line=dict(dash="solid" if name.endswith("without") else "dash"),
+                       marker=dict(symbol="circle" if name.startswith("weights") else "diamond"))
+figure.update_layout(title="FLOPs summed over a generation of n tokens", xaxis_title="n (tokens)",
+                     yaxis_title="FLOPs", yaxis_type="log", xaxis_type="log", height=380)
+figure.show()
+# Doubling n: about 4x and 2x for the weights, about 8x and 4x for attention.
+first, last = 0, len(lengths) - 1
+growth = {name: values[last] / values[first] for name, values in totals.items()}
+scale = lengths[last] / lengths[first]
+assert scale ** 1.8 < growth["weights, without"] < scale ** 2.2 and scale ** 0.9 < growth["weights, with"] < scale ** 1.1
+assert scale ** 2.7 < growth["attention, without"] < scale ** 3.3
+assert scale ** 1.8 < growth["attention, with"] < scale ** 2.2
+
+# %% [markdown]
 #
 # **Time.** FLOPs are a count; time is what you wait for. `workbook.timing.measure` runs a
 # step a few times after a warm-up and reports the median. No assertion here: timings depend
@@ -186,9 +215,9 @@ for n in lengths:
 
 figure = go.Figure()
 figure.add_scatter(x=lengths, y=[t * 1e3 for t in times_without], name="without cache: all n tokens",
-                   line=dict(color=PROVENANCE_COLOURS["invalidated"]), marker=dict(symbol="circle"))
+                   marker=dict(symbol="circle"))
 figure.add_scatter(x=lengths, y=[t * 1e3 for t in times_with], name="with KV cache: 1 token",
-                   line=dict(color=PROVENANCE_COLOURS["loaded"], dash="dash"), marker=dict(symbol="square"))
+                   line=dict(dash="dash"), marker=dict(symbol="square"))
 figure.update_layout(title="One decode step at sequence length n (median of 3)", xaxis_title="n (tokens)",
                      yaxis_title="milliseconds", height=380)
 figure.show()

@@ -101,6 +101,11 @@ print(f"draft:  {draft_1:.2f} ms for 1 position, so one draft token costs c = {c
 # one after another; then one target pass over the pending token plus the k guesses yields k + 1
 # next-token predictions. Each guess is compared with what the target itself predicts at that position.
 #
+# Seed 001 says the draft model generates its "4-8 tokens in parallel". It does not: a draft model makes its
+# guesses one after another, each from the one before, exactly as any model decodes. Only the target's check
+# of all the guesses is one parallel pass. That is why the draft must be cheap (small c): its k passes are
+# serial, and they are paid on every step.
+#
 # ## 2. One step at a time, on the real trace
 #
 # The viewer below runs `speculative_generate` with the shipped target (`tiny`, 6 layers) and its draft
@@ -156,7 +161,9 @@ for prompt in (doc_ids, CHAT_PROMPT):
 # %% [markdown]
 # (One fine point: the verify pass computes several positions at once, and floating-point sums in a
 # different order can differ in the last bit. If two tokens tied almost exactly, that could flip an argmax.
-# It does not happen here; production servers hold the arithmetic fixed for exactly this reason.)
+# It does not happen here. Production servers do not rule it out by default either: vLLM and SGLang are not
+# batch-invariant out of the box, so the same prompt can come out differently in different batches; their
+# deterministic modes are opt-in and cost speed.)
 #
 # **Sampling.** With temperature > 0 the target's token is drawn from a distribution p, and the draft's guess
 # x was drawn from its own distribution q. The rule of Leviathan et al. and Chen et al. (2023) is: keep x with
@@ -254,10 +261,14 @@ figure.show()
 # bigger they vanish, and α and c decide. (Never trust one run of a timing on a shared laptop: rerun this
 # cell and the speedups move a little.)
 #
-# With this pair's α and c the curve itself peaks well under 2x: a draft that guesses right only about half
-# the time cannot do much better. The formula also says how to pick k: a large k needs a high α *and* a small c.
+# The formula also says how to pick k: a large k needs a high α *and* a small c. Here is where this pair's
+# curve peaks (α is the chance that one guess is accepted, from the runs above; the acceptance rate in the
+# table is the share of all guesses accepted, which falls as k grows because a step stops at its first miss):
 
 # %%
+peak_k = max(range(1, 11), key=lambda k: predicted_speedup(alpha, k, c))
+print(f"With α = {alpha:.2f} and c = {c:.2f} the predicted speedup peaks at k = {peak_k}: "
+      f"{predicted_speedup(alpha, peak_k, c):.2f}x. A draft accepted {alpha:.0%} of the time cannot do better.")
 assert runs[max(KS)].tokens_per_target_pass > runs[1].tokens_per_target_pass  # more guesses, more tokens per pass
 assert all(1 <= runs[k].tokens_per_target_pass <= k + 1 for k in KS)
 for a, cost_ratio in ((alpha, c), (0.8, 0.05)):
@@ -306,9 +317,14 @@ assert copied.tokens_per_target_pass > 1.5
 # %% [markdown]
 # Where the reply copies, whole runs of guesses pass at once; where it writes something new (here, the name it
 # looks up), the lookup finds nothing or guesses wrong, and the step makes one token like plain decoding.
-# Choose **prompt lookup** in the viewer above, paste this chat's text in, and watch which steps copy. A
-# wrong lookup guess costs almost nothing, which is why servers such as vLLM and `transformers`
-# (`prompt_lookup_num_tokens`) offer it for editing and retrieval workloads.
+# Choose **prompt lookup** in the viewer above, paste this chat's text in, and watch which steps copy.
+#
+# Finding a guess costs nothing, but checking it does not: every step that carries guesses runs the target on
+# k + 1 positions instead of one. On a big model on a GPU that pass costs about as much as a one-token pass,
+# so wrong guesses are nearly free, which is why servers such as vLLM and `transformers`
+# (`prompt_lookup_num_tokens`) offer prompt lookup for editing and retrieval workloads. On this CPU a wider
+# pass costs noticeably more (section 1 measured it), so where the reply does not copy, lookup can be
+# *slower* than plain decoding. The recorded runs in section 6 say whether it was on their machines.
 #
 # ## 6. Measured on other machines
 #
@@ -335,6 +351,14 @@ for slug, section in recorded.items():
     print(f"{section['device_name']} ({section['recorded_at'][:10]}), c = {bench['cost_ratio_c']:.2f}:")
     for r in rows:
         print(f"  k = {r['k']}: {r['speedup']:.2f}x measured, {r['predicted_speedup']:.2f}x predicted, α = {r['alpha']:.2f}")
+    lookups = [r for r in bench.get("prompt_lookup", []) if "prompt lookup" in r["method"]]
+    for r in lookups:
+        print(f"  {r['method']}: {r['speedup']:.2f}x")
+    if lookups:
+        slowest = min(lookups, key=lambda r: r["speedup"])
+        print(f"  Prompt lookup on this benchmark's prompt: {slowest['method']} ran at {slowest['speedup']:.2f}x, "
+              + ("slower than plain decoding: checking guesses that fail is not free on this device."
+                 if slowest["speedup"] < 1 else "never slower than plain decoding."))
 
 # %% [markdown]
 # ## What to take away
