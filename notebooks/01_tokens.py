@@ -89,7 +89,8 @@ print("5 encodings and a freshly loaded tokenizer all give", ids)
 # (logits) it gives each candidate next token. They are applied at the very last step, after
 # the prompt has been tokenized and every layer has run. `encode` does not even take them as
 # arguments. Let us generate twice from the same prompt, once greedily and once at a high
-# temperature, and compare what happened to the prompt.
+# temperature, and compare what happened to the prompt. (`workbook.Engine` runs one request end to end:
+# tokenize, run the model, choose tokens. Lesson 4 opens it up.)
 
 # %%
 engine = workbook.Engine(model, tokenizer)

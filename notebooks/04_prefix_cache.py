@@ -91,14 +91,16 @@ print(f"The demo's system prompt, {system_tokens} tokens: {system_tokens * bytes
 # 1. **Send request 1** empties the cache and sends the system prompt with question 1. Nothing is cached,
 #    so every row is *computed*, and the full pages are *written* to the cache.
 # 2. **Send request 2** sends the same system prompt with question 2. The system prompt's rows are
-#    *loaded*; only the question and the tail of the last partial page are computed.
+#    *loaded*; only the question and the tail of the last partial page are computed. (The last prompt
+#    token is always computed, even when the cache holds it: its logits choose the first new token.)
 # 3. **Break prefix** moves the date near the top of the system prompt on by one day, the way a template
 #    that stamps today's date does, and sends question 2 again. Rows before the date are still loaded;
 #    every row after it, although the cache held it a moment ago, is *invalidated* and computed again.
 #
 # Each token chip and each K/V row carries its colour *and* its word (computed, loaded, invalidated).
-# The counters show the latest request; the table below them keeps the history. Try editing the system
-# prompt yourself, or pick another provider's prices.
+# The counters show the latest request, including its **TTFT** (time to first token: from sending the
+# request to the first new token, which is the prefill plus one choice); the table below them keeps the
+# history. Try editing the system prompt yourself, or pick another provider's prices.
 
 # %%
 demo = PrefixCacheDemo(model, tokenizer)
