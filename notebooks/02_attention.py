@@ -66,8 +66,20 @@ print(f"model {model_name!r}: {cfg.num_layers} layers, {cfg.num_heads} query hea
 #
 # The model also has to know where each token sits. This model family rotates each query and
 # key by an angle that grows with the position (RoPE), so the same token at position 2 and at
-# position 5 gives different queries and keys. Here is layer 0, computed by hand from the
-# model's own weights:
+# position 5 gives different queries and keys.
+#
+# Here is layer 0, computed by hand from the model's own weights. Each step, in the order the code runs:
+#
+# - **Embedding** (`embed_tokens`): a token id becomes a vector by looking up row *id* of a learned table.
+#   This is the first stage of the assembly line: text → ids → vectors → layers → logits → next token.
+# - **Normalisation** (`input_layernorm`): each vector is rescaled to a standard size before the layer uses it.
+# - **Projections** (`q_proj`, `k_proj`, `v_proj`): three weight matrices turn each vector into a query, a
+#   key and a value, split into *heads* (independent attention computations of `head_dim` numbers each).
+#   With **grouped-query attention** there are fewer key/value heads than query heads: several query heads
+#   share one key/value head, which makes the KV cache smaller (lesson 3 measures it). `repeat_kv`, used
+#   below, copies each key/value head for the query heads that share it.
+# - **Rotation** (`rotate_half`): RoPE's rotation written as x·cos + rotate_half(x)·sin, with angles that
+#   depend on the position.
 
 # %%
 text = "May the force be with you"
@@ -102,10 +114,16 @@ print("tokens:", tokens)
 print("q:", tuple(q.shape), " k:", tuple(k.shape), " v:", tuple(v.shape), "  [batch, heads, tokens, head_dim]")
 
 # %% [markdown]
-# There are fewer key/value heads than query heads when the model uses *grouped-query
-# attention*: several query heads share one key/value head. That makes the KV cache smaller,
-# as lesson 3 will measure. To line them up, each key/value head is repeated for the query
-# heads that share it.
+# Positions matter for caching too. Put one extra token at the very start (a leading space, a
+# beginning-of-text token) and every later token sits one position further on, so every key changes,
+# even though the tokens are the same. A prefix cache can then reuse nothing: the first page already differs.
+
+# %%
+with torch.no_grad():
+    _, k_shifted, _ = layer0_qkv([ids[0]] + ids)  # the same tokens, each one position later
+moved = (k - k_shifted[:, :, 1:]).abs().amax(dim=(0, 1, 3))  # largest change of each token's keys
+print("largest change of each token's layer-0 keys when shifted by one position:", [f"{m:.3f}" for m in moved.tolist()])
+assert (moved > 1e-3).all()  # every token gets different keys
 
 # %% [markdown]
 # ## 2. Attention, written out
