@@ -255,11 +255,7 @@ assert cheapest <= priciest
 # %%
 for ttl_hours in (None, 6, 1):
     cache = SemanticCache(embedder)
-    for logged in log:  # the same cache-aside replay as `replay`, with a TTL on every stored answer
-        if cache.get(logged.query, now=logged.t_s) is None:
-            meta = {"intent": logged.intent, "policy": intents[logged.intent].policy if logged.intent in intents else None}
-            cache.put(logged.query, "answer", meta=meta, now=logged.t_s,
-                      ttl_s=None if ttl_hours is None else ttl_hours * 3600)
+    replay(log, cache, intents, ttl_s=None if ttl_hours is None else ttl_hours * 3600)
     print(f"TTL {'none' if ttl_hours is None else f'{ttl_hours} h':>5}: hit rate {cache.stats().hit_rate:.1%}")
 
 quoting = sum(e.meta.get("policy") == REFUNDS for e in semantic_cache.entries())

@@ -78,6 +78,7 @@ class PairScores:
         self.similarities = np.einsum("ij,ij->i", embedder([p.cached for p in pairs]),
                                       embedder([p.incoming for p in pairs]))
         self.objections = [None if verify is None else verify(p.incoming, p.cached) for p in pairs]
+        self.accepted = np.array([o is None for o in self.objections])  # what the verification stage lets through
 
     @cached_property
     def same(self) -> np.ndarray:
@@ -85,7 +86,7 @@ class PairScores:
 
     def served(self, threshold: float) -> np.ndarray:
         """Which pairs the cache would serve at `threshold`: similar enough and not objected to."""
-        return (self.similarities >= threshold) & np.array([o is None for o in self.objections])
+        return (self.similarities >= threshold) & self.accepted
 
     def rates(self, threshold: float) -> Rates:
         served = self.served(threshold)

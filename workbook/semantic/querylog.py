@@ -86,14 +86,16 @@ class Served:
         return self.hit is not None and self.hit.meta.get("intent") != self.logged.intent
 
 
-def replay(log: Iterable[LoggedQuery], cache, intents: dict[str, Intent]) -> list[Served]:
-    """Send each query to `cache`; on a miss the bot answers and the answer is stored (cache-aside)."""
+def replay(log: Iterable[LoggedQuery], cache, intents: dict[str, Intent], *, ttl_s: float | None = None) -> list[Served]:
+    """Send each query to `cache`; on a miss the bot answers and the answer is stored (cache-aside), for `ttl_s`
+    seconds if given (a `SemanticCache` takes a TTL; an `ExactCache` keeps answers for ever)."""
+    lifetime = {} if ttl_s is None else {"ttl_s": ttl_s}
     out = []
     for logged in log:
         hit = cache.get(logged.query, now=logged.t_s)
         if hit is None:
             answer, meta = answer_for(logged, intents)
-            cache.put(logged.query, answer, meta=meta, now=logged.t_s)
+            cache.put(logged.query, answer, meta=meta, now=logged.t_s, **lifetime)
         out.append(Served(logged, hit))
     return out
 
