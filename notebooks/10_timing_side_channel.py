@@ -36,6 +36,7 @@ import statistics
 import time
 
 import plotly.graph_objects as go
+import torch
 
 import workbook
 from workbook.audit import (ISOLATIONS, PAIRINGS, Deployment, Mitigations, Party, audit_sharing, behind_delay, collect,
@@ -46,6 +47,7 @@ from workbook.timing import device_name
 from workbook.widgets import AuditView
 
 lesson_start = time.perf_counter()
+torch.set_num_threads(1)  # an attacker's clock should be clean: see below
 model = workbook.load_model(workbook.default_model())
 tokenizer = workbook.load_tokenizer(workbook.default_model())
 VOCAB = model.config.vocab_size
@@ -53,6 +55,10 @@ ATTACKER = PAIRINGS["another organisation"]  # mallory at globex; the victim is 
 print(f"{workbook.default_model()} on {device_name(model.device)}")
 
 # %% [markdown]
+# We time everything on one torch thread. On a quiet machine two threads run this small model a little
+# faster, but every step then waits for both: whenever anything else on the machine pauses either thread,
+# a probe is slowed many times over. An attacker, like an auditor, wants the steadiest clock they can get.
+#
 # ## 1. A hit is visible from outside
 #
 # `Deployment` puts our engine behind an isolation policy: `global` (one cache for everyone),
@@ -64,10 +70,10 @@ print(f"{workbook.default_model()} on {device_name(model.device)}")
 # with the victim's prefix, in a *miss* trial with a prefix nobody sent (the victim's tokens in another
 # order). Trials come in pairs, one hit and one miss in a random order, so a machine that speeds up or slows
 # down moves both alike; the first few of each are thrown away (warm-up). We run it twice, on a global
-# cache and on one salted per organisation, with 150 trials of each kind.
+# cache and on one salted per organisation, with 100 trials of each kind.
 
 # %%
-TRIALS = 150
+TRIALS = 100
 big = {isolation: collect(Deployment(model, tokenizer, isolation).send, VICTIM, ATTACKER, trials=TRIALS,
                           vocab_size=VOCAB, seed=1)
        for isolation in ("global", "per-org")}
@@ -102,17 +108,17 @@ figure.update_layout(title="ROC: call it a hit when the probe is faster than t, 
                      xaxis_title="false positive rate", yaxis_title="true positive rate", height=380)
 figure.show()
 assert verdicts["global"].p_value < 1e-3  # the shared cache gives the victim away
-assert abs(verdicts["per-org"].auc - 0.5) <= 0.1  # salted per organisation: the other tenant learns nothing
+assert not verdicts["per-org"].shared and abs(verdicts["per-org"].auc - 0.5) <= 0.15  # salted: the other tenant learns nothing
 
 # %% [markdown]
 # ## 3. Which sharing does a deployment allow?
 #
 # The paper's sharing levels come from running attacker and victim as the same user, as two users of
 # one organisation, and as two organisations. `audit_sharing` does all three on each of our isolation
-# policies (20 trials each: enough here, where a hit saves most of the prefill).
+# policies (24 trials each: enough here, where a hit saves most of the prefill).
 
 # %%
-table = {isolation: audit_sharing(Deployment(model, tokenizer, isolation).send, vocab_size=VOCAB, trials=20, seed=2)
+table = {isolation: audit_sharing(Deployment(model, tokenizer, isolation).send, vocab_size=VOCAB, trials=24, seed=2)
          for isolation in ISOLATIONS}
 for isolation, found in table.items():
     cells = ", ".join(f"{pairing}: {'SHARED' if v.shared else 'no'} (AUC {v.comparison.auc:.2f})"
@@ -180,7 +186,7 @@ for page in (16, 64):
 #
 # ## 6. Mitigations, measured
 #
-# Each row audits the cross-organisation pairing once more (20 trials) after one change, and says what
+# Each row audits the cross-organisation pairing once more (24 trials) after one change, and says what
 # the change costs. A salt costs the sharing it forbids: a system prompt common to two organisations is
 # now cached once for each.
 
@@ -197,7 +203,7 @@ MITIGATED = {
 results = {}
 for name, (isolation, mitigation) in MITIGATED.items():
     deployment = Deployment(model, tokenizer, isolation, mitigation)
-    samples = collect(deployment.send, VICTIM, ATTACKER, trials=20, vocab_size=VOCAB, seed=7)
+    samples = collect(deployment.send, VICTIM, ATTACKER, trials=24, vocab_size=VOCAB, seed=7)
     results[name] = (compare(samples.hits, samples.misses), statistics.fmean(samples.hits))
 
 

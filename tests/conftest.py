@@ -26,6 +26,16 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's models on one torch thread. Models this small run fastest on one thread; with two, every
+    step waits for both, so a busy CPU that pauses either one shows up in the timings many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def random_hf_models():
     """Tiny random configs of each supported family: (name, config, model class)."""
     from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,

@@ -22,13 +22,7 @@ from workbook.speculative import (Drafter, ModelDrafter, PromptLookupDrafter, ac
 VOCAB = 320
 KS = [1, 2, 3, 5, 8]
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Models this small run fastest on one thread; more only wait on each other, badly on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def save_llama(folder, *, vocab=VOCAB, layers=2, hidden=64, heads=4, kv_heads=2, init=0.02, seed=0, weights_from=None):
