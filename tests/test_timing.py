@@ -14,7 +14,10 @@ from workbook import timing
 from workbook.timing import (Stopwatch, Timing, device_name, device_slug, load_results, measure, percentile,
                              save_results)
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none is available here")
+def needs_cuda(test):
+    """Mark a test `gpu` (so `python -m workbook.bench gpu` runs it) and skip it, with the reason, without CUDA."""
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none is available here")
+    return pytest.mark.gpu(skip(test))
 
 
 class FakeClock:
@@ -179,7 +182,6 @@ def test_cpu_device_name_and_slug():
     assert slug.startswith("cpu-")
 
 
-@pytest.mark.gpu
 @needs_cuda
 def test_cuda_device_name():
     assert device_name("cuda") == torch.cuda.get_device_name()

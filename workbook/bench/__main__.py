@@ -1,4 +1,4 @@
-"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic} [options]`: measure, print, save."""
+"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu} [options]`: measure, print, save."""
 
 import argparse
 import importlib
@@ -9,6 +9,7 @@ BENCHMARKS = {
     "widgets": "what one click in each lesson widget costs on the shipped models",
     "doctor": "the cache doctor's diagnose() on a synthetic 10,000-request log",
     "semantic": "the semantic cache's lookup time at 1,000, 10,000 and 100,000 entries",
+    "gpu": "one prepared GPU run: the equivalence tests on CUDA, then TTFT, decode and pass costs at real shapes",
 }
 
 

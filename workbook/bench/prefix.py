@@ -2,7 +2,9 @@
 
 Beside our engine, the same model runs through `transformers`' own prompt reuse (a prefilled
 `DynamicCache`, copied per request and passed to `generate`), so the two hit/cold ratios come
-from one run on one machine.
+from one run on one machine. With `--shape` the model is a real one's shape with random weights
+(`workbook.shapes`): the time to first token at production size, without the comparison or the
+workload replay, which need a trained model and its tokenizer.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..engine import Engine
 from ..model import load_model
 from ..paths import DATA_DIR
 from ..prefix_cache import PrefixCache
+from ..shapes import RANDOM_WEIGHTS_NOTE, IdsTokenizer, random_model, shape_names
 from ..timing import device_name, measure, percentile, save_results
 from ..tokenizer import load_tokenizer
 
@@ -29,6 +32,8 @@ CORPUS = DATA_DIR / "corpus" / "heldout.txt"
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="model name or folder (default: $WORKBOOK_MODEL or tiny)")
+    parser.add_argument("--shape", choices=shape_names(), default=None,
+                        help="time a real model's shape with random weights instead (TTFT only)")
     parser.add_argument("--prefix-lengths", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
     parser.add_argument("--suffix", type=int, default=32, help="new tokens after the shared prefix")
     parser.add_argument("--repeats", type=int, default=5)
@@ -59,12 +64,14 @@ class PrefixRow:
         return self.hf_cold_s / self.hf_hit_s if self.hf_hit_s else None
 
 
-def run(*, model: str | None = None, prefix_lengths=(256, 512, 1024, 2048, 4096), suffix: int = 32, repeats: int = 5,
-        warmup: int = 1, users: int = 24, turns: int = 3, budget: int = 4096, no_transformers: bool = False,
-        quick: bool = False, save: bool = True) -> dict:
+def run(*, model: str | None = None, shape: str | None = None, prefix_lengths=(256, 512, 1024, 2048, 4096),
+        suffix: int = 32, repeats: int = 5, warmup: int = 1, users: int = 24, turns: int = 3, budget: int = 4096,
+        no_transformers: bool = False, quick: bool = False, save: bool = True) -> dict:
     """Measure, print and (unless `quick` or not `save`) save the prefix benchmark; the options are the command's."""
     if quick:
         prefix_lengths, repeats, warmup, users, turns = [64, 128], 2, 1, 4, 2
+    if shape:
+        return run_shape(shape, prefix_lengths, suffix=suffix, repeats=repeats, warmup=warmup, save=save and not quick)
     name = model or default_model()
     lm, tokenizer = load_model(name), load_tokenizer(name)
     hf = None if no_transformers else load_transformers_model(name, lm.device)
@@ -81,6 +88,29 @@ def run(*, model: str | None = None, prefix_lengths=(256, 512, 1024, 2048, 4096)
     if save and not quick:
         print(f"saved to {save_results('prefix', payload, device=lm.device)}")
     return payload
+
+
+def run_shape(shape: str, prefix_lengths, *, suffix: int, repeats: int, warmup: int, save: bool,
+              device: str = "auto", dtype=None) -> dict:
+    """TTFT cold and on a hit for a real model's shape with random weights; saved as section prefix_shape_<shape>."""
+    lm = random_model(shape, device, dtype)
+    ids = random_ids(lm.config.vocab_size, max(prefix_lengths) + suffix * (repeats + warmup + 2))
+    rows = [measure_prefix(lm, IdsTokenizer(), None, ids, n, suffix=suffix, repeats=repeats, warmup=warmup)
+            for n in tqdm(prefix_lengths, desc=f"{shape}: prefix lengths")]
+    print_report(rows, {}, f"{device_name(lm.device)}, {shape} shape, {lm.dtype}")
+    print(RANDOM_WEIGHTS_NOTE)
+    payload = {"shape": shape, "parameters": lm.num_parameters(), "dtype": str(lm.dtype), "note": RANDOM_WEIGHTS_NOTE,
+               "device": device_name(lm.device), "repeats": repeats, "warmup": warmup,
+               "ttft": [{**asdict(r), "speedup": r.speedup} for r in rows]}
+    if save:
+        print(f"saved to {save_results(f'prefix_shape_{shape}', payload, device=lm.device)}")
+    return payload
+
+
+def random_ids(vocab_size: int, n: int, seed: int = 0) -> list[int]:
+    """`n` token ids drawn uniformly: all a model with random weights needs to be timed."""
+    rng = random.Random(seed)
+    return [rng.randrange(vocab_size) for _ in range(n)]
 
 
 def load_transformers_model(name: str, device: torch.device):
@@ -180,6 +210,8 @@ def print_report(rows: list[PrefixRow], workload: dict, device: str) -> None:
     for r in rows:
         hf = (f"{r.hf_cold_s * 1e3:8.1f}ms {r.hf_hit_s * 1e3:8.1f}ms {r.hf_speedup:6.1f}x" if r.hf_hit_s else "  (skipped)")
         print(f"{r.prefix_tokens:>7} {r.cold_s * 1e3:8.1f}ms {r.hit_s * 1e3:8.1f}ms {r.speedup:8.1f}x {hf}")
+    if not workload:
+        return
     print("\nWorkload replay")
     print(f"{'':>9} {'hit rate':>9} {'computed':>9} {'loaded':>9} {'evictions':>9} {'p50 TTFT':>9} {'p95 TTFT':>9}")
     for mode, w in workload.items():

@@ -29,6 +29,7 @@ from ..checkpoints import default_draft_model, default_model, resolve_checkpoint
 from ..model import Transformer, load_model
 from ..speculative import (PromptLookupDrafter, SpeculativeResult, expected_tokens_per_pass, predicted_speedup,
                            speculative_generate, target_generate)
+from ..shapes import RANDOM_WEIGHTS_NOTE, random_model, shape_names
 from ..timing import Stopwatch, device_name, measure, save_results
 from ..tokenizer import load_tokenizer
 
@@ -100,6 +101,8 @@ two models compete for the CPU caches. Rows without a fixed k (adaptive, confide
 def add_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="target model (default: $WORKBOOK_MODEL or tiny)")
     parser.add_argument("--draft", default=None, help="draft model (default: $WORKBOOK_DRAFT_MODEL or tiny-draft)")
+    parser.add_argument("--shape", choices=shape_names(), default=None,
+                        help="only the cost of verifying k+1 tokens, on a real model's shape with random weights")
     parser.add_argument("--ks", type=int, nargs="+", default=list(range(1, 9)), help="draft lengths to try")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
@@ -365,14 +368,16 @@ def verdict(rows: list[dict]) -> dict:
 
 # ----- the command ----------------------------------------------------------------------------------
 
-def run(*, model: str | None = None, draft: str | None = None, ks=tuple(range(1, 9)), max_new_tokens: int = 64,
-        repeats: int = 5, warmup: int = 1, device: str = "auto", threads: int | None = None,
+def run(*, model: str | None = None, draft: str | None = None, shape: str | None = None, ks=tuple(range(1, 9)),
+        max_new_tokens: int = 64, repeats: int = 5, warmup: int = 1, device: str = "auto", threads: int | None = None,
         no_transformers: bool = False, quick: bool = False, save: bool = True) -> dict:
     """Measure, print and (unless `quick` or not `save`) save the speculative benchmark; the options are the command's."""
     if quick:
         ks, max_new_tokens, repeats, warmup = [1, 4], 8, 1, 1
     if threads:
         torch.set_num_threads(threads)
+    if shape:
+        return run_shape(shape, ks, device=device, save=save and not quick)
     ks, max_new = list(ks), max_new_tokens
     target_name, draft_name = model or default_model(), draft or default_draft_model()
     target, draft_lm = load_model(target_name, device), load_model(draft_name, device)
@@ -413,4 +418,31 @@ def run(*, model: str | None = None, draft: str | None = None, ks=tuple(range(1,
                "note": NOTE}
     if save and not quick:
         print(f"saved to {save_results('speculative', payload, device=device)}")
+    return payload
+
+
+# ----- a real model's shape: what verification costs at production size ---------------------------
+
+def shape_pass_costs(model: Transformer, ks, *, context: int = 512, repeats: int = 20) -> dict[int, float]:
+    """Milliseconds of one target pass over n = 1 and n = k+1 new tokens after a `context`-token prompt."""
+    prompt = [i % model.config.vocab_size for i in range(1, context + 1)]  # any ids will do; only the time counts
+    return {n: forward_ms(model, prompt, n, repeats) for n in sorted({1, *(k + 1 for k in ks)})}
+
+
+def run_shape(shape: str, ks, *, device: str = "auto", dtype=None, context: int = 512, repeats: int = 20,
+              save: bool = True) -> dict:
+    """Print and save (section speculative_shape_<shape>) the pass costs of a real model's shape, random weights."""
+    model = random_model(shape, device, dtype)
+    ms = shape_pass_costs(model, ks, context=context, repeats=repeats)
+    where = device_name(model.device)
+    print(f"\n{shape} shape ({model.num_parameters() / 1e6:.0f}M parameters, {model.dtype}) on {where}, torch threads "
+          f"{torch.get_num_threads()}; one target pass after a {context}-token context, median of {repeats}")
+    print(f"one token: {ms[1]:.2f} ms; over k+1 tokens, in one-token passes: "
+          + ", ".join(f"k={k} {ms[k + 1] / ms[1]:.2f}" for k in ks))
+    print(RANDOM_WEIGHTS_NOTE)
+    payload = {"shape": shape, "parameters": model.num_parameters(), "dtype": str(model.dtype), "device": where,
+               "threads": torch.get_num_threads(), "context": context, "repeats": repeats, "pass_ms": ms,
+               "verify_ratio": {k: ms[k + 1] / ms[1] for k in ks}, "note": RANDOM_WEIGHTS_NOTE}
+    if save:
+        print(f"saved to {save_results(f'speculative_shape_{shape}', payload, device=model.device)}")
     return payload
