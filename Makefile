@@ -12,7 +12,7 @@ PINS   := constraints.txt
 RESOLVE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 --generate-hashes \
           --quiet -o $(LOCK)
 
-.PHONY: setup lab test lock upgrade pins setup-uv clean
+.PHONY: setup lab test book lock upgrade pins setup-uv clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ lab: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Every lesson run and written out as static HTML under build/book/, to read without running (a few minutes).
+book: setup
+	$(PY) -m workbook.book
 
 # After editing pyproject.toml's dependencies: resolve again, keeping every locked version that still fits.
 lock: setup-uv

@@ -1,0 +1,73 @@
+"""`python -m workbook.book`: a lesson run and written out as a static page whose charts work offline."""
+
+import os
+import re
+
+import pytest
+
+from workbook.book import STATIC_NOTE, lesson_paths, main, plotly_renderer
+from workbook.errors import WorkbookError
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    """Lesson 3 (two plotly charts, two widgets) built into a fresh folder."""
+    out = tmp_path_factory.mktemp("book")
+    index = main(["03_kv_cache", "--out", str(out)])
+    return out, index
+
+
+def test_the_page_carries_plotly_itself_and_fetches_no_chart_script(book):
+    out, _ = book
+    page = (out / "03_kv_cache.html").read_text(encoding="utf-8")
+    assert re.search(r"plotly\.js v\d+\.\d+\.\d+", page)  # the library itself, inlined by the "notebook" renderer
+    assert not re.search(r'<script[^>]*src="[^"]*plot', page)  # nor a script tag that would fetch it
+    assert page.count('class="plotly-graph-div"') >= 2  # the lesson's charts, drawn
+
+
+def test_the_page_keeps_the_widgets_state_and_says_they_work_in_jupyterlab(book):
+    out, _ = book
+    page = (out / "03_kv_cache.html").read_text(encoding="utf-8")
+    assert "application/vnd.jupyter.widget-state+json" in page and "application/vnd.jupyter.widget-view+json" in page
+    assert STATIC_NOTE.split("*")[1].split("{")[0] in page and "make lab" in page
+
+
+def test_the_index_links_every_page_built(book):
+    out, index = book
+    assert index == out / "index.html"
+    assert 'href="03_kv_cache.html"' in index.read_text(encoding="utf-8")
+
+
+def test_an_unknown_lesson_is_refused_with_the_list():
+    with pytest.raises(WorkbookError, match="03_kv_cache"):
+        lesson_paths(["99_nothing"])
+    assert [p.stem[:2] for p in lesson_paths()] == sorted(p.stem[:2] for p in lesson_paths())
+
+
+def test_the_renderer_setting_is_undone_after_the_build():
+    before = os.environ.get("PLOTLY_RENDERER")
+    with plotly_renderer("notebook"):
+        assert os.environ["PLOTLY_RENDERER"] == "notebook"
+    assert os.environ.get("PLOTLY_RENDERER") == before
+
+
+@pytest.mark.slow
+def test_the_charts_draw_in_a_browser_that_cannot_reach_the_network(book):
+    """Headless Chromium opens the page with every http(s) request refused: plotly still draws both charts."""
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install -y chromium) to run this check")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser check needs PyPI's playwright")
+    out, _ = book
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.route(re.compile(r"^https?://"), lambda route: route.abort())
+            page.goto((out / "03_kv_cache.html").as_uri())
+            page.locator(".plotly-graph-div .main-svg").first.wait_for(timeout=30_000)
+            assert page.locator(".plotly-graph-div").evaluate_all(
+                "divs => divs.filter(d => d.querySelector('.main-svg')).length") == 2
+        finally:
+            browser.close()

@@ -1,0 +1,98 @@
+"""`python -m workbook.book`: every lesson run and written out as a static HTML page, to read without running.
+
+nbconvert runs each notebook in a fresh kernel and exports it with its outputs. The kernel draws charts with
+plotly's "notebook" renderer, which puts plotly.js into the page itself, so the charts work offline. Widgets
+keep the state the lesson left them in; a note at the top of each page says they work in JupyterLab.
+
+    python -m workbook.book                  # every lesson -> build/book/ (git ignores build/)
+    python -m workbook.book 03_kv_cache      # just one
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import html
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import WorkbookError
+from .paths import REPO_DIR
+
+NOTEBOOKS_DIR = REPO_DIR / "notebooks"
+BOOK_DIR = REPO_DIR / "build" / "book"
+STATIC_NOTE = ("*A static copy of this lesson, run on {day}.* The charts work here (hover, zoom), but each widget only "
+               "shows the state the lesson left it in: open the notebook in JupyterLab (`make lab`) to use it.")
+
+
+def lesson_paths(names=None) -> list[Path]:
+    """The lessons' notebooks, in order; `names` (stems like '03_kv_cache') picks some of them."""
+    lessons = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if not names:
+        return lessons
+    by_name = {p.stem: p for p in lessons}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise WorkbookError(f"No lesson named {', '.join(unknown)}; the lessons are {', '.join(by_name)}.")
+    return [by_name[n] for n in names]
+
+
+@contextmanager
+def plotly_renderer(name: str):
+    """Start kernels with plotly drawing through `name` (plotly reads PLOTLY_RENDERER at import)."""
+    before = os.environ.get("PLOTLY_RENDERER")
+    os.environ["PLOTLY_RENDERER"] = name
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PLOTLY_RENDERER"]
+        else:
+            os.environ["PLOTLY_RENDERER"] = before
+
+
+def build_page(notebook: Path, out_dir: Path, *, timeout_s: int = 600) -> Path:
+    """Run one lesson and write it, outputs and widget state included, as `out_dir/<lesson>.html`."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import ExecutePreprocessor
+
+    nb = nbformat.read(notebook, as_version=4)
+    with plotly_renderer("notebook"):
+        ExecutePreprocessor(timeout=timeout_s, kernel_name="python3", store_widget_state=True).preprocess(
+            nb, {"metadata": {"path": str(notebook.parent)}})
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(STATIC_NOTE.format(day=dt.date.today().isoformat())))
+    page, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{notebook.stem}.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def write_index(pages: list[Path], out_dir: Path) -> Path:
+    """A contents page linking every lesson page in `out_dir`."""
+    items = "\n".join(f'<li><a href="{p.name}">{html.escape(p.stem.replace("_", " "))}</a></li>'
+                      for p in sorted(out_dir.glob("[0-9][0-9]_*.html")))
+    path = out_dir / "index.html"
+    path.write_text(f"<!doctype html>\n<meta charset='utf-8'>\n<title>Prompt Cache Workbook</title>\n"
+                    f"<h1>Prompt Cache Workbook</h1>\n<p>Static copies of the lessons.</p>\n<ol>\n{items}\n</ol>\n",
+                    encoding="utf-8")
+    return path
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(prog="python -m workbook.book", description=__doc__.split("\n")[0])
+    parser.add_argument("lessons", nargs="*", help="lesson names like 03_kv_cache (default: every lesson)")
+    parser.add_argument("--out", type=Path, default=BOOK_DIR, help=f"output folder (default: {BOOK_DIR})")
+    options = parser.parse_args(argv)
+    from tqdm.auto import tqdm
+
+    pages = [build_page(nb, options.out) for nb in tqdm(lesson_paths(options.lessons), desc="lessons")]
+    index = write_index(pages, options.out)
+    print(f"wrote {len(pages)} lesson page(s) and {index}")
+    return index
+
+
+if __name__ == "__main__":
+    main()
