@@ -90,10 +90,9 @@ def run(*, model: str | None = None, shape: str | None = None, prefix_lengths=(2
     return payload
 
 
-def run_shape(shape: str, prefix_lengths, *, suffix: int, repeats: int, warmup: int, save: bool,
-              device: str = "auto", dtype=None) -> dict:
+def run_shape(shape: str, prefix_lengths, *, suffix: int, repeats: int, warmup: int, save: bool) -> dict:
     """TTFT cold and on a hit for a real model's shape with random weights; saved as section prefix_shape_<shape>."""
-    lm = random_model(shape, device, dtype)
+    lm = random_model(shape)
     ids = random_ids(lm.config.vocab_size, max(prefix_lengths) + suffix * (repeats + warmup + 2))
     rows = [measure_prefix(lm, IdsTokenizer(), None, ids, n, suffix=suffix, repeats=repeats, warmup=warmup)
             for n in tqdm(prefix_lengths, desc=f"{shape}: prefix lengths")]

@@ -429,10 +429,9 @@ def shape_pass_costs(model: Transformer, ks, *, context: int = 512, repeats: int
     return {n: forward_ms(model, prompt, n, repeats) for n in sorted({1, *(k + 1 for k in ks)})}
 
 
-def run_shape(shape: str, ks, *, device: str = "auto", dtype=None, context: int = 512, repeats: int = 20,
-              save: bool = True) -> dict:
+def run_shape(shape: str, ks, *, device: str, save: bool, context: int = 512, repeats: int = 20) -> dict:
     """Print and save (section speculative_shape_<shape>) the pass costs of a real model's shape, random weights."""
-    model = random_model(shape, device, dtype)
+    model = random_model(shape, device)
     ms = shape_pass_costs(model, ks, context=context, repeats=repeats)
     where = device_name(model.device)
     print(f"\n{shape} shape ({model.num_parameters() / 1e6:.0f}M parameters, {model.dtype}) on {where}, torch threads "
