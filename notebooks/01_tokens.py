@@ -33,6 +33,11 @@
 # Every claim below is checked by an `assert`: if a cell runs, the claim held on this machine.
 
 # %%
+from workbook.widgets.pipeline import show_pipeline
+
+show_pipeline(1)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+
+# %%
 import json
 import unicodedata
 

@@ -32,6 +32,11 @@
 # - read the model's attention as heatmaps, layer by layer and head by head.
 
 # %%
+from workbook.widgets.pipeline import show_pipeline
+
+show_pipeline(2)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+
+# %%
 import math
 
 import torch

@@ -33,6 +33,11 @@
 #   computed or loaded.
 
 # %%
+from workbook.widgets.pipeline import show_pipeline
+
+show_pipeline(3)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+
+# %%
 import plotly.graph_objects as go
 import torch
 from IPython.display import display

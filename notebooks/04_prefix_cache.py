@@ -33,6 +33,11 @@
 # Everything below runs on the small model that ships with the workbook, on your CPU, in under a minute.
 
 # %%
+from workbook.widgets.pipeline import show_pipeline
+
+show_pipeline(4)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+
+# %%
 import statistics
 import time
 

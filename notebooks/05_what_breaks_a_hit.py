@@ -38,6 +38,11 @@
 # Everything runs on the workbook's small model, on your CPU, in well under a minute.
 
 # %%
+from workbook.widgets.pipeline import show_pipeline
+
+show_pipeline(5)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+
+# %%
 import json
 import time
 from dataclasses import replace

@@ -36,6 +36,11 @@
 # Everything below runs on the two small models that ship with the workbook, on your CPU, in under a minute.
 
 # %%
+from workbook.widgets.pipeline import show_pipeline
+
+show_pipeline(6)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+
+# %%
 import json
 import time
 

@@ -34,6 +34,11 @@
 # - recompute the worked examples of the articles this workbook grew from, and spot the wrong ones.
 
 # %%
+from workbook.widgets.pipeline import show_pipeline
+
+show_pipeline(7)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+
+# %%
 import math
 import random
 import statistics

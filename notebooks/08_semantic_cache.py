@@ -39,6 +39,11 @@
 # - estimate the hit rate a query log allows *before* building anything.
 
 # %%
+from workbook.widgets.pipeline import show_pipeline
+
+show_pipeline(8)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+
+# %%
 import statistics
 import time
 

@@ -32,6 +32,11 @@
 #   and what it costs.
 
 # %%
+from workbook.widgets.pipeline import show_pipeline
+
+show_pipeline(10)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+
+# %%
 import statistics
 import time
 

@@ -36,6 +36,11 @@
 # Everything runs offline on your CPU in a few seconds.
 
 # %%
+from workbook.widgets.pipeline import show_pipeline
+
+show_pipeline(11)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+
+# %%
 import json
 import re
 import tempfile
