@@ -57,3 +57,25 @@ setup-uv:
 
 clean:
 	rm -rf $(VENV)
+
+# Optional: vLLM's CPU build and llama.cpp beside our engine (`python -m workbook.bench real-engine`,
+# tests/test_real_engine.py), each in its own environment under .engines/ (git ignores it; about 5 GB, and
+# llama.cpp compiles for about 6 minutes). The commands are real_engine.py's SETUP, which the benchmark prints
+# when an engine is missing.
+.PHONY: engines test-engines bench-engines
+
+engines: .engines/vllm/.installed .engines/llamacpp/.installed
+
+.engines/%/.installed: $(VENV)/.installed
+	rm -rf .engines/$* && mkdir -p .engines
+	$(PY) -c "from workbook.bench.real_engine import SETUP; print(SETUP['$*'])" > .engines/$*-setup.sh
+	bash -ex .engines/$*-setup.sh
+	touch $@
+
+test-engines: engines
+	PYTHONPATH=. .engines/vllm/bin/python -m pytest -o addopts= tests/test_real_engine.py
+	PYTHONPATH=. .engines/llamacpp/bin/python -m pytest -o addopts= tests/test_real_engine.py
+
+bench-engines: engines
+	PYTHONPATH=. .engines/vllm/bin/python -m workbook.bench real-engine --engine vllm
+	PYTHONPATH=. .engines/llamacpp/bin/python -m workbook.bench real-engine --engine llamacpp

@@ -1,4 +1,4 @@
-"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu} [options]`: measure, print, save."""
+"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu,real-engine} [options]`: measure, print, save."""
 
 import argparse
 import importlib
@@ -10,6 +10,8 @@ BENCHMARKS = {
     "doctor": "the cache doctor's diagnose() on a synthetic 10,000-request log",
     "semantic": "the semantic cache's lookup time at 1,000, 10,000 and 100,000 entries",
     "gpu": "one prepared GPU run: the equivalence tests on CUDA, then TTFT, decode and pass costs at real shapes",
+    "real-engine": "vLLM (CPU) or llama.cpp beside our engine on the shipped model: same greedy ids, cached tokens, "
+                   "TTFT and decode speed (run with that engine's own Python)",
 }
 
 
@@ -22,7 +24,7 @@ def main(argv=None) -> dict:
     if chosen.benchmark is None:
         parser.print_help()
         raise SystemExit(0 if {"-h", "--help"} & set(rest) else 2)
-    module = importlib.import_module(f"workbook.bench.{chosen.benchmark}")  # only the one asked for
+    module = importlib.import_module(f"workbook.bench.{chosen.benchmark.replace('-', '_')}")  # only the one asked for
     options = argparse.ArgumentParser(prog=f"python -m workbook.bench {chosen.benchmark}",
                                       description=BENCHMARKS[chosen.benchmark])
     module.add_arguments(options)
