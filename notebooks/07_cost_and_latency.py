@@ -35,7 +35,9 @@
 
 # %%
 from workbook.widgets.pipeline import show_pipeline
+from workbook.widgets.style import use_workbook_palette
 
+use_workbook_palette()  # every chart below: orange means computed, blue means loaded from a cache
 show_pipeline(7)  # the whole pipeline, from text to the next token; this lesson's stages are blue
 
 # %%
@@ -60,6 +62,7 @@ from workbook.pricing import (TTL_MINUTES, break_even_reuses, cacheable_tokens, 
                               storage_break_even_rate, storage_cost, traffic_cost)
 from workbook.timing import Stopwatch, device_name, load_results
 from workbook.widgets import CostCalculatorView
+from workbook.widgets.style import PROVENANCE_COLOURS
 
 lesson_start = time.perf_counter()
 model = workbook.load_model(workbook.default_model())
@@ -97,9 +100,10 @@ hit = check.generate(text_ids[:n] + text_ids[n + 16:n + 32], max_new_tokens=1)
 assert hit.usage.cache_read_tokens == n and hit.provenance.count("computed") == 16
 
 figure = go.Figure()
-figure.add_scatter(x=LENGTHS, y=[r.cold_s * 1e3 for r in measured], name="cold: every token computed", mode="lines+markers")
+figure.add_scatter(x=LENGTHS, y=[r.cold_s * 1e3 for r in measured], name="cold: every token computed", mode="lines+markers",
+                   line={"color": PROVENANCE_COLOURS["computed"]})
 figure.add_scatter(x=LENGTHS, y=[r.hit_s * 1e3 for r in measured], name=f"hit: prefix loaded, {SUFFIX} tokens computed",
-                   mode="lines+markers")
+                   mode="lines+markers", line={"color": PROVENANCE_COLOURS["loaded"]})
 figure.update_layout(title=f"Time to first token, measured on {DEVICE}<br><sup>median of {REPEATS} runs, "
                            f"{workbook.default_model()}</sup>", xaxis_title="prefix length (tokens)",
                      yaxis_title="TTFT (ms)")
@@ -145,8 +149,9 @@ for n in (64, 192):
     print(f"prompt {n:3}: " + ", ".join(f"{how} {tps:6.1f} tokens/s" for how, tps in decode[n].items()))
 
 figure = go.Figure()
-for how in ("with KV cache", "without"):
-    figure.add_bar(x=[f"{n}-token prompt" for n in decode], y=[decode[n][how] for n in decode], name=how)
+for how, colour in (("with KV cache", PROVENANCE_COLOURS["loaded"]), ("without", PROVENANCE_COLOURS["computed"])):
+    figure.add_bar(x=[f"{n}-token prompt" for n in decode], y=[decode[n][how] for n in decode], name=how,
+                   marker_color=colour)
 figure.update_layout(title=f"Greedy decode speed, measured on {DEVICE}<br><sup>{NEW - 1} tokens after the first, "
                            "median of 2 or 3 runs</sup>", yaxis_title="tokens per second", barmode="group")
 figure.show()
@@ -179,10 +184,13 @@ for device, results in recorded_sections("prefix"):
     rows = results["ttft"]
     x = [r["prefix_tokens"] for r in rows]
     figure = go.Figure()
-    for key, label in (("cold_s", "workbook, cold"), ("hit_s", "workbook, cached prefix"),
-                       ("hf_cold_s", "transformers, cold"), ("hf_hit_s", "transformers, reused DynamicCache")):
+    for key, label, line in (("cold_s", "workbook, cold", {"color": PROVENANCE_COLOURS["computed"]}),
+                             ("hit_s", "workbook, cached prefix", {"color": PROVENANCE_COLOURS["loaded"]}),
+                             ("hf_cold_s", "transformers, cold", {"color": PROVENANCE_COLOURS["computed"], "dash": "dot"}),
+                             ("hf_hit_s", "transformers, reused DynamicCache",
+                              {"color": PROVENANCE_COLOURS["loaded"], "dash": "dot"})):
         if all(r.get(key) is not None for r in rows):
-            figure.add_scatter(x=x, y=[r[key] * 1e3 for r in rows], name=label, mode="lines+markers")
+            figure.add_scatter(x=x, y=[r[key] * 1e3 for r in rows], name=label, mode="lines+markers", line=line)
     figure.update_layout(title=f"Recorded TTFT vs prefix length on {device}<br><sup>{results['model']}, "
                                f"median of {results['repeats']} runs, {rows[0]['suffix_tokens']}-token suffix</sup>",
                          xaxis_title="prefix length (tokens)", yaxis_title="TTFT (ms)", xaxis_type="log", yaxis_type="log")

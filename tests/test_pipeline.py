@@ -30,3 +30,18 @@ def test_unknown_stages_and_lessons_are_refused():
         pipeline_svg(["prefix", "vector database"])
     with pytest.raises(WorkbookError, match="lessons are"):
         show_pipeline(9)
+
+
+def test_the_palette_becomes_plotlys_default_and_leaves_orange_and_blue_their_meaning():
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from workbook.widgets.style import CHART_COLOURS, PROVENANCE_COLOURS, use_workbook_palette
+
+    before = pio.templates.default
+    try:
+        use_workbook_palette()
+        assert list(go.Figure().layout.template.layout.colorway) == CHART_COLOURS
+        assert not set(PROVENANCE_COLOURS.values()) & set(CHART_COLOURS)
+    finally:
+        pio.templates.default = before

@@ -18,6 +18,18 @@ PROVENANCE_COLOURS = {
 ACCEPTED, REJECTED, BONUS = "#009E73", "#CC79A7", "#56B4E9"  # speculative decoding: green, purple, sky blue
 TEXT_ON = {"#E69F00": "#000000", "#0072B2": "#FFFFFF", "#D55E00": "#FFFFFF", "#009E73": "#FFFFFF",
            "#CC79A7": "#000000", "#56B4E9": "#000000"}
+# Series with no provenance (providers, TTLs, methods) take the palette's other colours, so that orange and blue
+# keep meaning computed and loaded in every chart.
+CHART_COLOURS = ["#56B4E9", "#009E73", "#CC79A7", "#F0E442", "#000000", "#999999"]
+
+
+def use_workbook_palette() -> None:
+    """Draw every plotly chart made after this in the workbook's palette instead of plotly's own colours."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    pio.templates["workbook"] = go.layout.Template(layout={"colorway": CHART_COLOURS})
+    pio.templates.default = "plotly+workbook"
 
 
 def legend_html(colours: dict[str, str]) -> str:
