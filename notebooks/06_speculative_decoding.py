@@ -244,16 +244,17 @@ for k in KS:
           f"{speedup[k]:>7.2f}x {predicted_speedup(alpha, k, c):>9.2f}x")
 
 # %%
+MEASURED, THEORY = "#000000", "#999999"  # black dots, grey lines: orange and blue mean computed and loaded
 figure = make_subplots(rows=1, cols=2, subplot_titles=("tokens per target pass", "speedup over target only"))
 fine_k = [k / 10 for k in range(10, 10 * max(KS) + 1)]
 figure.add_scatter(x=list(KS), y=[runs[k].tokens_per_target_pass for k in KS], mode="markers", name="measured",
-                   marker=dict(color="#0072B2", symbol="circle", size=9), row=1, col=1)
+                   marker=dict(color=MEASURED, symbol="circle", size=9), row=1, col=1)
 figure.add_scatter(x=fine_k, y=[expected_tokens_per_pass(alpha, k) for k in fine_k], mode="lines",
-                   name=f"theory, α = {alpha:.2f}", line=dict(color="#E69F00", dash="dash"), row=1, col=1)
+                   name=f"theory, α = {alpha:.2f}", line=dict(color=THEORY, dash="dash"), row=1, col=1)
 figure.add_scatter(x=list(KS), y=[speedup[k] for k in KS], mode="markers", name="measured speedup",
-                   marker=dict(color="#0072B2", symbol="square", size=9), row=1, col=2)
+                   marker=dict(color=MEASURED, symbol="square", size=9), row=1, col=2)
 figure.add_scatter(x=fine_k, y=[predicted_speedup(alpha, k, c) for k in fine_k], mode="lines",
-                   name=f"theory, α = {alpha:.2f}, c = {c:.2f}", line=dict(color="#D55E00", dash="dot"), row=1, col=2)
+                   name=f"theory, α = {alpha:.2f}, c = {c:.2f}", line=dict(color=THEORY, dash="dot"), row=1, col=2)
 figure.add_hline(y=1, line=dict(color="#999", width=1), row=1, col=2)
 figure.update_xaxes(title_text="k (guesses per step)")
 figure.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3),
@@ -349,9 +350,9 @@ for slug, section in recorded.items():
     rows = [r for r in bench["draft_model"] if r["method"].startswith("speculative k=")]  # the fixed-k runs
     figure = go.Figure()
     figure.add_scatter(x=[r["k"] for r in rows], y=[r["speedup"] for r in rows], mode="lines+markers",
-                       name="measured", marker=dict(color="#0072B2", symbol="square"))
+                       name="measured", marker=dict(color=MEASURED, symbol="square"))
     figure.add_scatter(x=[r["k"] for r in rows], y=[r["predicted_speedup"] for r in rows], mode="lines+markers",
-                       name="predicted from its α and c", line=dict(color="#D55E00", dash="dot"), marker=dict(symbol="diamond"))
+                       name="predicted from its α and c", line=dict(color=THEORY, dash="dot"), marker=dict(symbol="diamond"))
     figure.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="k", yaxis_title="speedup",
                          title=f"{bench['target']} drafted by {bench['draft']} on {section['device_name']}")
     figure.show()
