@@ -261,8 +261,10 @@ if hasattr(tokenizer, "readable_merges"):  # our written-out BPE; other checkpoi
 # ## Check yourself
 #
 # Each exercise has an answer variable that starts as `None`. Put your answer in it and run
-# the cell: the check says whether it is right and explains why. You may predict first and
-# then use `tokenizer.encode` and `workbook.first_divergence` to find out.
+# the cell: the check says whether it is right and explains why. A wrong answer gets a hint
+# first; a second wrong try, or adding `reveal=True` to the call, shows the worked answer.
+# You may predict first and then use `tokenizer.encode` and `workbook.first_divergence` to
+# find out.
 #
 # **Exercise 1.** A cache holds the first prompt. How many tokens at the start of the
 # second prompt can be loaded from it?

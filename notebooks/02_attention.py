@@ -278,7 +278,9 @@ print(f"largest change in any earlier row after the last append: {grid.state.max
 # %% [markdown]
 # ## Check yourself
 #
-# Put your answer in the variable and run the cell; the check explains the answer either way.
+# Put your answer in the variable and run the cell; a right answer comes with its explanation.
+# A wrong answer gets a hint first; a second wrong try, or adding `reveal=True` to the call,
+# shows the worked answer.
 #
 # **Exercise 1.** A prompt has 6 tokens. How many cells of its causal mask are ✓, that is,
 # how many (query, key) pairs does the model compute scores for?

@@ -340,7 +340,9 @@ assert len(table.state.rows) == len(second) and table.state.rows[0]["provenance"
 # %% [markdown]
 # ## Check yourself
 #
-# Put your answer in the variable and run the cell; the check explains the answer either way.
+# Put your answer in the variable and run the cell; a right answer comes with its explanation.
+# A wrong answer gets a hint first; a second wrong try, or adding `reveal=True` to the call,
+# shows the worked answer.
 #
 # **Exercise 1.** How many bytes of KV cache does one token need in a model with 28 layers
 # and 4 key/value heads of 128 numbers each, stored as 16-bit (2-byte) numbers?

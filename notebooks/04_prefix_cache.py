@@ -420,6 +420,9 @@ print(f"acme, its own prefix again:  {acme_2.cached_tokens} tokens loaded, TTFT 
 #
 # ## Check yourself
 #
+# A wrong answer gets a hint first; a second wrong try, or adding `reveal=True` to the call,
+# shows the worked answer.
+#
 # **Exercise 1.** A 128-token prompt is sent twice to a prefix cache with 16-token pages and plenty of
 # room. How many of the second request's tokens are loaded from the cache? Replace `None` with a number.
 

@@ -576,6 +576,9 @@ print(f"\nOver the chat this engine loaded {engine_loaded:,} prompt tokens from 
 #
 # ## Check yourself
 #
+# A wrong answer gets a hint first; a second wrong try, or adding `reveal=True` to the call,
+# shows the worked answer.
+#
 # **Exercise 1.** A long prompt sits in a prefix cache with 64-token pages. Today's request first differs
 # from it at token 300 (counting from 0). How many tokens can be loaded from the cache?
 

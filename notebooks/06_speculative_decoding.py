@@ -384,6 +384,9 @@ for slug, section in recorded.items():
 #
 # ## Check yourself
 #
+# A wrong answer gets a hint first; a second wrong try, or adding `reveal=True` to the call,
+# shows the worked answer.
+#
 # **Exercise 1.** A draft proposes k = 6 tokens and the target accepts the first 2. How many tokens does this
 # step add to the text, and how many rows are rolled back from the target's KV cache? Give a pair
 # `(tokens added, rows rolled back)`.

@@ -587,6 +587,9 @@ print(f"{longest.prefix_tokens}-token prefix: cold {longest.cold_s * 1e3:.1f} ms
 #
 # ## Check yourself
 #
+# A wrong answer gets a hint first; a second wrong try, or adding `reveal=True` to the call,
+# shows the worked answer.
+#
 # **Exercise 1.** An explicit Gemini 2.5 Pro cache is kept alive hour after hour. How many requests per
 # hour must read it for the storage to pay for itself? (`pro` holds the prices.)
 

@@ -336,6 +336,9 @@ assert achievable_hit_rate(queries, embedder, DEFAULT_THRESHOLD) >= semantic_cac
 #
 # ## Check yourself
 #
+# A wrong answer gets a hint first; a second wrong try, or adding `reveal=True` to the call,
+# shows the worked answer.
+#
 # **Exercise 1.** Which of these pairs (cached / new) does the verification stage refuse, whatever
 # their similarity? a) "Can I pay in euros?" / "Can I pay in dollars?"; b) "How do I turn on two-factor
 # login?" / "How do I turn off two-factor login?"; c) "What's your phone number?" / "how can I call you";

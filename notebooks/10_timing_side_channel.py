@@ -294,6 +294,9 @@ bench.widget
 #
 # ## Check yourself
 #
+# A wrong answer gets a hint first; a second wrong try, or adding `reveal=True` to the call,
+# shows the worked answer.
+#
 # **Exercise 1.** The deployment salts its cache per organisation (`per-org`). Which attackers can still
 # time alice's prefixes? a) alice herself; b) bob, at acme with alice; c) mallory, at globex.
 

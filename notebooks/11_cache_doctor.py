@@ -361,6 +361,9 @@ print("\nthe fixed template keeps its prefix")
 # %% [markdown]
 # ## Check yourself
 #
+# A wrong answer gets a hint first; a second wrong try, or adding `reveal=True` to the call,
+# shows the worked answer.
+#
 # **Exercise 1.** Run the doctor on the OpenAI example log (`openai_report` above). Which cause loses the
 # most tokens? Answer with its name, e.g. `"whitespace"`.
 

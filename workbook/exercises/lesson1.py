@@ -6,7 +6,8 @@ from ..tokenizer import first_divergence
 from .verdict import CheckResult, check_letters, check_number
 
 
-def check_reusable_tokens(tokenizer, cached_prompt: str, new_prompt: str, answer) -> CheckResult:
+def check_reusable_tokens(tokenizer, cached_prompt: str, new_prompt: str, answer, *,
+                          reveal: bool = False) -> CheckResult:
     """How many tokens at the start of `new_prompt` could be loaded from the cache of `cached_prompt`?
 
     An ideal token-level prefix cache reuses every token before the first difference.
@@ -25,7 +26,11 @@ def check_reusable_tokens(tokenizer, cached_prompt: str, new_prompt: str, answer
         a, b = tokenizer.token_texts([ids_cached[split], ids_new[split]])
         why = (f"The first {split} tokens are identical; token {split} is {a!r} in the cached prompt but {b!r} in "
                f"the new one, so from there on ({len(ids_new) - split} tokens) everything must be computed.")
-    return check_number(answer, reusable, how="Set the answer to a whole number of tokens.", why=why)
+    return check_number(
+        answer, reusable, exercise="check_reusable_tokens", how="Set the answer to a whole number of tokens.", why=why,
+        hint="Reuse stops at the first token id that differs, even if the text after it is the same again. Encode "
+             "both prompts and find where their ids part ways (`workbook.first_divergence`).",
+        variant=(cached_prompt, new_prompt), reveal=reveal)
 
 
 # Each option: what changes between two requests, whether it changes the prompt's token ids, and why.
@@ -44,18 +49,23 @@ CACHE_BREAKERS: dict[str, tuple[str, bool, str]] = {
 }
 
 
-def check_cache_breakers(answer) -> CheckResult:
+def check_cache_breakers(answer, *, reveal: bool = False) -> CheckResult:
     """Which changes in `CACHE_BREAKERS` stop a cached prompt prefix from matching? Answer a set of letters."""
-    return check_letters(answer, CACHE_BREAKERS, how='Set the answer to a set of letters, e.g. {"a", "c"}.',
+    return check_letters(answer, CACHE_BREAKERS, exercise="check_cache_breakers",
+                         how='Set the answer to a set of letters, e.g. {"a", "c"}.',
                          yes="breaks the prefix", no="keeps the prefix",
-                         right="Only changes to the prompt's text change its tokens:", wrong=_breakers_hint)
+                         right="Only changes to the prompt's text change its tokens:", hint=_breakers_hint,
+                         reveal=reveal)
 
 
 def _breakers_hint(chosen: set[str], breakers: set[str]) -> str:
-    missed, extra = sorted(breakers - chosen), sorted(chosen - breakers)
+    """How many breakers were left out and how many chosen letters break nothing, without naming them."""
+    missed, extra = len(breakers - chosen), len(chosen - breakers)
     hint = []
     if missed:
-        hint.append(f"you left out {', '.join(missed)}")
+        hint.append(f"you left out {missed} change{'s' if missed > 1 else ''} that break{'' if missed > 1 else 's'} "
+                    "the prefix")
     if extra:
-        hint.append(f"{', '.join(extra)} do{'es' if len(extra) == 1 else ''} not change a single token id")
-    return "; ".join(hint).capitalize() + ". Try encoding each version and comparing the ids."
+        hint.append(f"{extra} of your letters do{'' if extra > 1 else 'es'} not change a single token id")
+    return ("; ".join(hint).capitalize() + ". Only what changes the prompt's text can change its ids: try encoding "
+            "each version and comparing them.")

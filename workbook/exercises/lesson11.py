@@ -8,7 +8,7 @@ from ..doctor import Report, diagnose
 from ..doctor.causes import CAUSES
 from ..doctor.stability import prefix_divergence
 from ..paths import DATA_DIR
-from .verdict import CheckResult, check_letters, check_number, not_answered
+from .verdict import CheckResult, check_letters, check_number, judge
 
 EXAMPLES = DATA_DIR / "examples"
 OPENAI_LOG, ANTHROPIC_LOG = EXAMPLES / "openai_log.jsonl", EXAMPLES / "anthropic_log.jsonl"
@@ -31,24 +31,23 @@ TEMPLATES = {
 }
 
 
-def check_costliest_cause(answer, report: Report | None = None) -> CheckResult:
+def check_costliest_cause(answer, report: Report | None = None, *, reveal: bool = False) -> CheckResult:
     """Exercise 1: in the OpenAI example log, which cause loses the most tokens? Answer its name, e.g. "whitespace"."""
-    if answer is None:
-        return not_answered(f"Set the answer to a cause's name, one of: {', '.join(CAUSES)}.")
+    if answer is not None and answer not in CAUSES:
+        return CheckResult(False, f"{answer!r} is not a cause the doctor names; choose from {', '.join(CAUSES)}.")
     report = diagnose(OPENAI_LOG, provider=GPT) if report is None else report
     lost = report.diagnosis.lost_by_cause()
     truth = max(lost, key=lost.get)
     why = (f"{truth!r} loses {lost[truth]:,} tokens over {report.diagnosis.causes[truth]} requests: "
            f"{CAUSES[truth]} Look at its detail in the findings table to see which line of the app writes it.")
-    if answer == truth:
-        return CheckResult(True, why)
-    if answer not in CAUSES:
-        return CheckResult(False, f"{answer!r} is not a cause the doctor names; choose from {', '.join(CAUSES)}.")
-    return CheckResult(False, f"{answer!r} loses {lost.get(answer, 0):,} tokens. Run the doctor on the OpenAI log and "
-                              "read report.diagnosis.lost_by_cause().")
+    return judge("check_costliest_cause", None if answer is None else answer == truth,
+                 how=f"Set the answer to a cause's name, one of: {', '.join(CAUSES)}.", worked=why,
+                 said="" if answer is None else f"{answer!r} loses {lost.get(answer, 0):,} tokens. ",
+                 hint="Count lost tokens, not broken requests: one break early in a long prompt can lose more than "
+                      "many late ones. report.diagnosis.lost_by_cause() adds them up per cause.", reveal=reveal)
 
 
-def check_lost_tokens(answer, report: Report | None = None) -> CheckResult:
+def check_lost_tokens(answer, report: Report | None = None, *, reveal: bool = False) -> CheckResult:
     """Exercise 2: how many tokens does request LOST_LINE of the Anthropic example log lose to its cause?"""
     report = diagnose(ANTHROPIC_LOG, provider=SONNET) if report is None else report
     by_line = {f.line: f for f in report.diagnosis.findings}
@@ -56,7 +55,8 @@ def check_lost_tokens(answer, report: Report | None = None) -> CheckResult:
     earlier = by_line[f.match_line]
     truth = f.lost_tokens
     return check_number(
-        answer, truth, how="Replace None with a number of tokens.", unit="tokens",
+        answer, truth, exercise="check_lost_tokens", how="Replace None with a number of tokens.", unit="tokens",
+        reveal=reveal,
         why=(f"{truth:,}: both static regions would have been shared if they were byte-stable, so the lost tokens are "
              f"the shorter static region, min({f.static_tokens:,}, {earlier.static_tokens:,}), minus the "
              f"{f.shared_tokens:,} tokens that were shared anyway."),
@@ -64,15 +64,17 @@ def check_lost_tokens(answer, report: Report | None = None) -> CheckResult:
               "earlier request's static region reaches; the shared tokens were not lost."))
 
 
-def check_stable_templates(answer, tokenizer=None) -> CheckResult:
+def check_stable_templates(answer, tokenizer=None, *, reveal: bool = False) -> CheckResult:
     """Exercise 3: which of TEMPLATES pass `assert_prefix_stable(render, VARY)` with the default static prefix?"""
     stable = {letter: prefix_divergence(render, VARY, tokenizer=tokenizer) is None
               for letter, (_, render) in TEMPLATES.items()}
     options = {letter: (text, stable[letter], _why(text, stable[letter])) for letter, (text, _) in TEMPLATES.items()}
-    return check_letters(answer, options, how='Set the answer to a set of letters, e.g. {"a", "d"}.',
+    return check_letters(answer, options, exercise="check_stable_templates",
+                         how='Set the answer to a set of letters, e.g. {"a", "d"}.',
                          yes="passes", no="fails", right="The static prefix is everything before the last line:",
-                         wrong="The default static prefix is everything before the last line. For each template, ask "
-                               "whether any text before the last line changes with the date or the question.")
+                         hint="The default static prefix is everything before the last line. For each template, ask "
+                              "whether any text before the last line changes with the date or the question.",
+                         reveal=reveal)
 
 
 def _why(template: str, stable: bool) -> str:

@@ -18,37 +18,38 @@ SEAM_STATIC_TOKENS = 1_024
 HOW_MANY_TOKENS = "Replace None with a number of tokens."
 
 
-def check_loaded_after_change(answer) -> CheckResult:
+def check_loaded_after_change(answer, *, reveal: bool = False) -> CheckResult:
     """Exercise 1: a long cached prompt changes first at token 300; pages hold 64 tokens. How many tokens are loaded?"""
     truth = loadable_tokens(EDIT_AT, LONG_PROMPT_TOKENS, PAGE)
     return check_number(
-        answer, truth, how=HOW_MANY_TOKENS, unit="tokens",
+        answer, truth, exercise="check_loaded_after_change", how=HOW_MANY_TOKENS, unit="tokens", reveal=reveal,
         why=(f"{truth} tokens: {EDIT_AT // PAGE} whole pages. The page holding token {EDIT_AT} starts at {truth}, so "
              f"tokens {truth}..{EDIT_AT - 1}, unchanged, are computed again with it: {EDIT_AT - truth} rows lost to rounding."),
         hint="Tokens 0..299 are unchanged, but the cache only hands out whole pages. Which page holds token 300?",
     )
 
 
-def check_openai_cached_tokens(answer, sheet: PriceSheet | None = None) -> CheckResult:
+def check_openai_cached_tokens(answer, sheet: PriceSheet | None = None, *, reveal: bool = False) -> CheckResult:
     """Exercise 2: a 1,300-token static part changes at token 1,100. How many tokens does GPT-5.5 bill as cached?"""
     sheet = get_sheet(OPENAI) if sheet is None else sheet
     truth = cacheable_tokens(sheet, CHANGED_AT)
     return check_number(
-        answer, truth, how=HOW_MANY_TOKENS, unit="tokens",
+        answer, truth, exercise="check_openai_cached_tokens", how=HOW_MANY_TOKENS, unit="tokens", reveal=reveal,
         why=(f"{truth:,}: the first {CHANGED_AT:,} tokens still match, which clears the {sheet.min_cacheable_tokens:,}-token "
              f"minimum, and hits are counted in steps of {sheet.cache_step}: {CHANGED_AT:,} // {sheet.cache_step} × "
              f"{sheet.cache_step} = {truth:,}."),
-        hint=(f"Two rules: nothing under {sheet.min_cacheable_tokens:,} tokens is cached, and above it hits come in "
-              f"steps of {sheet.cache_step} tokens."),
+        hint=("Find how many tokens still match, then apply two rules: nothing under the minimum "
+              "(`gpt.min_cacheable_tokens`) is cached, and above it hits are counted in whole steps "
+              "(`gpt.cache_step`)."),
     )
 
 
-def check_seam_cached_tokens(answer, sheet: PriceSheet | None = None) -> CheckResult:
+def check_seam_cached_tokens(answer, sheet: PriceSheet | None = None, *, reveal: bool = False) -> CheckResult:
     """Exercise 3: a 1,024-token static part ends with a space and each request is sent as one string. Cached tokens at GPT-5.5?"""
     sheet = get_sheet(OPENAI) if sheet is None else sheet
     truth = cacheable_tokens(sheet, SEAM_STATIC_TOKENS - 1)
     return check_number(
-        answer, truth, how=HOW_MANY_TOKENS, unit="tokens",
+        answer, truth, exercise="check_seam_cached_tokens", how=HOW_MANY_TOKENS, unit="tokens", reveal=reveal,
         why=(f"{truth}: the trailing space merges with the first word after it, so only {SEAM_STATIC_TOKENS - 1:,} "
              f"tokens match, one short of the {sheet.min_cacheable_tokens:,}-token minimum, and nothing is cached. "
              "End the static part before the space (or send it as its own segment) and all 1,024 are cached."),

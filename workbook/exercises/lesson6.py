@@ -7,7 +7,7 @@ to bottom before the learner has answered anything.
 from __future__ import annotations
 
 from ..speculative import predicted_speedup
-from .verdict import CheckResult, check_letters, not_answered, whole_number
+from .verdict import CheckResult, check_letters, judge, whole_number
 
 # Exercise 1: one verify step.
 STEP_K, STEP_ACCEPTED = 6, 2
@@ -34,24 +34,29 @@ def step_outcome(k: int, n_accepted: int) -> tuple[int, int]:
     return n_accepted + 1, k - n_accepted
 
 
-def check_step_outcome(answer, k: int = STEP_K, n_accepted: int = STEP_ACCEPTED) -> CheckResult:
+def check_step_outcome(answer, k: int = STEP_K, n_accepted: int = STEP_ACCEPTED, *,
+                       reveal: bool = False) -> CheckResult:
     """Exercise 1: k drafts, the first n_accepted pass; answer (tokens added, target rows rolled back)."""
-    if answer is None:
-        return not_answered("Set the answer to a pair of whole numbers: (tokens added, rows rolled back).")
-    try:
-        added, dropped = (whole_number(x) for x in answer)
-    except (TypeError, ValueError):
-        return CheckResult(False, f"Give a pair of whole numbers like (1, 2), not {answer!r}.")
-    if added is None or dropped is None:
-        return CheckResult(False, f"Both numbers must be whole numbers, not {answer!r}.")
+    given = None
+    if answer is not None:
+        try:
+            added, dropped = (whole_number(x) for x in answer)
+        except (TypeError, ValueError):
+            return CheckResult(False, f"Give a pair of whole numbers like (1, 2), not {answer!r}.")
+        if added is None or dropped is None:
+            return CheckResult(False, f"Both numbers must be whole numbers, not {answer!r}.")
+        given = (added, dropped)
     want_added, want_dropped = step_outcome(k, n_accepted)
     why = (f"The step keeps the {n_accepted} accepted drafts plus the target's own token at the first rejection: "
            f"{want_added} tokens. The verify pass wrote a row for the pending token and each of the {k} drafts; "
            f"the rows of the rejected draft and of the {k - n_accepted - 1} after it are dropped: {want_dropped} rows. "
            "(The correction itself has no row yet: it is the next pass's pending token.)")
-    if (added, dropped) == (want_added, want_dropped):
-        return CheckResult(True, why)
-    return CheckResult(False, f"You said ({added}, {dropped}). {why}")
+    return judge("check_step_outcome", None if given is None else given == (want_added, want_dropped),
+                 how="Set the answer to a pair of whole numbers: (tokens added, rows rolled back).", worked=why,
+                 said="" if given is None else f"You said {given}. ",
+                 hint="At the first rejection the target puts its own token in, so a step always adds something. "
+                      "The verify pass wrote one row per draft plus one for the pending token: which rows hold tokens "
+                      "that were not kept?", reveal=reveal, variant=(k, n_accepted))
 
 
 def best_k(alpha: float, c: float, ks=BEST_K_RANGE) -> int:
@@ -59,27 +64,27 @@ def best_k(alpha: float, c: float, ks=BEST_K_RANGE) -> int:
     return max(ks, key=lambda k: predicted_speedup(alpha, k, c))
 
 
-def check_best_k(answer, alpha: float = BEST_K_ALPHA, c: float = BEST_K_C) -> CheckResult:
+def check_best_k(answer, alpha: float = BEST_K_ALPHA, c: float = BEST_K_C, *, reveal: bool = False) -> CheckResult:
     """Exercise 2: which k from 1 to 10 gives the highest predicted speedup for this alpha and c?"""
-    if answer is None:
-        return not_answered(f"Set the answer to a whole number k from {BEST_K_RANGE.start} to {BEST_K_RANGE.stop - 1}.")
     k = whole_number(answer)
-    if k is None or k not in BEST_K_RANGE:
+    if answer is not None and (k is None or k not in BEST_K_RANGE):
         return CheckResult(False, f"Give a whole number from {BEST_K_RANGE.start} to {BEST_K_RANGE.stop - 1}, not {answer!r}.")
     best = best_k(alpha, c)
     table = ", ".join(f"k={j}: {predicted_speedup(alpha, j, c):.2f}x" for j in range(1, 6))
     why = (f"With α = {alpha} and c = {c}: {table}. Each extra draft costs c of a target pass for sure, but only "
            f"pays off if every draft before it passed, which gets less likely as k grows: k = {best} is best.")
-    if k == best:
-        return CheckResult(True, why)
-    return CheckResult(False, f"k = {k} predicts {predicted_speedup(alpha, k, c):.2f}x. {why}")
+    return judge("check_best_k", None if k is None else k == best,
+                 how=f"Set the answer to a whole number k from {BEST_K_RANGE.start} to {BEST_K_RANGE.stop - 1}.",
+                 worked=why, said="" if k is None else f"k = {k} predicts {predicted_speedup(alpha, k, c):.2f}x. ",
+                 hint="Call `predicted_speedup(alpha, k, c)` for a few k and compare: an extra draft always costs c, "
+                      "but pays only if every draft before it passed.", reveal=reveal, variant=(alpha, c))
 
 
-def check_output_changers(answer) -> CheckResult:
+def check_output_changers(answer, *, reveal: bool = False) -> CheckResult:
     """Exercise 3: which changes in `OUTPUT_CHANGERS` can change greedy speculative output? A set of letters."""
-    return check_letters(answer, OUTPUT_CHANGERS,
+    return check_letters(answer, OUTPUT_CHANGERS, exercise="check_output_changers",
                          how='Set the answer to a set of letters, e.g. {"a", "c"}, or set() for none.',
                          yes="changes the output", no="keeps the output",
                          right="The drafter only decides how fast; the target decides what:",
-                         wrong="Ask of each change: does it change which token the target would pick itself? "
-                               "Drafts never get a say.")
+                         hint="Ask of each change: does it change which token the target would pick itself? "
+                              "Drafts never get a say.", reveal=reveal)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..lessons.calculator import Traffic, estimate_day
 from ..pricing import PER_MILLION, TTL_MINUTES, PriceSheet, Usage, get_sheet, storage_break_even_rate, traffic_cost
-from .verdict import CheckResult, check_amount, not_answered
+from .verdict import CheckResult, check_amount, judge
 
 GEMINI = "google/gemini-2.5-pro"
 # Exercise 2: a 5,000-token prefix plus a 100-token question and a 300-token answer, every 10 minutes all day.
@@ -16,12 +16,13 @@ SEED_PROMPT_TOKENS, SEED_REQUESTS_PER_DAY, SEED_SHEET = 2_000, 100_000, "anthrop
 SEED_CLAIMED_PER_DAY_USD, SEED_CLAIMED_PER_YEAR_USD = 6, 2_160
 
 
-def check_storage_break_even(answer, sheet: PriceSheet | None = None) -> CheckResult:
+def check_storage_break_even(answer, sheet: PriceSheet | None = None, *, reveal: bool = False) -> CheckResult:
     """Exercise 1: how many requests per hour make a Gemini 2.5 Pro explicit cache pay for its storage?"""
     sheet = get_sheet(GEMINI) if sheet is None else sheet
     truth = storage_break_even_rate(sheet)
     return check_amount(
-        answer, truth, how="Replace None with a number of requests per hour.", what="requests per hour", rel_tol=0.01,
+        answer, truth, exercise="check_storage_break_even", how="Replace None with a number of requests per hour.",
+        what="requests per hour", rel_tol=0.01, reveal=reveal,
         why=(f"{truth:g} per hour: each cached token costs ${sheet.storage_per_mtok_hour:g}/M per hour to keep and saves "
              f"${sheet.input:g} - ${sheet.cache_read:g} = ${sheet.input - sheet.cache_read:g}/M on every request that "
              "reads it."),
@@ -35,11 +36,9 @@ def day_cost_with_ttl(ttl: str, sheet: PriceSheet) -> float:
     return estimate_day(traffic, sheets={sheet.key: sheet}).cached_usd
 
 
-def check_ttl_choice(answer, sheet: PriceSheet | None = None) -> CheckResult:
+def check_ttl_choice(answer, sheet: PriceSheet | None = None, *, reveal: bool = False) -> CheckResult:
     """Exercise 2: requests every 10 minutes at Claude Sonnet 4.5. Which lifetime is cheaper, "5m" or "1h"?"""
-    if answer is None:
-        return not_answered('Set the answer to "5m" or "1h".')
-    if answer not in TTL_MINUTES:
+    if answer is not None and answer not in TTL_MINUTES:
         return CheckResult(False, f'Answer "5m" or "1h", not {answer!r}.')
     sheet = get_sheet(TTL_SHEET) if sheet is None else sheet
     day = {ttl: day_cost_with_ttl(ttl, sheet) for ttl in TTL_MINUTES}
@@ -48,7 +47,12 @@ def check_ttl_choice(answer, sheet: PriceSheet | None = None) -> CheckResult:
            f"{EVERY_MINUTES} minutes is too slow for a 5-minute lifetime: each request finds the prefix expired and "
            f"writes it again at {sheet.cache_write / sheet.input:g}x the input price, while the 1-hour cache pays "
            f"{sheet.cache_write_1h / sheet.input:g}x once and then reads at {sheet.cache_read / sheet.input:g}x.")
-    return CheckResult(answer == best, why if answer == best else "Not the cheaper one. " + why)
+    return judge("check_ttl_choice", None if answer is None else answer == best, how='Set the answer to "5m" or "1h".',
+                 worked=why, said="Not the cheaper one. ",
+                 hint="Ask whether the cached prefix is still alive when the next request comes, and what each "
+                      "request pays if it is not: a write costs more than a read, and more still for the long "
+                      "lifetime.",
+                 reveal=reveal)
 
 
 def seed_yearly_cost(sheet: PriceSheet) -> float:
@@ -61,12 +65,13 @@ def seed_implied_input_price() -> float:
     return SEED_CLAIMED_PER_DAY_USD / (SEED_PROMPT_TOKENS * SEED_REQUESTS_PER_DAY / PER_MILLION)
 
 
-def check_seed_yearly_cost(answer, sheet: PriceSheet | None = None) -> CheckResult:
+def check_seed_yearly_cost(answer, sheet: PriceSheet | None = None, *, reveal: bool = False) -> CheckResult:
     """Exercise 3: what does seed 001's 2,000-token prompt, 100,000 times a day, really cost per year at Sonnet 4.5?"""
     sheet = get_sheet(SEED_SHEET) if sheet is None else sheet
     truth = seed_yearly_cost(sheet)
     return check_amount(
-        answer, truth, how="Replace None with US dollars per year.", what="US dollars", said="${:,.0f}", rel_tol=0.005,
+        answer, truth, exercise="check_seed_yearly_cost", how="Replace None with US dollars per year.",
+        what="US dollars", said="${:,.0f}", rel_tol=0.005, reveal=reveal,
         why=(f"${truth:,.0f}: {SEED_PROMPT_TOKENS:,} × {SEED_REQUESTS_PER_DAY:,} = "
              f"{SEED_PROMPT_TOKENS * SEED_REQUESTS_PER_DAY / PER_MILLION:,.0f}M tokens a day × ${sheet.input:g}/M = "
              f"${truth / 365:,.0f} a day, × 365. The seed's ${SEED_CLAIMED_PER_DAY_USD} a day would need input at "

@@ -29,30 +29,37 @@ def verify_options() -> Options:
     return options
 
 
-def check_refusals(answer) -> CheckResult:
+def check_refusals(answer, *, reveal: bool = False) -> CheckResult:
     """Exercise 1: which pairs does the verification stage refuse, whatever their cosine similarity?"""
     return check_letters(
-        answer, verify_options(), how='Write the letters of the refused pairs as a set, e.g. {"a", "c"}.',
+        answer, verify_options(), exercise="check_refusals",
+        how='Write the letters of the refused pairs as a set, e.g. {"a", "c"}.',
         yes="refused", no="passed", right="Those are the pairs a rule objects to.",
-        wrong="Run `disagreement(incoming, cached)` on each pair and read the reason it gives.")
+        hint="The rules ignore how similar a pair looks: they look only at the words that differ, and object when "
+             "those change what is asked. Run `disagreement(incoming, cached)` on each pair and read the reason.",
+        reveal=reveal)
 
 
-def check_invalidated(answer, cache: SemanticCache) -> CheckResult:
+def check_invalidated(answer, cache: SemanticCache, *, reveal: bool = False) -> CheckResult:
     """Exercise 2: the refund policy changed. How many entries of `cache` must go?"""
     truth = sum(e.meta.get("policy") == REFUNDS for e in cache.entries())
     return check_number(
-        answer, truth, how="Replace None with a number of entries.", unit="entries",
+        answer, truth, exercise="check_invalidated", how="Replace None with a number of entries.", unit="entries",
+        reveal=reveal,
         why=(f"{truth} entries quote the {REFUNDS!r} policy (their meta says so); "
              f"`cache.invalidate(lambda e: e.meta.get('policy') == {REFUNDS!r})` drops exactly those."),
         hint="Count the entries whose meta names the refunds policy: `cache.entries()` lists them.")
 
 
-def check_achievable(answer, embedder) -> CheckResult:
+def check_achievable(answer, embedder, *, reveal: bool = False) -> CheckResult:
     """Exercise 3: at most what share of the day's queries could a cache hit at threshold 0.9?"""
     truth = achievable_hit_rate([q.query for q in load_query_log()], embedder, ACHIEVABLE_AT)
     return check_amount(
-        answer, truth, how="Replace None with a share between 0 and 1.", what="a share between 0 and 1",
-        rel_tol=0.0, abs_tol=0.005, said="{:.3f}",
+        answer, truth, exercise="check_achievable", how="Replace None with a share between 0 and 1.",
+        what="a share between 0 and 1",
+        rel_tol=0.0, abs_tol=0.005, said="{:.3f}", reveal=reveal,
         why=(f"{truth:.3f}: the share of queries whose exact text, or an earlier query at cosine {ACHIEVABLE_AT} or "
              "more, came before them. A cache can only do worse: TTLs, evictions and the verification stage refuse some."),
-        hint=f"`achievable_hit_rate` on the log's queries at {ACHIEVABLE_AT} gives it.")
+        hint=(f"Even a perfect cache can only hit a query that something earlier in the day already asked: the same "
+              f"text, or a query at cosine {ACHIEVABLE_AT} or more. `achievable_hit_rate` on the log's queries counts "
+              "them."))
