@@ -179,6 +179,9 @@ print("sort_keys=True and NFC normalisation make equal content give equal ids")
 # tokens that could be loaded from A's cache and those that must be computed. Edit either
 # box: add a date near the start, change a capital letter, swap two words, add a question
 # at the end, and watch how many tokens survive.
+#
+# **Predict first:** if you put a date at the very start of box B, how many of its tokens can still
+# be loaded from A's cache? Decide, then type it in.
 
 # %%
 system = "You are a support assistant for an online shop. Answer briefly and politely."

@@ -251,6 +251,9 @@ for n, a, b in zip(lengths, times_without, times_with):
 # side and plots the rows computed, the counted FLOPs and the measured time of that pass.
 # Step 1 is the prompt, computed in full on both sides; after that the cached side computes one
 # row per step while the other side computes ever more.
+#
+# **Predict first:** at step 10, how many rows does each side compute in that one step? Write both
+# numbers down before you click.
 
 # %%
 stepper = DecodeStepper(model, tokenizer, prompt="May the force be with you. Write a short story:")

@@ -108,6 +108,9 @@ print(f"The demo's system prompt, {system_tokens} tokens: {system_tokens * bytes
 # The counters show the latest request, including its **TTFT** (time to first token: from sending the
 # request to the first new token, which is the prefill plus one choice); the table below them keeps the
 # history. Try editing the system prompt yourself, or pick another provider's prices.
+#
+# **Predict first:** before you click **Break prefix**, guess what share of the system prompt will still
+# be loaded once the date near its top changes: most of it, about half, or almost none?
 
 # %%
 demo = PrefixCacheDemo(model, tokenizer)

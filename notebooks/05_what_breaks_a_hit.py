@@ -119,6 +119,9 @@ assert clean.divergence == clean.static_tokens and clean.reused_share == 1.0 and
 # **loaded** from the cache, **invalidated** (the cache held it, a change before it threw it away) or
 # **computed** (new anyway). You can also edit the template itself, switch the layout, change the page
 # size, and move the sliders for temperature, top_p and max tokens, which should change nothing at all.
+#
+# **Predict first:** a timestamp at the top of the system prompt, or a rule added in the middle of the
+# policy: which one costs more of the static part? Guess, then tick each breaker in turn.
 
 # %%
 view = PromptLabView(model, tokenizer)

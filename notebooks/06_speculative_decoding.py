@@ -127,6 +127,9 @@ print(f"draft:  {draft_1:.2f} ms for 1 position, so one draft token costs c = {c
 #
 # Step with **Previous step** / **Next step** (instant: the trace is already there). Moving **k** or the
 # **temperature** runs generation again; **prompt lookup** swaps the draft model for copying (section 5).
+#
+# **Predict first:** with k = 4, will one target pass produce closer to 1 token or to 5 on this
+# documentation page? Step through and count.
 
 # %%
 view = SpeculativeView(target, draft, tokenizer, DOC_PAGE, k=4, max_new_tokens=24)
