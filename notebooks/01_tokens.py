@@ -189,15 +189,16 @@ view = DivergenceView(tokenizer, system + " Where is my order?", system + " Can 
 display(view.widget)
 
 # %% [markdown]
-# The view keeps its state in a plain Python object, so we can type into it from code too.
-# Putting a date at the start of the system prompt moves the first difference right to the
-# front, while only the question changed before:
+# The view keeps its state in a plain Python object, so code can type into it too. Here a second
+# copy is driven, so the one above stays as you left it. Putting a date at the start of the system
+# prompt moves the first difference right to the front, while only the question changed before:
 
 # %%
-shared_before = view.state.reusable
-view.box_b.value = "Today is 2025-06-01. " + system + " Can I get a refund?"
-print(f"different question only: {shared_before} tokens reusable; date in front: {view.state.reusable}")
-assert view.state.reusable < shared_before and view.state.divergence == 0
+typed = DivergenceView(tokenizer, system + " Where is my order?", system + " Can I get a refund?")
+shared_before = typed.state.reusable
+typed.box_b.value = "Today is 2025-06-01. " + system + " Can I get a refund?"
+print(f"different question only: {shared_before} tokens reusable; date in front: {typed.state.reusable}")
+assert typed.state.reusable < shared_before and typed.state.divergence == 0
 
 # %% [markdown]
 # Stable content first, changing content last: that is the single most useful rule for

@@ -260,15 +260,16 @@ grid = AttentionGrid(model, tokenizer, prompt=text)
 display(grid.widget)
 
 # %% [markdown]
-# As in lesson 1, the view is a plain object that code can drive. Three appends, and the
-# earlier rows of all layers and heads stay where they were:
+# As in lesson 1, the view is a plain object that code can drive; a second copy here, so the grid above
+# stays as you left it. Three appends, and the earlier rows of all layers and heads stay where they were:
 
 # %%
+driven = AttentionGrid(model, tokenizer, prompt=text)
 for _ in range(3):
-    grid.append_button.click()
-    assert grid.state.max_change_weights < 1e-5 and grid.state.max_change_outputs < 1e-5
-print(tokenizer.decode(grid.state.ids))
-print(f"largest change in any earlier row after the last append: {grid.state.max_change_weights:.1e}")
+    driven.append_button.click()
+    assert driven.state.max_change_weights < 1e-5 and driven.state.max_change_outputs < 1e-5
+print(tokenizer.decode(driven.state.ids))
+print(f"largest change in any earlier row after the last append: {driven.state.max_change_weights:.1e}")
 
 # %% [markdown]
 # Things to look for as you click through the heads: some heads put most of their weight on

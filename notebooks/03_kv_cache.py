@@ -260,8 +260,9 @@ stepper = DecodeStepper(model, tokenizer, prompt="May the force be with you. Wri
 display(stepper.widget)
 
 # %%
-stepper.step(6)  # the same as clicking Step six times
-s = stepper.state
+driven = DecodeStepper(model, tokenizer, prompt="May the force be with you. Write a short story:")
+driven.step(6)  # the same as clicking Step six times, on a second copy: the stepper above is yours to click
+s = driven.state
 print("rows without cache:", s.rows_without)
 print("rows with cache:   ", s.rows_with)
 assert s.rows_with[1:] == [1] * 5 and s.rows_without == list(range(s.rows_without[0], s.rows_without[0] + 6))
@@ -332,9 +333,11 @@ assert torch.allclose(logits_reused, logits_full, atol=1e-4)
 print(f"{shared} of {len(second)} prompt rows loaded, {len(second) - shared} computed; "
       f"largest logit difference from a full computation: {(logits_reused - logits_full).abs().max():.1e}")
 
-table.show(second, reuse.provenance)
-table.expand.value = True  # one K/V cell per layer
-assert len(table.state.rows) == len(second) and table.state.rows[0]["provenance"] == "loaded"
+reused = KVRowsTable(tokenizer, num_layers=cfg.num_layers)  # a second table: the one above keeps the first request
+reused.show(second, reuse.provenance)
+reused.expand.value = True  # one K/V cell per layer
+display(reused.widget)
+assert len(reused.state.rows) == len(second) and reused.state.rows[0]["provenance"] == "loaded"
 
 # %% [markdown]
 # That is prompt caching in one cell: the shared beginning came from a cache for free, and the
