@@ -14,8 +14,8 @@ import argparse
 import datetime as dt
 import html
 import os
-from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from .errors import WorkbookError
 from .paths import REPO_DIR
@@ -38,18 +38,9 @@ def lesson_paths(names=None) -> list[Path]:
     return [by_name[n] for n in names]
 
 
-@contextmanager
 def plotly_renderer(name: str):
-    """Start kernels with plotly drawing through `name` (plotly reads PLOTLY_RENDERER at import)."""
-    before = os.environ.get("PLOTLY_RENDERER")
-    os.environ["PLOTLY_RENDERER"] = name
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["PLOTLY_RENDERER"]
-        else:
-            os.environ["PLOTLY_RENDERER"] = before
+    """Start kernels with plotly drawing through `name` (plotly reads PLOTLY_RENDERER at import); undone after."""
+    return mock.patch.dict(os.environ, {"PLOTLY_RENDERER": name})
 
 
 def build_page(notebook: Path, out_dir: Path, *, timeout_s: int = 600) -> Path:
@@ -70,8 +61,8 @@ def build_page(notebook: Path, out_dir: Path, *, timeout_s: int = 600) -> Path:
     return path
 
 
-def write_index(pages: list[Path], out_dir: Path) -> Path:
-    """A contents page linking every lesson page in `out_dir`."""
+def write_index(out_dir: Path) -> Path:
+    """A contents page linking every lesson page in `out_dir`, built now or before."""
     items = "\n".join(f'<li><a href="{p.name}">{html.escape(p.stem.replace("_", " "))}</a></li>'
                       for p in sorted(out_dir.glob("[0-9][0-9]_*.html")))
     path = out_dir / "index.html"
@@ -89,7 +80,7 @@ def main(argv=None) -> Path:
     from tqdm.auto import tqdm
 
     pages = [build_page(nb, options.out) for nb in tqdm(lesson_paths(options.lessons), desc="lessons")]
-    index = write_index(pages, options.out)
+    index = write_index(options.out)
     print(f"wrote {len(pages)} lesson page(s) and {index}")
     return index
 

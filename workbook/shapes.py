@@ -9,6 +9,7 @@ times like SmolLM2-135M, though what it writes is noise. Each shape is a fact fr
 from __future__ import annotations
 
 import json
+import random
 
 import torch
 
@@ -54,6 +55,11 @@ def random_model(name: str, device: str | torch.device = "auto", dtype=None, *, 
             torch.nn.init.normal_(p, std=0.02)
     model.name = name
     return model.to(dtype=pick_dtype(dtype)).eval()
+
+
+def random_ids(rng: random.Random, n: int, vocab_size: int) -> list[int]:
+    """`n` token ids drawn uniformly: all a model with random weights needs to be timed, and fresh text nobody sent."""
+    return [rng.randrange(vocab_size) for _ in range(n)]
 
 
 class IdsTokenizer:

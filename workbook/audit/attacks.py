@@ -10,7 +10,8 @@ import random
 from dataclasses import dataclass
 
 from ..errors import WorkbookError
-from .procedure import PREFIX_TOKENS, SUFFIX_TOKENS, random_ids
+from ..shapes import random_ids
+from .procedure import PREFIX_TOKENS, SUFFIX_TOKENS
 from .target import Party, Send
 
 

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 
 from ..errors import WorkbookError
+from ..shapes import random_ids
 from .stats import Comparison, compare
 from .target import Party, Send
 
@@ -33,10 +34,6 @@ PAIRINGS = {  # who probes, relative to the victim
 class Samples:
     hits: list[float]  # attacker's times after the victim sent the prefix
     misses: list[float]  # attacker's times on prefixes nobody sent
-
-
-def random_ids(rng: random.Random, n: int, vocab_size: int) -> list[int]:
-    return [rng.randrange(vocab_size) for _ in range(n)]
 
 
 def reordered(rng: random.Random, ids: list[int]) -> list[int]:

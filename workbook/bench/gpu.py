@@ -16,6 +16,7 @@ minutes on one GPU, and writes one file, `data/benchmarks/cuda-<device>.json` (s
 
 from __future__ import annotations
 
+import random
 import re
 import statistics
 import subprocess
@@ -27,9 +28,9 @@ import torch
 from ..engine import Engine
 from ..errors import WorkbookError
 from ..paths import REPO_DIR
-from ..shapes import RANDOM_WEIGHTS_NOTE, IdsTokenizer, random_model, shape_names
+from ..shapes import RANDOM_WEIGHTS_NOTE, IdsTokenizer, random_ids, random_model, shape_names
 from ..timing import device_name, save_results
-from .prefix import measure_prefix, random_ids
+from .prefix import PAGE_SIZE, shape_prefix_rows
 from .speculative import shape_pass_costs
 
 GPU_TESTS = ["tests/test_model.py", "tests/test_speculative.py", "tests/test_timing.py"]
@@ -37,7 +38,6 @@ PREFIX_LENGTHS = (2048, 8192, 32768)
 SUFFIX = 32
 KS = tuple(range(1, 9))
 DECODE_CONTEXT, DECODE_TOKENS = 2048, 32
-PAGE = 16  # the prefix cache's page: prefix lengths are whole pages
 
 
 def add_arguments(parser) -> None:
@@ -81,7 +81,7 @@ def run_gpu_tests() -> dict:
 def fitting_lengths(context: int, lengths=PREFIX_LENGTHS) -> list[int]:
     """The prefix lengths asked for, each cut to the longest whole-page prefix that leaves room for the suffix
     and one new token within the model's context."""
-    longest = (context - SUFFIX - 1) // PAGE * PAGE
+    longest = (context - SUFFIX - 1) // PAGE_SIZE * PAGE_SIZE
     return sorted({min(n, longest) for n in lengths})
 
 
@@ -90,11 +90,10 @@ def time_shape(shape: str, device: str, *, dry_run: bool, repeats: int) -> dict:
     model = random_model(shape, device, torch.float32 if dry_run else torch.bfloat16, layers=2 if dry_run else None)
     lengths = [64, 128] if dry_run else fitting_lengths(model.config.max_position_embeddings)
     ks = KS[:2] if dry_run else KS
-    ids = random_ids(model.config.vocab_size, max(lengths) + SUFFIX * (repeats + 3))
-    rows = [measure_prefix(model, IdsTokenizer(), None, ids, n, suffix=SUFFIX, repeats=repeats, warmup=1)
-            for n in lengths]
+    rows = shape_prefix_rows(model, lengths, suffix=SUFFIX, repeats=repeats, warmup=1)
     context = min(lengths) if dry_run else DECODE_CONTEXT
-    decode = Engine(model, IdsTokenizer()).generate(ids[:context], max_new_tokens=DECODE_TOKENS, stop_at_eos=False)
+    prompt = random_ids(random.Random(0), context, model.config.vocab_size)
+    decode = Engine(model, IdsTokenizer()).generate(prompt, max_new_tokens=DECODE_TOKENS, stop_at_eos=False)
     pass_ms = shape_pass_costs(model, ks, context=context, repeats=repeats * 4)
     result = {"parameters": model.num_parameters(), "dtype": str(model.dtype), "layers": model.config.num_layers,
               "ttft": [{**asdict(r), "speedup": r.speedup} for r in rows],

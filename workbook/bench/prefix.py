@@ -23,11 +23,12 @@ from ..engine import Engine
 from ..model import load_model
 from ..paths import DATA_DIR
 from ..prefix_cache import PrefixCache
-from ..shapes import RANDOM_WEIGHTS_NOTE, IdsTokenizer, random_model, shape_names
+from ..shapes import RANDOM_WEIGHTS_NOTE, IdsTokenizer, random_ids, random_model, shape_names
 from ..timing import device_name, measure, percentile, save_results
 from ..tokenizer import load_tokenizer
 
 CORPUS = DATA_DIR / "corpus" / "heldout.txt"
+PAGE_SIZE = 16  # the prefix cache's page in every measurement here
 
 
 def add_arguments(parser) -> None:
@@ -93,9 +94,8 @@ def run(*, model: str | None = None, shape: str | None = None, prefix_lengths=(2
 def run_shape(shape: str, prefix_lengths, *, suffix: int, repeats: int, warmup: int, save: bool) -> dict:
     """TTFT cold and on a hit for a real model's shape with random weights; saved as section prefix_shape_<shape>."""
     lm = random_model(shape)
-    ids = random_ids(lm.config.vocab_size, max(prefix_lengths) + suffix * (repeats + warmup + 2))
-    rows = [measure_prefix(lm, IdsTokenizer(), None, ids, n, suffix=suffix, repeats=repeats, warmup=warmup)
-            for n in tqdm(prefix_lengths, desc=f"{shape}: prefix lengths")]
+    rows = shape_prefix_rows(lm, prefix_lengths, suffix=suffix, repeats=repeats, warmup=warmup,
+                             desc=f"{shape}: prefix lengths")
     print_report(rows, {}, f"{device_name(lm.device)}, {shape} shape, {lm.dtype}")
     print(RANDOM_WEIGHTS_NOTE)
     payload = {"shape": shape, "parameters": lm.num_parameters(), "dtype": str(lm.dtype), "note": RANDOM_WEIGHTS_NOTE,
@@ -106,10 +106,12 @@ def run_shape(shape: str, prefix_lengths, *, suffix: int, repeats: int, warmup: 
     return payload
 
 
-def random_ids(vocab_size: int, n: int, seed: int = 0) -> list[int]:
-    """`n` token ids drawn uniformly: all a model with random weights needs to be timed."""
-    rng = random.Random(seed)
-    return [rng.randrange(vocab_size) for _ in range(n)]
+def shape_prefix_rows(model, prefix_lengths, *, suffix: int, repeats: int, warmup: int,
+                      desc: str | None = None) -> list[PrefixRow]:
+    """`measure_prefix` at each length on a model with random weights, fed random ids (a bar when `desc` is given)."""
+    ids = random_ids(random.Random(0), max(prefix_lengths) + suffix * (repeats + warmup + 2), model.config.vocab_size)
+    return [measure_prefix(model, IdsTokenizer(), None, ids, n, suffix=suffix, repeats=repeats, warmup=warmup)
+            for n in tqdm(prefix_lengths, desc=desc, disable=desc is None)]
 
 
 def load_transformers_model(name: str, device: torch.device):
@@ -135,7 +137,7 @@ def measure_prefix(model, tokenizer, hf, ids: list[int], n: int, *, suffix: int 
     suffixes = iter([ids[n + i * suffix: n + (i + 1) * suffix] for i in range(repeats + warmup + 2)])
     cold_engine = Engine(model, tokenizer)
     capacity = n + suffix * (repeats + warmup + 2) + 16
-    hit_engine = Engine(model, tokenizer, PrefixCache(page_size=16, capacity_tokens=capacity))
+    hit_engine = Engine(model, tokenizer, PrefixCache(page_size=PAGE_SIZE, capacity_tokens=capacity))
     hit_engine.generate(prefix + next(suffixes), max_new_tokens=1)  # the request that writes the prefix
     hit = measure(lambda: hit_engine.generate(prefix + next(suffixes), max_new_tokens=1),
                   warmup=warmup, repeats=repeats, device=model.device)
@@ -184,7 +186,7 @@ def replay_workload(model, tokenizer, text: str, *, users: int = 24, turns: int 
     chats = [{"system": systems[u % 3], "history": []} for u in range(users)]
     order = [u for u in range(users) for _ in range(turns)]
     rng.shuffle(order)
-    cache = PrefixCache(page_size=16, capacity_tokens=budget) if cached else None
+    cache = PrefixCache(page_size=PAGE_SIZE, capacity_tokens=budget) if cached else None
     engine = Engine(model, tokenizer, cache)
     ttfts, computed, loaded = [], 0, 0
     for u in tqdm(order, desc=f"workload ({'cached' if cached else 'uncached'})", leave=False):

@@ -47,7 +47,7 @@ from ..paths import REPO_DIR
 from ..prefix_cache import PrefixCache
 from ..timing import device_name, measure, save_results
 from ..tokenizer import load_tokenizer
-from .prefix import CORPUS, conversations, corpus_ids
+from .prefix import CORPUS, PAGE_SIZE, conversations, corpus_ids
 
 MODEL = "tiny"  # the shipped checkpoint: the folder vLLM loads and llama.cpp's GGUF is converted from
 GGUF = REPO_DIR / ".engines" / "llamacpp" / "tiny-f32.gguf"
@@ -270,7 +270,7 @@ def run(*, engine: str = "vllm", threads: int = 1, prefix: int = 2048, suffix: i
         prefix, suffix, decode_tokens, repeats, warmup = 256, 16, 8, 2, 1
     torch.set_num_threads(threads)  # before vLLM starts: it then forbids changing the count
     theirs = Vllm(threads) if engine == "vllm" else LlamaCpp(threads)
-    ours = Ours(page_size=theirs.block_size or 16)
+    ours = Ours(page_size=theirs.block_size or PAGE_SIZE)
     engines = [ours, theirs]
     ids = corpus_ids(ours.tokenizer, CORPUS.read_text(encoding="utf-8"), prefix + suffix * 2 * (repeats + warmup + 1))
     greedy = compare_greedy(engines, chat_prompts(ours.tokenizer))

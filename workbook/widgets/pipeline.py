@@ -67,8 +67,9 @@ def _box(key: str, lit: bool) -> str:
 
 
 def _arrow(a, b) -> str:
-    (ax, ay, aw, *_), (bx, *_), = a, b
-    return f'<line x1="{ax + aw}" y1="{ay + 24}" x2="{bx - 2}" y2="{ay + 24}" stroke="#333" marker-end="url(#arrow)"/>'
+    """From the right edge of box `a` to the left edge of box `b`, at mid-height (the flow's boxes share a row)."""
+    x, y, width = a[:3]
+    return f'<line x1="{x + width}" y1="{y + 24}" x2="{b[0] - 2}" y2="{y + 24}" stroke="#333" marker-end="url(#arrow)"/>'
 
 
 def show_pipeline(lesson: int):
