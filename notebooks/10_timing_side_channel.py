@@ -62,7 +62,7 @@ ATTACKER = PAIRINGS["another organisation"]  # mallory at globex; the victim is 
 print(f"{workbook.default_model()} on {device_name(model.device)}")
 
 # %% [markdown]
-# We time everything on one torch thread. On a quiet machine two threads run this small model a little
+# We time everything on one torch thread. On a quiet machine two threads can run this small model
 # faster, but every step then waits for both: whenever anything else on the machine pauses either thread,
 # a probe is slowed many times over. An attacker, like an auditor, wants the steadiest clock they can get.
 #
