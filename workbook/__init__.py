@@ -8,6 +8,7 @@ from .kv_cache import KVCache
 from .model import ModelConfig, Transformer, load_model
 from .prefix_cache import CacheBudgetError, PrefixCache
 from .pricing import PriceSheet, Usage, cost, load_price_sheets
+from .server import Server, StepSnapshot
 from .speculative import (Drafter, PromptLookupDrafter, SpeculativeResult, SpeculativeStep, TargetResult,
                           expected_tokens_per_pass, predicted_speedup, speculative_generate, target_generate)
 from .tokenizer import BPETokenizer, first_divergence, load_tokenizer
@@ -15,7 +16,7 @@ from .tokenizer import BPETokenizer, first_divergence, load_tokenizer
 __all__ = [
     "BPETokenizer", "CacheBudgetError", "ContextLengthError", "Drafter", "EmptyInputError", "Engine", "GenerationResult",
     "KVCache", "ModelConfig", "PrefixCache", "PriceSheet", "PromptLookupDrafter", "SpeculativeResult",
-    "SpeculativeStep", "TargetResult", "Transformer", "UnknownModelError", "UnsupportedModelError", "Usage",
+    "Server", "SpeculativeStep", "StepSnapshot", "TargetResult", "Transformer", "UnknownModelError", "UnsupportedModelError", "Usage",
     "WorkbookError", "cost", "default_draft_model", "default_model", "expected_tokens_per_pass", "first_divergence",
     "load_model", "load_price_sheets", "load_tokenizer", "predicted_speedup", "speculative_generate",
     "target_generate",

@@ -10,6 +10,7 @@ from typing import Literal
 
 import torch
 
+from .attention import causal_attention
 from .errors import ContextLengthError, WorkbookError
 
 Provenance = Literal["computed", "loaded"]
@@ -83,6 +84,12 @@ class KVCache:
         self.keys[layer][:, :, start:end] = k
         self.values[layer][:, :, start:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               sliding_window: int | None = None) -> torch.Tensor:
+        """Store one layer's new rows, then let the new queries attend to every row so far."""
+        k, v = self.write(layer, k, v)
+        return causal_attention(q, k, v, sliding_window=sliding_window)
 
     def commit(self, n_new: int, provenance: Provenance = "computed") -> None:
         """Make `n_new` written rows part of the cache."""

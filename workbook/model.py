@@ -20,6 +20,7 @@ from .attention import causal_attention, causal_attention_steps
 from .checkpoints import resolve_checkpoint, vocabulary_fingerprint
 from .errors import ContextLengthError, EmptyInputError, UnsupportedModelError, WorkbookError
 from .kv_cache import KVCache
+from .paged_attention import PagedBatch
 
 # Hugging Face `model_type` -> the family of our skeleton that runs it.
 SUPPORTED_MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "gpt2": "gpt2"}
@@ -132,7 +133,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=cfg.o_bias)
 
-    def forward(self, x, rope, cache: KVCache | None, layer: int, record: list | None) -> torch.Tensor:
+    def forward(self, x, rope, cache, layer: int, record: list | None) -> torch.Tensor:
         batch, n, _ = x.shape
         q = self.q_proj(x).view(batch, n, self.cfg.num_heads, self.cfg.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(batch, n, self.cfg.num_kv_heads, self.cfg.head_dim).transpose(1, 2)
@@ -140,14 +141,15 @@ class Attention(nn.Module):
         if rope is not None:
             cos, sin = rope
             q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        if cache is not None:
-            k, v = cache.write(layer, k, v)  # now every row so far, cached and new
-        if record is None:
-            out = causal_attention(q, k, v, sliding_window=self.cfg.sliding_window)
+        if record is not None:  # the written-out attention, every step kept for plots
+            if cache is not None:
+                k, v = cache.write(layer, k, v)
+            record.append(causal_attention_steps(q, k, v, sliding_window=self.cfg.sliding_window))
+            out = record[-1].output
+        elif cache is not None:  # a KVCache or a PagedBatch: store the new rows, attend to every row so far
+            out = cache.attend(layer, q, k, v, sliding_window=self.cfg.sliding_window)
         else:
-            steps = causal_attention_steps(q, k, v, sliding_window=self.cfg.sliding_window)
-            record.append(steps)
-            out = steps.output
+            out = causal_attention(q, k, v, sliding_window=self.cfg.sliding_window)
         return self.o_proj(out.transpose(1, 2).reshape(batch, n, -1))
 
 
@@ -248,19 +250,32 @@ class Transformer(nn.Module):
         input_ids = self._checked(input_ids, cache)
         n = input_ids.shape[1]
         past = cache.length if cache is not None else 0
-        positions = torch.arange(past, past + n, device=self.device)
-        h = self.model.embed_tokens(input_ids)
-        if self.config.family == "gpt2":
-            h = h + self.model.embed_positions(positions)
-        rope = self.rotary(positions, h.dtype) if self.rotary is not None else None
-        for layer, block in enumerate(self.model.layers):
-            h = block(h, rope, cache, layer, record_attention)
+        h = self._hidden(input_ids, torch.arange(past, past + n, device=self.device), cache, record_attention)
         if last_only:
             h = h[:, -1:]
         logits = self.lm_head(self.model.norm(h))
         if cache is not None:
             cache.commit(n)
         return logits
+
+    @torch.no_grad()
+    def forward_paged(self, batch: PagedBatch) -> torch.Tensor:
+        """Logits [requests, vocab] at each request's last new token, for a step of many requests over a paged pool.
+
+        The server checks every request before it builds the batch, so nothing is checked here.
+        """
+        h = self._hidden(batch.input_ids, batch.positions, batch, None)
+        return self.lm_head(self.model.norm(h[0, batch.last_rows]))
+
+    def _hidden(self, input_ids: torch.Tensor, positions: torch.Tensor, cache, record: list | None) -> torch.Tensor:
+        """The last layer's hidden states for `input_ids` at `positions` (one position per input column)."""
+        h = self.model.embed_tokens(input_ids)
+        if self.config.family == "gpt2":
+            h = h + self.model.embed_positions(positions)
+        rope = self.rotary(positions, h.dtype) if self.rotary is not None else None
+        for layer, block in enumerate(self.model.layers):
+            h = block(h, rope, cache, layer, record)
+        return h
 
     def _checked(self, input_ids, cache: KVCache | None) -> torch.Tensor:
         """Validate before any work, so bad input never touches the cache."""

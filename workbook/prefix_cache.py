@@ -1,10 +1,10 @@
-"""Prefix (prompt) caching across requests: a radix tree over token ids whose nodes own pages of a KV pool.
+"""Prefix (prompt) caching across requests: a radix tree over token ids whose nodes hold pages of a KV pool.
 
 A request's prompt walks down the tree as far as it matches a cached prompt, in whole pages;
-those K/V rows are copied from the pool instead of recomputed. After the prompt is computed,
-its full pages are inserted so later requests can reuse them. Ideas from SGLang's radix cache
-(lock references, LRU eviction of unlocked leaves) and vLLM's prefix caching (full pages only,
-a per-tenant salt in the key).
+the request then lists those pages in its own block table instead of recomputing (or copying)
+their K/V rows. After the prompt is computed, its full pages are inserted so later requests can
+reuse them. Ideas from SGLang's radix cache (lock references, LRU eviction of unlocked leaves)
+and vLLM's prefix caching (full pages only, a per-tenant salt in the key, one shared pool).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 
 from .errors import WorkbookError
 from .kv_cache import KVCache
+from .page_pool import PagePool
 
 
 class CacheBudgetError(WorkbookError):
@@ -95,72 +96,69 @@ class PrefixCache:
             raise CacheBudgetError(f"page_size must be at least 1 token, not {page_size}.")
         if capacity_tokens < page_size:
             raise CacheBudgetError(f"capacity_tokens={capacity_tokens} holds no page of {page_size} tokens; give at least {page_size}.")
-        self.page_size = page_size
-        self.num_pages = capacity_tokens // page_size
+        self.pool = PagePool(page_size, capacity_tokens // page_size)  # shared with the requests that run on it
         self.roots: dict[Hashable, Node] = {}  # one subtree per tenant: the tenant salts every key
-        self.free_pages: list[int] = list(range(self.num_pages))
-        self.keys: torch.Tensor | None = None  # the pool: [layers, kv_heads, pages, page_size, head_dim]
-        self.values: torch.Tensor | None = None
         self._clock = itertools.count(1)
         self._ids = itertools.count(1)
         self._stats = dict(queries=0, queried_tokens=0, hit_tokens=0, inserted_tokens=0, evictions=0, evicted_tokens=0)
 
     # ----- the pool -----------------------------------------------------------------------------
 
+    @property
+    def page_size(self) -> int:
+        return self.pool.page_size
+
+    @property
+    def num_pages(self) -> int:
+        return self.pool.num_pages
+
+    @property
+    def free_pages(self) -> list[int]:
+        return self.pool.free_pages
+
+    @property
+    def keys(self) -> torch.Tensor | None:
+        return self.pool.keys
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        return self.pool.values
+
     def bind(self, model) -> None:
         """Allocate the pool for `model`'s K/V shape on its device (once; a second model must match)."""
-        cfg = model.config
-        # Pages sit next to each other per head, so gathering a prefix is one copy into the usual row layout.
-        shape = (cfg.num_layers, cfg.num_kv_heads, self.num_pages, self.page_size, cfg.head_dim)
-        if self.keys is None:
-            self.keys = torch.zeros(shape, device=model.device, dtype=model.dtype)
-            self.values = torch.zeros(shape, device=model.device, dtype=model.dtype)
-        elif self.keys.shape != shape or self.keys.dtype != model.dtype or self.keys.device != model.device:
-            raise WorkbookError("This prefix cache already holds K/V of a model with another shape, dtype or device.")
+        self.pool.bind(model)
 
     def bytes_per_page(self) -> int:
-        if self.keys is None:
-            return 0
-        return 2 * self.keys[:, :, 0].numel() * self.keys.element_size()
+        return self.pool.bytes_per_page()
 
     def pages_for(self, n_tokens: int) -> int:
         """Whole pages `n_tokens` fill: only full pages are ever cached."""
         return n_tokens // self.page_size
 
-    def load_into(self, match: Match, cache: KVCache) -> None:
-        """Copy a match's pages into a request's KV cache, marked as loaded."""
-        if not match.pages:
-            return
-        pages = torch.tensor(match.pages, device=self.keys.device)
-        layers, heads, _, _, dim = self.keys.shape
-
-        def rows(pool):  # [layers, heads, n_pages, page, dim] -> per layer [1, heads, n_pages * page, dim]
-            return list(pool[:, :, pages].view(layers, 1, heads, -1, dim))
-
-        cache.load(rows(self.keys), rows(self.values))
-
     # ----- the tree -----------------------------------------------------------------------------
 
-    def match(self, ids: Sequence[int], tenant: Hashable = None) -> Match:
+    def match(self, ids: Sequence[int], tenant: Hashable = None, *, record: bool = True) -> Match:
         """The longest cached prefix of `ids`, in whole pages, never reaching the last token.
 
         The last prompt position is always left to compute, because its logits give the first
-        new token. Counts as one query in the statistics.
+        new token. Counts as one query in the statistics and marks the path as used, unless
+        `record=False` (a scheduler asking whether a request would fit before admitting it).
         """
         ids = list(ids)
         path, length = self._walk(ids[:loadable_tokens(len(ids), len(ids), self.page_size)], tenant)
-        now = next(self._clock)
-        for node, _ in path:
-            node.hits += 1
-            node.last_access = now
-        self._stats["queries"] += 1
-        self._stats["queried_tokens"] += len(ids)
-        self._stats["hit_tokens"] += length
+        if record:
+            now = next(self._clock)
+            for node, _ in path:
+                node.hits += 1
+                node.last_access = now
+            self._stats["queries"] += 1
+            self._stats["queried_tokens"] += len(ids)
+            self._stats["hit_tokens"] += length
         pages = [page for node, same in path for page in node.pages[:same]]
         return Match(length, pages, path[-1][0] if path else None)
 
     def insert(self, ids: Sequence[int], cache: KVCache, tenant: Hashable = None) -> int:
-        """Store the full pages of `ids` whose K/V rows are in `cache` (rows 0..len(ids)); return tokens newly written.
+        """Copy the full pages of `ids` whose K/V rows are in `cache` (rows 0..len(ids)); return tokens newly written.
 
         Pages already in the tree are kept, not rewritten. Raises CacheBudgetError, changing
         nothing, if the new pages do not fit even after evicting every unlocked leaf.
@@ -168,30 +166,55 @@ class PrefixCache:
         ids = list(ids)
         if cache.length < len(ids):
             raise WorkbookError(f"The KV cache has {cache.length} rows but {len(ids)} tokens were given to insert.")
+
+        def copied(start: int, n_pages: int) -> list[int]:
+            self.make_room(n_pages)
+            pages = self.pool.allocate(n_pages)
+            self._copy_rows_to_pages(cache, start, pages)
+            return pages
+
+        return self._insert(ids, tenant, copied)[0]
+
+    def insert_pages(self, ids: Sequence[int], pages: Sequence[int], tenant: Hashable = None) -> tuple[int, Node | None]:
+        """Add the full pages of `ids` by reference: `pages[i]` already holds rows i*page_size.. of `ids` in the pool.
+
+        Nothing is copied; the tree becomes one more holder of the pages it did not have. Returns
+        the tokens newly written and the deepest node of `ids` now in the tree (lock it while
+        the pages are in use).
+        """
+        ids, pages = list(ids), list(pages)
+        if len(pages) < self.pages_for(len(ids)):
+            raise WorkbookError(f"{len(ids)} tokens fill {self.pages_for(len(ids))} pages; {len(pages)} were given.")
+
+        def shared(start: int, n_pages: int) -> list[int]:
+            first = start // self.page_size
+            self.pool.retain(pages[first:first + n_pages])
+            return pages[first:first + n_pages]
+
+        return self._insert(ids, tenant, shared)
+
+    def _insert(self, ids: list[int], tenant: Hashable, new_pages) -> tuple[int, Node | None]:
+        """Add the full pages of `ids` the tree lacks, taking them from `new_pages(first_token, n_pages)`."""
         end = self.pages_for(len(ids)) * self.page_size
         path, length = self._walk(ids[:end], tenant)
         now = next(self._clock)
         for node, _ in path:
             node.last_access = now
-        if length == end:
-            return 0
-        stopped_inside = bool(path) and path[-1][1] < len(path[-1][0].pages)
         anchor = path[-1][0] if path else None
-        self.lock(anchor)  # our own path must survive the eviction that makes room
+        if length == end:
+            return 0, anchor
+        stopped_inside = bool(path) and path[-1][1] < len(path[-1][0].pages)
+        self.lock(anchor)  # our own path must survive any eviction that makes room
         try:
-            self._make_room(self.pages_for(end - length))
-            if stopped_inside:
-                parent = self._split(*path[-1])
-            else:
-                parent = anchor or self._root(tenant)
-            pages = [self.free_pages.pop() for _ in range(self.pages_for(end - length))]
-            self._copy_rows_to_pages(cache, length, pages)
+            pages = new_pages(length, self.pages_for(end - length))
+            parent = self._split(*path[-1]) if stopped_inside else anchor or self._root(tenant)
             tokens = tuple(ids[length:end])
-            parent.children[tokens[:self.page_size]] = Node(tokens, pages, parent, last_access=now, id=next(self._ids))
+            node = Node(tokens, pages, parent, last_access=now, id=next(self._ids))
+            parent.children[tokens[:self.page_size]] = node
         finally:
             self.unlock(anchor)
         self._stats["inserted_tokens"] += len(tokens)
-        return len(tokens)
+        return len(tokens), node
 
     def lock(self, node: Node | None) -> None:
         """Pin `node` and its ancestors: a running request is using their pages. None pins nothing."""
@@ -217,7 +240,12 @@ class PrefixCache:
 
     @property
     def pages_in_use(self) -> int:
-        return self.num_pages - len(self.free_pages)
+        """Pages of the pool in use: by the tree, by running requests, or by both."""
+        return self.pool.pages_in_use
+
+    def tree_pages(self) -> int:
+        """Pages the tree holds (each node's pages once)."""
+        return sum(len(n.pages) for n in self._all_nodes())
 
     def stats(self) -> CacheStats:
         return CacheStats(**self._stats, pages_in_use=self.pages_in_use, pages_total=self.num_pages,
@@ -284,7 +312,8 @@ class PrefixCache:
                 yield node
                 stack.extend(node.children.values())
 
-    def _make_room(self, n_pages: int) -> None:
+    def make_room(self, n_pages: int) -> None:
+        """Evict least recently used unlocked leaves until `n_pages` pages are free; CacheBudgetError if they cannot be."""
         if n_pages > len(self.free_pages) + self.evictable_pages():
             raise CacheBudgetError(
                 f"The prefix cache needs {n_pages} free pages of {self.page_size} tokens but can free at most "
@@ -300,12 +329,13 @@ class PrefixCache:
             return False
         victim = min(leaves, key=lambda n: n.last_access)
         del victim.parent.children[victim.tokens[:self.page_size]]
-        self.free_pages.extend(victim.pages)
+        self.pool.release(victim.pages)
         self._stats["evictions"] += 1
         self._stats["evicted_tokens"] += len(victim.tokens)
         return True
 
     def _copy_rows_to_pages(self, cache: KVCache, start: int, pages: list[int]) -> None:
+        """Copy a KVCache's rows start.. into `pages` of the pool."""
         n = len(pages) * self.page_size
         index = torch.tensor(pages, device=self.keys.device)
         for layer in range(cache.num_layers):

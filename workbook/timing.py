@@ -115,7 +115,7 @@ def device_slug(device: Any = None) -> str:
     return slug or "unknown-device"
 
 
-def _synchronizer(device: str) -> Callable[[], None]:
+def synchronizer(device: str) -> Callable[[], None]:
     """A function that waits until all queued work on `device` has finished (no-op on CPU)."""
     if device.startswith("cuda"):
         torch = _torch()
@@ -223,7 +223,7 @@ def measure(
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise WorkbookError(f"repeats must be a whole number >= 1, got {repeats!r}.")
     dev = resolve_device(device)
-    sync = _synchronizer(dev)
+    sync = synchronizer(dev)
     name = device_name(dev)
 
     for _ in range(warmup):
@@ -256,7 +256,7 @@ class Stopwatch:
 
     def __init__(self, device: Any = None, *, clock: Clock = time.perf_counter):
         self.device = resolve_device(device)
-        self._sync = _synchronizer(self.device)
+        self._sync = synchronizer(self.device)
         self._clock = clock
         self._start: float | None = None
         self._last: float | None = None
