@@ -98,7 +98,7 @@ def test_device_is_synchronised_around_every_timed_call(monkeypatch):
     # The CPU twin of the CUDA test: a stand-in synchroniser proves the order
     # sync -> start clock -> call -> sync -> stop clock, so queued GPU work would be inside each sample.
     log: list[str] = []
-    monkeypatch.setattr(timing, "_synchronizer", lambda device: (lambda: log.append("sync")))
+    monkeypatch.setattr(timing, "synchronizer", lambda device: (lambda: log.append("sync")))
     measure(lambda: log.append("fn"), warmup=1, repeats=2, device="cpu", clock=FakeClock(ticks_for([1, 2]), log))
     assert log == ["fn", "sync"] + ["sync", "clock", "fn", "sync", "clock"] * 2
 

@@ -1,4 +1,4 @@
-"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu,real-engine} [options]`: measure, print, save."""
+"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu,real-engine,serving} [options]`: measure, print, save."""
 
 import argparse
 import importlib
@@ -12,6 +12,8 @@ BENCHMARKS = {
     "gpu": "one prepared GPU run: the equivalence tests on CUDA, then TTFT, decode and pass costs at real shapes",
     "real-engine": "vLLM (CPU) or llama.cpp beside our engine on the shipped model: same greedy ids, cached tokens, "
                    "TTFT and decode speed (run with that engine's own Python)",
+    "serving": "the batched server: decode throughput at 1-32 concurrent requests, chunked prefill under a mixed "
+               "load, pool pages for 16 requests sharing a 1,024-token prefix",
 }
 
 
