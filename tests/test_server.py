@@ -255,3 +255,20 @@ def test_a_request_pinned_out_of_the_pool_is_dropped_with_a_clear_error(shipped)
         engine.generate(list(range(300, 340)), max_new_tokens=8)  # needs 3 pages; only 2 can be had
     cache.unlock(held.node)
     assert engine.generate(list(range(300, 340)), max_new_tokens=8).usage.output_tokens >= 1
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU; the cpu case is its twin")])])
+def test_a_mixed_batch_equals_each_request_alone_on(device):
+    model, tokenizer = workbook.load_model("tiny", device=device), workbook.load_tokenizer("tiny")
+    server = Server(model, tokenizer, PrefixCache(page_size=PAGE, capacity_tokens=2048), max_running=16, prefill_chunk=64)
+    requests = workload(tokenizer, random.Random(11), 24)
+    ids = {server.submit(p, max_new_tokens=n): (p, n) for p, n in requests}
+    results = server.run_until_done()
+    engine = Engine(model, tokenizer)
+    for rid, (prompt, max_new) in ids.items():
+        ref = engine.generate(prompt, max_new_tokens=max_new)
+        assert results[rid].output_ids == ref.output_ids
+        assert (results[rid].first_token_logits - ref.first_token_logits).abs().max().item() <= 1e-4
+    assert sum(r.preemptions for r in results.values()) > 0  # 2,048 tokens of pool is too few for 16 at once
+    assert_no_leak(server)
