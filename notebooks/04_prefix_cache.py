@@ -131,7 +131,8 @@ print(f"The edit is at token {broken.edit_at}: {tokenizer.token_texts([broken.pr
 # %% [markdown]
 # Three things to notice. Request 2 loaded a whole number of 16-token pages: this cache, like vLLM's,
 # stores full pages only. The broken request still loaded the pages *before* the date, because they did
-# not change. And loading is not free, but it is cheap: copying rows takes far less time than computing them.
+# not change. And loading is not free, but it is cheap: the request lists the cached pages of the pool as its own
+# rows instead of computing them, and reading them in each layer takes far less time than computing them.
 #
 # **Claim: a hit is exact.** Loading rows must give the very same result as computing them. Compare the
 # hit with a run on an engine that has no cache at all:

@@ -111,7 +111,7 @@ figure.show()
 
 # %% [markdown]
 # Cold TTFT grows with the prefix, because every prefix token passes through every layer. The hit's
-# TTFT stays nearly flat: copying rows is cheap, and the 16 new tokens cost the same whatever came before
+# TTFT stays nearly flat: reading cached rows is cheap, and the 16 new tokens cost the same whatever came before
 # them (apart from attending to a longer history, which is small at these lengths).
 #
 # ## 2. Measured here: decode speed with and without a KV cache

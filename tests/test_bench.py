@@ -81,3 +81,13 @@ def test_semantic_benchmark_times_the_embedding_and_the_search(capsys):
     assert payload["embed_one_query"].median_s > 0 and payload["dim"] == 384
     out = capsys.readouterr().out
     assert "embedding one query" in out and "search over   1,000 entries" in out
+
+
+def test_serving_benchmark_reports_throughput_chunking_and_shared_pages(capsys):
+    payload = main(["serving", "--quick"])
+    assert [row["concurrency"] for row in payload["decode"]] == [1, 4]
+    assert all(row["decode_tokens_per_s"] > 0 and row["inter_token_ms_p50"] > 0 for row in payload["decode"])
+    assert [row["prefill_chunk"] for row in payload["mixed_load"].values()] == [None, 32]
+    memory = payload["shared_prefix_memory"]
+    assert memory["pages_shared_run"] == memory["pages_one_prefix_plus_own"] < memory["pages_unshared_run"]
+    assert "requests on one 64-token prefix" in capsys.readouterr().out

@@ -50,7 +50,7 @@ def assert_no_leak(server: Server):
     """Once every request has finished, the pool holds exactly the tree's pages, each once, and nothing is locked."""
     cache, pool = server.prefix_cache, server.pool
     assert not server.running and not server.waiting
-    tree_pages = [p for node in cache._all_nodes() for p in node.pages]
+    tree_pages = cache.held_pages()
     assert len(tree_pages) == len(set(tree_pages)) == pool.pages_in_use == cache.tree_pages()
     assert all(pool.refs[p] == 1 for p in tree_pages) and sum(pool.refs) == len(tree_pages)
     assert all(node.lock_ref == 0 for node in cache._all_nodes())
@@ -151,6 +151,9 @@ def test_requests_sharing_a_prefix_share_its_pages(shipped):
     own = 16 * (server.pool.pages_for_rows(1024 + 8 + 3) - 1024 // PAGE)
     assert snapshot.pages_in_use == 1024 // PAGE + own
     assert snapshot.pages_shared == 1024 // PAGE
+    holders = server.page_holders()
+    assert len(holders) == snapshot.pages_in_use
+    assert sum(len(h) == 17 and "cache" in h for h in holders.values()) == 1024 // PAGE  # the tree and all 16
     server.run_until_done()
     assert_no_leak(server)
 

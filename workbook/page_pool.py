@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .errors import WorkbookError
+from .kv_quant import bytes_per_row, check_kind, dequantize, quantize, storage_dtype
 
 
 class PoolFullError(WorkbookError):
@@ -20,13 +21,17 @@ class PoolFullError(WorkbookError):
 class PagePool:
     """`num_pages` pages of `page_size` K/V rows for every layer, allocated once a model is bound."""
 
-    def __init__(self, page_size: int, num_pages: int):
+    def __init__(self, page_size: int, num_pages: int, kv_dtype: str | None = None):
+        check_kind(kv_dtype)
         self.page_size = page_size
         self.num_pages = num_pages
+        self.kv_dtype = kv_dtype  # None: rows kept in the model's dtype
         self.refs = [0] * num_pages
         self.free_pages: list[int] = list(range(num_pages))
         self.keys: torch.Tensor | None = None  # [layers, kv_heads, pages, page_size, head_dim]
         self.values: torch.Tensor | None = None
+        self.params: torch.Tensor | None = None  # quantised pools: scale and offset per row, [2 (K, V), layers, kv_heads, pages, page_size, 2]
+        self.model_dtype: torch.dtype | None = None
 
     def bind(self, model) -> None:
         """Allocate the pool for `model`'s K/V shape on its device (once; a second model must match)."""
@@ -35,15 +40,22 @@ class PagePool:
         if self.keys is None:
             # Zeros, not uninitialised memory: a padded read touches rows nobody wrote, and masked
             # attention weights of exactly 0 times a NaN would still give NaN.
-            self.keys = torch.zeros(shape, device=model.device, dtype=model.dtype)
-            self.values = torch.zeros(shape, device=model.device, dtype=model.dtype)
-        elif self.keys.shape != shape or self.keys.dtype != model.dtype or self.keys.device != model.device:
+            dtype = model.dtype if self.kv_dtype is None else storage_dtype(self.kv_dtype)
+            self.keys = torch.zeros(shape, device=model.device, dtype=dtype)
+            self.values = torch.zeros(shape, device=model.device, dtype=dtype)
+            if self.kv_dtype is not None:
+                self.params = torch.zeros((2, *shape[:-1], 2), device=model.device)
+            self.model_dtype = model.dtype
+        elif self.keys.shape != shape or self.model_dtype != model.dtype or self.keys.device != model.device:
             raise WorkbookError("This KV pool already holds K/V of a model with another shape, dtype or device.")
 
     def bytes_per_page(self) -> int:
+        """K and V of one page in every layer and head (quantised rows counted packed, with their scales)."""
         if self.keys is None:
             return 0
-        return 2 * self.keys[:, :, 0].numel() * self.keys.element_size()
+        layers, heads, _, size, dim = self.keys.shape
+        element = torch.empty((), dtype=self.model_dtype).element_size()
+        return int(2 * layers * heads * size * bytes_per_row(self.kv_dtype, dim, element))
 
     def pages_for_rows(self, rows: int) -> int:
         """Pages needed to hold `rows` rows, the last one possibly part full."""
@@ -83,7 +95,26 @@ class PagePool:
             if self.refs[page] == 0:
                 self.free_pages.append(page)
 
-    def layer_rows(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One layer's K and V pool as rows addressed by slot = page * page_size + offset: [kv_heads, slots, head_dim]."""
-        heads, dim = self.keys.shape[1], self.keys.shape[-1]
-        return self.keys[layer].view(heads, -1, dim), self.values[layer].view(heads, -1, dim)
+    def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store one layer's rows k, v [kv_heads, n, dim] at pool slots (slot = page * page_size + offset)."""
+        for i, (store, rows) in enumerate(((self.keys, k), (self.values, v))):
+            flat = self._flat(store, layer)
+            if self.kv_dtype is None:
+                flat[:, slots] = rows
+            else:
+                flat[:, slots], self._flat(self.params[i], layer)[:, slots] = quantize(rows, self.kv_dtype)
+
+    def read(self, layer: int, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer's K and V rows at `slots` (any shape), in the model's dtype: [kv_heads, *slots.shape, dim]."""
+        out = []
+        for i, store in enumerate((self.keys, self.values)):
+            rows = self._flat(store, layer)[:, slots]
+            if self.kv_dtype is not None:
+                rows = dequantize(rows, self._flat(self.params[i], layer)[:, slots], self.model_dtype)
+            out.append(rows)
+        return out[0], out[1]
+
+    @staticmethod
+    def _flat(store: torch.Tensor, layer: int) -> torch.Tensor:
+        """One layer of a [layers, kv_heads, pages, page_size, last] store as [kv_heads, slots, last]."""
+        return store[layer].flatten(1, 2)

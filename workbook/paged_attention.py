@@ -58,12 +58,10 @@ class PagedBatch:
 
         (`sliding_window` is already in each group's mask, built once per step.)
         """
-        keys, values = self.pool.layer_rows(layer)
-        keys[:, self.write_slots] = k[0]
-        values[:, self.write_slots] = v[0]
+        self.pool.write(layer, self.write_slots, k[0], v[0])
         out = torch.empty_like(q)
         for group in self.groups:
-            out[0, :, group.tokens] = paged_attention(q, keys, values, group)
+            out[0, :, group.tokens] = paged_attention(q, self.pool, layer, group)
         return out
 
 
@@ -109,17 +107,16 @@ def causal_page_mask(slices: list[BatchSlice], longest: int, widest: int, slidin
     return allowed[:, None]
 
 
-def paged_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, group: AttentionGroup) -> torch.Tensor:
+def paged_attention(q: torch.Tensor, pool: PagePool, layer: int, group: AttentionGroup) -> torch.Tensor:
     """Each request's queries attend to its own rows, read from the pool through its block table.
 
-    q: [1, heads, N, dim], the whole step's queries; keys, values: [kv_heads, slots, dim], one
-    layer's pool. Returns [heads, tokens of the group, dim]. The read gathers the group's rows into
+    q: [1, heads, N, dim], the whole step's queries; `layer` of `pool` holds the rows. Returns [heads, tokens of the group, dim]. The read gathers the group's rows into
     a padded [batch, kv_heads, longest, dim] tensor and masks the padding: simple and exact. This
     function is the one place that reads paged K/V, so a paged-attention kernel that reads pages
     in place (FlashInfer's or vLLM's, on CUDA) could replace it without touching the scheduler.
     """
-    gathered_k = keys[:, group.read_slots].transpose(0, 1)  # [batch, kv_heads, longest, dim]
-    gathered_v = values[:, group.read_slots].transpose(0, 1)
+    keys, values = pool.read(layer, group.read_slots)  # [kv_heads, batch, longest, dim]
+    gathered_k, gathered_v = keys.transpose(0, 1), values.transpose(0, 1)
     padded_q = q[0][:, group.query_index].transpose(0, 1)  # [batch, heads, widest, dim]
     out = F.scaled_dot_product_attention(padded_q, gathered_k, gathered_v, attn_mask=group.mask,
                                          enable_gqa=q.shape[1] != keys.shape[0])

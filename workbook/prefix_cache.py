@@ -91,12 +91,13 @@ class NodeView:
 class PrefixCache:
     """Longest-prefix reuse of K/V rows across requests, in pages of `page_size` tokens, within `capacity_tokens`."""
 
-    def __init__(self, page_size: int = 16, capacity_tokens: int = 8192):
+    def __init__(self, page_size: int = 16, capacity_tokens: int = 8192, kv_dtype: str | None = None):
         if page_size < 1:
             raise CacheBudgetError(f"page_size must be at least 1 token, not {page_size}.")
         if capacity_tokens < page_size:
             raise CacheBudgetError(f"capacity_tokens={capacity_tokens} holds no page of {page_size} tokens; give at least {page_size}.")
-        self.pool = PagePool(page_size, capacity_tokens // page_size)  # shared with the requests that run on it
+        # Shared with the requests that run on it; kv_dtype ("int8", "fp8", "int4", "int2") stores its rows quantised.
+        self.pool = PagePool(page_size, capacity_tokens // page_size, kv_dtype)
         self.roots: dict[Hashable, Node] = {}  # one subtree per tenant: the tenant salts every key
         self._clock = itertools.count(1)
         self._ids = itertools.count(1)
@@ -243,9 +244,13 @@ class PrefixCache:
         """Pages of the pool in use: by the tree, by running requests, or by both."""
         return self.pool.pages_in_use
 
+    def held_pages(self) -> list[int]:
+        """The pool pages the tree holds, every node's."""
+        return [page for node in self._all_nodes() for page in node.pages]
+
     def tree_pages(self) -> int:
-        """Pages the tree holds (each node's pages once)."""
-        return sum(len(n.pages) for n in self._all_nodes())
+        """How many pages the tree holds."""
+        return len(self.held_pages())
 
     def stats(self) -> CacheStats:
         return CacheStats(**self._stats, pages_in_use=self.pages_in_use, pages_total=self.num_pages,
@@ -337,9 +342,8 @@ class PrefixCache:
     def _copy_rows_to_pages(self, cache: KVCache, start: int, pages: list[int]) -> None:
         """Copy a KVCache's rows start.. into `pages` of the pool."""
         n = len(pages) * self.page_size
-        index = torch.tensor(pages, device=self.keys.device)
+        slots = (torch.tensor(pages, device=self.keys.device)[:, None] * self.page_size
+                 + torch.arange(self.page_size, device=self.keys.device)).flatten()
         for layer in range(cache.num_layers):
             k, v = cache.rows(layer)  # [1, heads, length, dim]
-            for pool, rows in ((self.keys, k), (self.values, v)):
-                block = rows[0, :, start:start + n]  # [heads, n, dim]
-                pool[layer, :, index] = block.reshape(block.shape[0], len(pages), self.page_size, -1)
+            self.pool.write(layer, slots, k[0, :, start:start + n], v[0, :, start:start + n])

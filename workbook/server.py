@@ -96,14 +96,16 @@ class Server:
 
     The pool is the prefix cache's when one is given (cached prefixes and running requests share
     it, as in vLLM and SGLang), else a private one of `pool_tokens` rows (default: the model's
-    context). `max_running` caps the requests in a step, `max_batch_tokens` the tokens in a step;
+    context) holding rows as `kv_dtype` (None: the model's dtype; see `workbook.kv_quant`).
+    `max_running` caps the requests in a step, `max_batch_tokens` the tokens in a step;
     `prefill_chunk` (None: off) splits long prompts into chunks of at most that many tokens.
     Without chunking a prompt is computed in one step; one longer than `max_batch_tokens` runs
     in a step of its own.
     """
 
     def __init__(self, model, tokenizer, prefix_cache: PrefixCache | None = None, max_running: int = 32,
-                 max_batch_tokens: int = 2048, prefill_chunk: int | None = None, *, pool_tokens: int | None = None):
+                 max_batch_tokens: int = 2048, prefill_chunk: int | None = None, *, pool_tokens: int | None = None,
+                 kv_dtype: str | None = None):
         check_whole("max_running", max_running, 1)
         check_whole("max_batch_tokens", max_batch_tokens, 1)
         if prefill_chunk is not None:
@@ -111,7 +113,7 @@ class Server:
         if prefix_cache is None:
             rows = model.config.max_position_embeddings if pool_tokens is None else pool_tokens
             check_whole("pool_tokens", rows, DEFAULT_PAGE_SIZE)
-            self.pool = PagePool(DEFAULT_PAGE_SIZE, rows // DEFAULT_PAGE_SIZE)
+            self.pool = PagePool(DEFAULT_PAGE_SIZE, rows // DEFAULT_PAGE_SIZE, kv_dtype)
         else:
             self.pool = prefix_cache.pool
         self.pool.bind(model)
@@ -183,6 +185,17 @@ class Server:
     @property
     def pages_in_use(self) -> int:
         return self.pool.pages_in_use
+
+    def page_holders(self) -> dict[int, list]:
+        """Who holds each page in use, for a picture of the pool: request ids, and "cache" for the prefix cache's tree."""
+        holders: dict[int, list] = {}
+        if self.prefix_cache:
+            for page in self.prefix_cache.held_pages():
+                holders.setdefault(page, []).append("cache")
+        for request in self.running:
+            for page in request.block_table:
+                holders.setdefault(page, []).append(request.id)
+        return holders
 
     # ----- scheduling -----------------------------------------------------------------------------
 

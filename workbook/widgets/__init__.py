@@ -4,14 +4,17 @@ from .attention_grid import AttentionGrid
 from .audit_view import AuditView
 from .cost_calculator import CostCalculatorView
 from .decode_stepper import DecodeStepper
+from .kv_memory_view import KVMemoryView
 from .kv_rows import KVRowsTable
+from .pool_view import PoolOccupancyView
 from .prefix_demo import PrefixCacheDemo
 from .prompt_lab import PromptLabView
 from .radix_tree import RadixTreeView
+from .serving_timeline import ServingTimelineView
 from .speculative_view import SpeculativeView
 from .threshold import ThresholdView, WrongAnswerCostView
 from .tokens import DivergenceView, TokenStrip
 
-__all__ = ["AttentionGrid", "AuditView", "CostCalculatorView", "DecodeStepper", "DivergenceView", "KVRowsTable", "PrefixCacheDemo", "PromptLabView",
-           "RadixTreeView", "SpeculativeView", "ThresholdView", "TokenStrip",
+__all__ = ["AttentionGrid", "AuditView", "CostCalculatorView", "DecodeStepper", "DivergenceView", "KVMemoryView", "KVRowsTable",
+           "PoolOccupancyView", "PrefixCacheDemo", "PromptLabView", "RadixTreeView", "ServingTimelineView", "SpeculativeView", "ThresholdView", "TokenStrip",
            "WrongAnswerCostView"]
