@@ -30,6 +30,7 @@ BOXES = {
 LESSON_STAGES = {
     1: ("text", "tokens"), 2: ("embeddings", "layers"), 3: ("layers", "kv"), 4: ("kv", "prefix"),
     5: ("tokens", "prefix"), 6: ("next", "draft"), 7: ("kv", "prefix", "semantic"), 8: ("semantic",),
+    9: ("layers", "kv", "prefix"),
     10: ("prefix",), 11: ("tokens", "prefix"),
 }
 FLOW = ["text", "tokens", "embeddings", "layers", "logits", "next"]
