@@ -57,7 +57,7 @@ from workbook.lessons.conversation import STRATEGIES, Conversation, bill_strateg
 from workbook.lessons.prompt_lab import (BREAKERS, CURRENT, PREVIOUS, Draft, PromptLab, PromptTemplate, compare_layouts,
                                          drafts, render, workload, workload_requests)
 from workbook.lessons.provider_bills import WARM_GAP_S, bill_both, careful_request, provider_bills
-from workbook.lessons.scenarios import DATE_FORMAT
+from workbook.lessons.scenarios import DATE_FORMAT, DEFAULT_SYSTEM_PROMPT
 from workbook.pricing import cacheable_tokens, load_price_sheets
 from workbook.providers import LOOKBACK_BLOCKS
 from workbook.widgets.prompt_lab import PromptLabView
@@ -197,6 +197,24 @@ assert dated.divergence < 10 and dated.loaded == 0
 # %% [markdown]
 # If you cannot change such a template, pin the date it sees (pass `date_string`), or put the date where
 # you want it yourself.
+#
+# **One extra space at the very start.** The smallest breaker of all: a string join or a template that
+# puts a space (or a newline) before everything else. Below, the space is its own token, and every token
+# after it is the very same id as before, only one position later. Lesson 2 showed that RoPE turns the
+# same token at another position into a different key, and each row also attends to the new first token,
+# so no row and no page of the old prompt is right any more.
+
+# %%
+shift_engine = workbook.Engine(model, tokenizer, workbook.PrefixCache(page_size=16, capacity_tokens=4096))
+static_ids = tokenizer.encode(DEFAULT_SYSTEM_PROMPT)
+question_ids = tokenizer.encode(" Can I return a bike a day early?")
+shift_engine.generate(static_ids + question_ids, max_new_tokens=1)
+same = shift_engine.generate(static_ids + question_ids, max_new_tokens=1)
+shifted_ids = tokenizer.encode(" ") + static_ids  # one extra token at the start, then the same ids
+shifted = shift_engine.generate(shifted_ids + question_ids, max_new_tokens=1)
+assert shifted_ids[1:] == static_ids and same.cached_tokens > 0 and shifted.cached_tokens == 0
+print(f"the same prompt again: {same.cached_tokens} tokens loaded; with one space first "
+      f"({len(static_ids)} identical ids, each one position later): {shifted.cached_tokens} loaded")
 #
 # **Tools re-serialised.** Many frameworks rebuild tool schemas from Python dicts on every request. The
 # JSON means the same whatever the key order, but the tokens do not:
