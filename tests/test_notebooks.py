@@ -43,3 +43,12 @@ def test_dollar_signs_in_prose_are_escaped_so_jupyterlab_does_not_typeset_them_a
         if cell.cell_type == "markdown":
             bare = re.findall(r"(?<!\\)\$.{0,20}", cell.source)
             assert not bare, f"{source.name}: write \\$ for a dollar sign in markdown, not {bare[0]!r}"
+
+
+def test_the_lesson_map_gives_each_lessons_estimated_time():
+    from workbook.lessons.reading_time import reading_minutes
+
+    readme = (NOTEBOOKS.parent / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| \[\d\d · [^\]]+\]\(notebooks/(\d\d_\w+)\.ipynb\) \|.*\| (\d+) min \|$", readme, re.M))
+    assert sorted(rows) == [s.stem for s in SOURCES]  # every lesson is in the map, and nothing else
+    assert {stem: int(m) for stem, m in rows.items()} == {s.stem: reading_minutes(s) for s in SOURCES}
