@@ -1,4 +1,4 @@
-"""Lesson 4 in a real JupyterLab page, driven by headless Chromium: the notebook runs, its buttons change the page.
+"""Lessons 4 and 9 in a real JupyterLab page, driven by headless Chromium: the notebook runs, its buttons change the page.
 
 Needs Debian's `chromium` at /usr/bin/chromium and PyPI's `playwright` (never `playwright install`);
 skips with the reason when either is missing. The server runs on a free loopback port with a token,
@@ -26,6 +26,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "04_prefix_cache.ipynb"
+SERVING = REPO / "notebooks" / "09_serving.ipynb"
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 RUN_ALL_TIMEOUT_MS = 150_000
 CLICK_TIMEOUT_MS = 20_000
@@ -64,14 +65,15 @@ def _wait_until_up(url: str, server: subprocess.Popen, log: Path, seconds: float
 
 
 @pytest.fixture
-def lab(tmp_path):
-    """A JupyterLab server on a copy of lesson 4: yields (base url, token); always stopped afterwards."""
+def lab(tmp_path, request):
+    """A JupyterLab server on a copy of lesson 4 (or the notebook given as the fixture's param): yields (base url,
+    token); always stopped afterwards."""
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install -y chromium) to run this check")
     pytest.importorskip("playwright.sync_api", reason="the browser check needs PyPI's playwright (pip install playwright)")
     work = tmp_path / "notebooks"
     work.mkdir()
-    shutil.copy(NOTEBOOK, work)
+    shutil.copy(getattr(request, "param", NOTEBOOK), work)
     home = {name: tmp_path / name for name in ("config", "data", "runtime", "settings", "workspaces", "ipython")}
     for folder in home.values():
         folder.mkdir()
@@ -222,6 +224,43 @@ def test_lesson_4_runs_and_its_buttons_change_the_page(lab):
             print(f"click to updated page: request 1 {t1:.2f} s, request 2 {t2:.2f} s, break prefix {t3:.2f} s")
         except Exception:
             page.screenshot(path=SCREENSHOTS / "04_failure.png")  # what the page looked like when it went wrong
+            raise
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("lab", [SERVING], indirect=True)
+def test_lesson_9_runs_fits_a_laptop_screen_and_its_timeline_steps(lab):
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1366, "height": 2400})  # a common laptop width
+        try:
+            page.goto(f"{base}/lab/tree/{SERVING.name}?token={token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status=idle]", timeout=60_000)
+            _run_all_cells(page)
+            page.locator(".jp-OutputArea-output", has_text="lesson ran in").wait_for(timeout=RUN_ALL_TIMEOUT_MS)
+            assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").filter(
+                has_text="Error").count() == 0, "a cell raised"
+            wide = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output')]
+                .filter(o => o.scrollWidth > o.clientWidth + 1).length""")
+            assert wide == 0, f"{wide} outputs are wider than the page at 1366 px and scroll sideways"
+            timeline = page.locator(".jp-OutputArea-output", has=page.get_by_role("button", name="Step", exact=True))
+            assert timeline.count() == 1
+            columns = "() => document.querySelector('.wb-timeline tr').children.length"
+            before = page.evaluate(columns)
+            timeline.get_by_role("button", name="Step", exact=True).click()
+            page.wait_for_function(f"() => document.querySelector('.wb-timeline tr').children.length > {before}",
+                                   timeout=CLICK_TIMEOUT_MS)
+            timeline.screenshot(path=SCREENSHOTS / "09_timeline.png")
+            pool = page.locator(".jp-OutputArea-output", has=page.get_by_role("button", name="Run one step"))
+            pool.screenshot(path=SCREENSHOTS / "09_pool.png")
+        except Exception:
+            page.screenshot(path=SCREENSHOTS / "09_failure.png")
             raise
         finally:
             browser.close()

@@ -52,3 +52,14 @@ def test_the_lesson_map_gives_each_lessons_estimated_time():
     rows = dict(re.findall(r"^\| \[\d\d · [^\]]+\]\(notebooks/(\d\d_\w+)\.ipynb\) \|.*\| (\d+) min \|$", readme, re.M))
     assert sorted(rows) == [s.stem for s in SOURCES]  # every lesson is in the map, and nothing else
     assert {stem: int(m) for stem, m in rows.items()} == {s.stem: reading_minutes(s) for s in SOURCES}
+
+
+def test_the_instructor_notes_give_the_same_times_as_the_lesson_map():
+    from workbook.lessons.reading_time import reading_minutes
+
+    notes = (NOTEBOOKS / "instructor" / "README.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^## Lesson (\d+) · .* \((\d+) min\)$", notes, re.M)
+    assert headings
+    by_number = {s.stem[:2]: s for s in SOURCES}
+    for number, minutes in headings:
+        assert int(minutes) == reading_minutes(by_number[f"{int(number):02}"]), f"lesson {number}"
