@@ -145,6 +145,17 @@ def _run_all_cells(page) -> None:
     pytest.fail("Restart Kernel and Run All Cells never ran the first cell")
 
 
+def _open_and_run_all(page, url: str, last_output: str) -> None:
+    """Open a notebook, restart and run all cells, wait for `last_output` to appear, and check no cell raised."""
+    page.goto(url)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status=idle]", timeout=60_000)
+    _run_all_cells(page)
+    page.locator(".jp-OutputArea-output", has_text=last_output).wait_for(timeout=RUN_ALL_TIMEOUT_MS)
+    assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").filter(
+        has_text="Error").count() == 0, "a cell raised"
+
+
 def _count(page, name: str) -> int:
     """The number a counter of the prefix-cache demo shows."""
     return int(page.locator(f".wb-counter[data-name={name}] .wb-count").first.inner_text())
@@ -173,14 +184,7 @@ def test_lesson_4_runs_and_its_buttons_change_the_page(lab):
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 2400})  # tall: the demo fits on screen
         try:
-            page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status=idle]", timeout=60_000)
-
-            _run_all_cells(page)
-            page.locator(".jp-OutputArea-output", has_text="Lesson ran in").wait_for(timeout=RUN_ALL_TIMEOUT_MS)
-            assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").filter(
-                has_text="Error").count() == 0, "a cell raised"
+            _open_and_run_all(page, f"{base}/lab/tree/{NOTEBOOK.name}?token={token}", "Lesson ran in")
             demo = page.locator(".jp-OutputArea-output", has=page.get_by_role("button", name="Send request 1"))
             tree = page.locator(".jp-OutputArea-output", has=page.get_by_role("button", name="Send a batch"))
             assert demo.count() == 1 and tree.count() == 1
@@ -239,13 +243,7 @@ def test_lesson_9_runs_fits_a_laptop_screen_and_its_timeline_steps(lab):
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1366, "height": 2400})  # a common laptop width
         try:
-            page.goto(f"{base}/lab/tree/{SERVING.name}?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status=idle]", timeout=60_000)
-            _run_all_cells(page)
-            page.locator(".jp-OutputArea-output", has_text="lesson ran in").wait_for(timeout=RUN_ALL_TIMEOUT_MS)
-            assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").filter(
-                has_text="Error").count() == 0, "a cell raised"
+            _open_and_run_all(page, f"{base}/lab/tree/{SERVING.name}?token={token}", "lesson ran in")
             wide = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output')]
                 .filter(o => o.scrollWidth > o.clientWidth + 1).length""")
             assert wide == 0, f"{wide} outputs are wider than the page at 1366 px and scroll sideways"

@@ -93,3 +93,17 @@ def test_a_batched_server_on_a_quantised_pool_gives_each_request_its_own_quantis
 def test_an_unknown_kv_dtype_is_refused(kind):
     with pytest.raises(WorkbookError, match="kv_dtype"):
         PrefixCache(16, 1024, kv_dtype=kind)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU; the cpu case is its twin")])])
+def test_every_format_reuses_exactly_on(device):
+    model, tokenizer = workbook.load_model("tiny", device=device), workbook.load_tokenizer("tiny")
+    prompt = tokenizer.encode("Bread is baked twice a day and the shop opens at seven. " * 3 + "When can I come?")
+    for kind in KINDS:
+        cold = Engine(model, tokenizer, PrefixCache(16, 1024, kv_dtype=kind)).generate(prompt, max_new_tokens=8)
+        engine = Engine(model, tokenizer, PrefixCache(16, 1024, kv_dtype=kind))
+        engine.generate(prompt, max_new_tokens=1)
+        hit = engine.generate(prompt, max_new_tokens=8)
+        assert hit.cached_tokens > 0 and hit.output_ids == cold.output_ids, kind
+        assert (hit.first_token_logits - cold.first_token_logits).abs().max().item() <= 1e-4, kind

@@ -16,7 +16,7 @@ last tokens in a rolling buffer, which this does not model.
 
 The configs shipped in data/configs/ hold the shape settings of each model's Hugging Face `config.json`, and
 `num_parameters`: the exact count of the released weights (the sum of the checkpoint's tensor sizes; the model page
-rounds it, e.g. to 8.03B). Each file's `source` names both pages. Pure Python: nothing here needs torch.
+rounds it, e.g. to 8.03B). Each file's `source` names both pages.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import WorkbookError
+from .kv_quant import KV_BITS
 from .paths import DATA_DIR
 
 CONFIGS_DIR = DATA_DIR / "configs"
-DTYPE_BITS = {"float32": 32, "bfloat16": 16, "float16": 16, "fp8": 8, "int8": 8, "int4": 4, "int2": 2}
+DTYPE_BITS = {"float32": 32, "bfloat16": 16, "float16": 16, **KV_BITS}  # KV_BITS: the quantised formats
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from ..timing import device_name, save_results
 from .prefix import PAGE_SIZE, shape_prefix_rows
 from .speculative import shape_pass_costs
 
-GPU_TESTS = ["tests/test_model.py", "tests/test_server.py", "tests/test_speculative.py", "tests/test_timing.py"]
+GPU_TESTS = ["tests/test_kv_quant.py", "tests/test_model.py", "tests/test_server.py", "tests/test_speculative.py",
+             "tests/test_timing.py"]
 PREFIX_LENGTHS = (2048, 8192, 32768)
 SUFFIX = 32
 KS = tuple(range(1, 9))
