@@ -74,7 +74,8 @@ class PoolOccupancyView:
         self._last: dict | None = None  # the last run's prompt settings, for the Run button
         self.errors = ErrorBox()
         self.requests_slider = W.IntSlider(value=4, min=1, max=64, description="requests", continuous_update=False)
-        self.share_box = W.Checkbox(value=True, description="share the system prompt (prefix cache)")
+        self.share_box = W.Checkbox(value=True, description="share the system prompt (prefix cache)", indent=False,
+                                    layout=W.Layout(width="auto"))
         self.run_button = W.Button(description="Run one step", icon="play", disabled=True,
                                    tooltip="Submit the requests with the last system prompt and run one step")
         self.run_button.on_click(lambda _: self.run(**self._last, n_requests=self.requests_slider.value,
