@@ -88,7 +88,9 @@ class AttentionGroup:
         self.request = torch.repeat_interleave(torch.arange(len(slices)), torch.tensor(counts)).to(device)
         self.offset = torch.cat([torch.arange(n) for n in counts]).to(device)
         self.tokens = torch.cat([torch.arange(start, start + n) for start, n in zip(starts, counts)]).to(device)
-        self.mask = causal_page_mask(slices, longest, widest, sliding_window).to(device)
+        # One prompt from its first token: plain causal attention, which PyTorch runs without building a mask.
+        self.plain_causal = len(slices) == 1 and slices[0].past == 0 and sliding_window is None
+        self.mask = None if self.plain_causal else causal_page_mask(slices, longest, widest, sliding_window).to(device)
 
 
 def causal_page_mask(slices: list[BatchSlice], longest: int, widest: int, sliding_window: int | None) -> torch.Tensor:
@@ -119,5 +121,5 @@ def paged_attention(q: torch.Tensor, pool: PagePool, layer: int, group: Attentio
     gathered_k, gathered_v = keys.transpose(0, 1), values.transpose(0, 1)
     padded_q = q[0][:, group.query_index].transpose(0, 1)  # [batch, heads, widest, dim]
     out = F.scaled_dot_product_attention(padded_q, gathered_k, gathered_v, attn_mask=group.mask,
-                                         enable_gqa=q.shape[1] != keys.shape[0])
+                                         is_causal=group.plain_causal, enable_gqa=q.shape[1] != keys.shape[0])
     return out[group.request, :, group.offset].transpose(0, 1)  # [heads, tokens of the group, dim]
