@@ -117,13 +117,15 @@ demo = PrefixCacheDemo(model, tokenizer)
 demo.widget
 
 # %% [markdown]
-# The same three clicks, from code, so the claims below can be checked. (The view above follows along.)
+# The same three clicks, from code, so the claims below can be checked. They run on a second copy of the
+# demo: the one above is yours to click, and Run All leaves it as it was.
 
 # %%
-cold = demo.send_request_1()
-hit = demo.send_request_2()
-broken = demo.break_prefix()
-for r in demo.state.history:
+driven = PrefixCacheDemo(model, tokenizer)
+cold = driven.send_request_1()
+hit = driven.send_request_2()
+broken = driven.break_prefix()
+for r in driven.state.history:
     print(f"{r.label:14} {len(r.prompt_ids):4} tokens: {r.loaded:4} loaded, {r.computed:4} computed "
           f"({r.invalidated} invalidated), {r.written:4} written, TTFT {r.ttft_s * 1e3:6.1f} ms")
 print(f"The edit is at token {broken.edit_at}: {tokenizer.token_texts([broken.prompt_ids[broken.edit_at]])}")
@@ -140,7 +142,7 @@ print(f"The edit is at token {broken.edit_at}: {tokenizer.token_texts([broken.pr
 # %%
 plain = Engine(model, tokenizer)
 for cached in (hit, broken):
-    reference = plain.generate(chat(cached.system_prompt, cached.question), max_new_tokens=demo.max_new_tokens)
+    reference = plain.generate(chat(cached.system_prompt, cached.question), max_new_tokens=driven.max_new_tokens)
     gap = (cached.result.first_token_logits - reference.first_token_logits).abs().max().item()
     assert cached.loaded > 0
     assert torch.allclose(cached.result.first_token_logits, reference.first_token_logits, atol=1e-4), gap
@@ -199,7 +201,7 @@ sheets = load_price_sheets()
 sonnet, gpt = sheets["anthropic/claude-sonnet-4-5"], sheets["openai/gpt-5.5"]
 print(f"Request 2 has {len(hit.prompt_ids)} tokens; this engine loaded {hit.loaded} of them from its cache.")
 for key, sheet in sheets.items():
-    billed = demo.bills(sheet)[1].provider.usage
+    billed = driven.bills(sheet)[1].provider.usage
     print(f"  {sheet.name:22} caches from {sheet.min_cacheable_tokens:5,} tokens -> would read "
           f"{billed.cache_read_tokens}")
     assert billed.cache_read_tokens == 0 and billed.input_tokens == len(hit.prompt_ids)
@@ -357,41 +359,42 @@ tree = RadixTreeView(model, tokenizer)
 tree.widget
 
 # %%
+driven_tree = RadixTreeView(model, tokenizer)  # a second copy: the tree above is yours to click
 for _ in range(6):
-    tree.send_batch()
-stats = tree.state.stats
-print(f"{len(tree.state.requests)} requests: hit rate {stats.hit_rate:.0%} ({stats.hit_tokens:,} of {stats.queried_tokens:,} "
+    driven_tree.send_batch()
+stats = driven_tree.state.stats
+print(f"{len(driven_tree.state.requests)} requests: hit rate {stats.hit_rate:.0%} ({stats.hit_tokens:,} of {stats.queried_tokens:,} "
       f"tokens), {stats.evictions} nodes evicted, {stats.pages_in_use} of {stats.pages_total} pages in use")
-for r in tree.state.requests[-4:]:
+for r in driven_tree.state.requests[-4:]:
     print(f"  {r.user:6} ({r.tenant}, {r.app}): {r.loaded:3} of {r.prompt_tokens} tokens loaded")
 assert stats.evictions > 0 and stats.pages_in_use <= stats.pages_total
 # The busiest prefix (acme's support prompt: two of the six users) is still cached after all that eviction.
-busiest = [r for r in tree.state.requests if (r.tenant, r.app) == ("acme", "support")][-1]
+busiest = [r for r in driven_tree.state.requests if (r.tenant, r.app) == ("acme", "support")][-1]
 assert busiest.loaded >= 64
 
 # %% [markdown]
 # Least-recently-used eviction keeps what many requests touch. Every request refreshes the nodes on
 # its path, so a shared system prompt stays young while one user's question ages and goes first. A
-# system prompt that nobody has used for a while goes too; look for the travel prompt, which only one
-# user sends, in the ghosts.
+# system prompt that nobody has used for a while goes too. Send a few batches in the tree above and show
+# the evictions: look for the travel prompt, which only one user sends, among the ghosts.
 #
 # A request that is running holds a lock on the nodes it loaded (SGLang calls this `lock_ref`), because
 # evicting rows in use would pull them out from under it. Locked nodes are never evicted:
 
 # %%
-tree.set_pinned(True)
-locked = {v.id for v in tree.cache.nodes() if v.locked}
-evictions_before = tree.state.stats.evictions
+driven_tree.set_pinned(True)
+locked = {v.id for v in driven_tree.cache.nodes() if v.locked}
+evictions_before = driven_tree.state.stats.evictions
 for _ in range(3):
-    tree.send_batch()
-assert tree.state.stats.evictions > evictions_before and locked <= {v.id for v in tree.cache.nodes()}
-print(f"{tree.state.stats.evictions - evictions_before} more evictions, and the {len(locked)} locked node(s) survived")
-tree.set_pinned(False)
+    driven_tree.send_batch()
+assert driven_tree.state.stats.evictions > evictions_before and locked <= {v.id for v in driven_tree.cache.nodes()}
+print(f"{driven_tree.state.stats.evictions - evictions_before} more evictions, and the {len(locked)} locked node(s) survived")
+driven_tree.set_pinned(False)
 
 # %% [markdown]
 # ## 5. Tenants never share hits
 #
-# In the tree above, acme and globex both use the support system prompt, yet each has its own copy:
+# In the tree, acme and globex both use the support system prompt, yet each has its own copy:
 # every key is salted with the tenant, so globex's first request misses even when acme cached the same
 # prompt a moment earlier. That looks wasteful, and it is deliberate. A hit is *faster*, and speed can
 # be measured from outside: if tenants shared a cache, one customer could time requests and learn what
