@@ -410,6 +410,7 @@ acme_2 = shared_pool.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_2), max_new_t
 assert globex_1.cached_tokens == 0 and acme_2.cached_tokens > 0
 print(f"globex, same prompt as acme: {globex_1.cached_tokens} tokens loaded, TTFT {globex_1.timings.ttft_s * 1e3:.1f} ms")
 print(f"acme, its own prefix again:  {acme_2.cached_tokens} tokens loaded, TTFT {acme_2.timings.ttft_s * 1e3:.1f} ms")
+print("(one run each, so the times are noisy; section 2's medians are the steadier comparison)")
 
 # %% [markdown]
 # ## What to take away
