@@ -153,6 +153,7 @@ def _open_and_run_all(page, url: str, last_output: str) -> None:
     _run_all_cells(page)
     page.locator(".jp-OutputArea-output", has_text=last_output).wait_for(timeout=RUN_ALL_TIMEOUT_MS)
     _assert_no_cell_raised(page)
+    _assert_no_maths(page)
 
 
 def _assert_no_cell_raised(page) -> None:
@@ -160,6 +161,11 @@ def _assert_no_cell_raised(page) -> None:
     raised = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").filter(
         has_text=re.compile("Traceback"))
     assert raised.count() == 0, f"a cell raised: {raised.first.inner_text()[:500] if raised.count() else ''}"
+
+
+def _assert_no_maths(page) -> None:
+    """No markdown was typeset as maths (a bare dollar sign before a number turns prose into italic maths)."""
+    assert page.locator(".jp-RenderedMarkdown mjx-container, .jp-RenderedMarkdown .MathJax").count() == 0
 
 
 def _assert_nothing_scrolls_sideways(page) -> None:
@@ -300,6 +306,7 @@ def test_every_other_lesson_runs_in_a_laptop_sized_page_with_its_widgets_drawn(l
             _run_all_cells(page)
             page.wait_for_function(ALL_RAN, timeout=RUN_ALL_TIMEOUT_MS, polling=1000)
             _assert_no_cell_raised(page)
+            _assert_no_maths(page)
             assert page.get_by_text(re.compile(r"Error displaying widget|Loading widget")).count() == 0
             _assert_nothing_scrolls_sideways(page)
         except Exception:

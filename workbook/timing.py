@@ -97,7 +97,8 @@ def device_name(device: Any = None) -> str:
         return torch.cuda.get_device_name(torch.device(dev))
     if dev.startswith("mps"):
         return f"mps: {cpu_model_name()}"
-    return f"cpu: {cpu_model_name()} ({_cpu_threads()} threads)"
+    threads = _cpu_threads()
+    return f"cpu: {cpu_model_name()} ({threads} thread{'s' * (threads != 1)})"
 
 
 def device_slug(device: Any = None) -> str:

@@ -35,7 +35,8 @@ class KVRowsTable:
         self.state = KVRowsState()
         self.errors = ErrorBox()
         self.expand = W.ToggleButton(value=False, description="Show every layer", icon="layer-group",
-                                     tooltip="Switch between one row per token and one K/V cell per layer")
+                                     tooltip="Switch between one row per token and one K/V cell per layer",
+                                     layout=W.Layout(width="auto"))
         self.expand.observe(self._on_expand, names="value")
         self._table = W.HTML()
         self.widget = W.VBox([self.expand, self.errors.widget, self._table])

@@ -226,7 +226,7 @@ class PrefixCacheDemo:
 
         choices = [(f"{sheet.name} ({sheet.provider})", key) for key, sheet in self.sheets.items()]
         self.provider_picker = W.Dropdown(options=choices, value=s.provider, description="Prices of",
-                                          style={"description_width": "8em"})
+                                          style={"description_width": "8em"}, layout=W.Layout(width="30em"))
         self.provider_picker.observe(self._on_provider, names="value")
 
         self.errors = ErrorBox()

@@ -115,7 +115,8 @@ class PromptLabView:
         self.max_tokens_slider = W.IntSlider(value=s.max_new_tokens, min=1, max=8, description="max new tokens", **slider)
         self.page_picker = W.Dropdown(options=PAGE_SIZES, value=s.page_size, description="Page size (tokens)", style=WIDE)
         self.provider_picker = W.Dropdown(options=[(f"{sheet.name} ({sheet.provider})", key) for key, sheet in self.sheets.items()],
-                                          value=s.provider, description="Prices of", style=WIDE)
+                                          value=s.provider, description="Prices of", style=WIDE,
+                                          layout=W.Layout(width="32em"))
         for widget, name in ((self.temperature_slider, "temperature"), (self.top_p_slider, "top_p"),
                              (self.max_tokens_slider, "max_new_tokens"), (self.page_picker, "page_size"),
                              (self.provider_picker, "provider")):

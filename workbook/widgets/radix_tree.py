@@ -226,7 +226,7 @@ class RadixTreeView:
         st = self.state.stats
         cells = [("requests", len(self.state.requests)), ("hit rate", f"{st.hit_rate:.0%}"),
                  ("hit tokens", f"{st.hit_tokens:,} of {st.queried_tokens:,}"),
-                 ("evictions", f"{st.evictions} nodes, {st.evicted_tokens:,} tokens"),
+                 ("evicted", f"{st.evictions} nodes ({st.evicted_tokens:,} tokens)"),
                  ("pages in use", f"{st.pages_in_use} of {st.pages_total} ({st.bytes_in_use / 1024:,.0f} KiB)")]
         return ('<div class="wb-radix-stats">' + "".join(
             f'<span data-name="{html.escape(k)}" style="display:inline-block;margin-right:16px"><b>{html.escape(str(v))}</b> '

@@ -73,4 +73,5 @@ PER_MILLION_REQUESTS = 1_000_000  # costs are shown per request and per million 
 
 def usd(amount: float) -> str:
     """Dollars, with cents for big sums and enough digits to see a single request's fraction of a cent."""
-    return f"${amount:,.2f}" if abs(amount) >= 1 else f"${amount:.6f}"
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.2f}" if abs(amount) >= 1 else f"{sign}${abs(amount):.6f}"
