@@ -277,8 +277,8 @@ print(f"The edit at token {edit_at:,} of {len(ids[3]):,}: this engine loaded {la
 # lesson 5 places breakpoints on purpose.)
 #
 # A widely read blog post on prompt caching worked through a Codex session billed at GPT-5.5's rates:
-# 615,643 uncached input tokens, 7,505,280 cached ones and 31,771 output tokens, and found \$7.78 with the
-# cache against \$41.55 without. Those counts came from the provider's own usage report, so pricing them
+# 615,643 uncached input tokens, 7,505,280 cached ones and 31,771 output tokens, and found \\$7.78 with the
+# cache against \\$41.55 without. Those counts came from the provider's own usage report, so pricing them
 # needs no simulation, only arithmetic:
 
 # %%
@@ -290,12 +290,12 @@ assert (round(with_cache, 2), round(without, 2)) == (7.78, 41.56)
 print(f"with cache ${with_cache:.4f}, without ${without:.4f}: {1 - with_cache / without:.0%} saved")
 
 # %% [markdown]
-# Right, up to a cent: without the cache the bill is \$41.5577, which rounds to \$41.56. The post added
-# its lines after rounding each one (\$40.60 + \$0.95). The saving, about 81%, stands.
+# Right, up to a cent: without the cache the bill is \\$41.5577, which rounds to \\$41.56. The post added
+# its lines after rounding each one (\\$40.60 + \\$0.95). The saving, about 81%, stands.
 
 # %% [markdown]
-# The same post's toy demo (12 tokens cold, then 8 loaded and 4 computed, at \$5 and \$0.50 per million)
-# claims \$60 versus \$24 per million requests. Its arithmetic is right, but replay the two requests
+# The same post's toy demo (12 tokens cold, then 8 loaded and 4 computed, at \\$5 and \\$0.50 per million)
+# claims \\$60 versus \\$24 per million requests. Its arithmetic is right, but replay the two requests
 # through GPT-5.5's rules and the second one is not cheaper at all:
 
 # %%

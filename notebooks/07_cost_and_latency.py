@@ -551,10 +551,10 @@ print(f"Seed 004: a cached 4,000-token prefix makes the input {ratio:.1f}x cheap
 
 # %% [markdown]
 # The verdicts: the Codex table is right up to a cent of rounding, and so is the toy demo (although no
-# provider would cache a 12-token prompt). Seed 001 names no price, so its "\$6/day" can only be checked by
+# provider would cache a 12-token prompt). Seed 001 names no price, so its "\\$6/day" can only be checked by
 # asking what price it implies: a hundredth of Claude Sonnet 4.5's input price, and less than any model on our
 # sheets charges for plain input. At Claude Sonnet 4.5's price (its code calls an earlier Sonnet), the day
-# costs 100 times as much. (Its yearly figure is 360 days of \$6.) Its code comment that the first call pays
+# costs 100 times as much. (Its yearly figure is 360 days of \\$6.) Its code comment that the first call pays
 # "full price" misses Anthropic's write premium: the first call pays 1.25× for the cached part. Always redo
 # the multiplication, and ask which price a figure assumes, before you quote it.
 #
@@ -607,8 +607,8 @@ answer_2 = None
 check_ttl_choice(answer_2)
 
 # %% [markdown]
-# **Exercise 3.** Seed 001 says a 2,000-token system prompt sent 100,000 times a day costs "\$6/day
-# (\$2,160/year)", without naming a price. At Claude Sonnet 4.5's input price (`sonnet.input`, dollars per
+# **Exercise 3.** Seed 001 says a 2,000-token system prompt sent 100,000 times a day costs "\\$6/day
+# (\\$2,160/year)", without naming a price. At Claude Sonnet 4.5's input price (`sonnet.input`, dollars per
 # million tokens), what does it really cost per year (365 days), in US dollars?
 
 # %%

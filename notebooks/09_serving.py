@@ -315,8 +315,8 @@ for kind in ("int8", "int4"):
 # %% [markdown]
 # ## 8. Seed 003's worked example, recomputed
 #
-# The article starts from a 70B model "served naively" at \$0.03 a request and 10 requests a second, then
-# distils to 7B (\$0.005, 40 a second, "on the same hardware"), quantises to INT4 (\$0.002, 80 a second,
+# The article starts from a 70B model "served naively" at \\$0.03 a request and 10 requests a second, then
+# distils to 7B (\\$0.005, 40 a second, "on the same hardware"), quantises to INT4 (\\$0.002, 80 a second,
 # "14GB to 4GB") and adds batching and paging (200 a second), and concludes "15x cost reduction and 20x
 # throughput improvement". A server's bill per second is cost per request times requests per second:
 
@@ -359,7 +359,7 @@ answer_2 = None
 check_shared_pages(answer_2)
 
 # %% [markdown]
-# **Exercise 3.** Seed 003's step 2 costs \$0.002 a request at 80 requests a second. What must the hardware
+# **Exercise 3.** Seed 003's step 2 costs \\$0.002 a request at 80 requests a second. What must the hardware
 # cost per second for that to be true (in dollars)?
 
 # %%

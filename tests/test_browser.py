@@ -165,7 +165,10 @@ def _assert_no_cell_raised(page) -> None:
 
 def _assert_no_maths(page) -> None:
     """No markdown was typeset as maths (a bare dollar sign before a number turns prose into italic maths)."""
-    assert page.locator(".jp-RenderedMarkdown mjx-container, .jp-RenderedMarkdown .MathJax").count() == 0
+    maths = page.locator(".jp-RenderedMarkdown mjx-container")
+    where = [m.evaluate("e => e.closest('p, li, td, h1, h2, h3') ? e.closest('p, li, td, h1, h2, h3').innerText : ''")
+             for m in maths.all()[:3]]
+    assert maths.count() == 0, f"typeset as maths: {where}"
 
 
 def _assert_nothing_scrolls_sideways(page) -> None:
