@@ -3,6 +3,7 @@
 import html
 from dataclasses import replace
 
+import ipywidgets as W
 import pytest
 import torch
 
@@ -14,9 +15,11 @@ from workbook.lessons.scenarios import User, break_system_prompt, chat
 from workbook.prefix_cache import loadable_tokens
 from workbook.pricing import get_sheet
 from workbook.tokenizer import first_divergence
+from workbook.widgets.kv_rows import KVRowsTable
 from workbook.widgets.prefix_demo import PrefixCacheDemo
 from workbook.widgets.radix_tree import RadixTreeView
 from workbook.widgets.style import usd
+from workbook.widgets.tokens import TokenStrip
 
 # Short enough for the small model's 96-token context; the date sits a couple of pages in.
 SYSTEM = "You are a careful support assistant.\nToday Date: 14 Mar 2026\nAnswer briefly and politely."
@@ -272,3 +275,14 @@ def test_check_prompt_order():
     assert check_prompt_order(["instructions", "today's date", "tool definitions", "examples", *good[4:]]).correct is False
     assert check_prompt_order([*good[:3], "user message", "today's date", "retrieved documents"]).correct is False
     assert check_prompt_order(good[:-1]).correct is False
+
+
+def test_the_demo_draws_its_colours_legend_once(small_model, small_tokenizer):
+    demo = PrefixCacheDemo(small_model, small_tokenizer, system_prompt=SYSTEM, questions=QUESTIONS, page_size=4,
+                           capacity_tokens=512, max_new_tokens=4)
+    demo.button_1.click()
+    demo.button_2.click()
+    parts = [w.value for w in demo.widget.children if isinstance(w, W.HTML)]
+    drawn = "".join(parts) + demo.strip._chips.value + demo.kv_rows._table.value
+    assert drawn.count('class="wb-legend"') == 1
+    assert TokenStrip(small_tokenizer).legend and KVRowsTable(small_tokenizer, 2).legend  # alone, each keeps its own

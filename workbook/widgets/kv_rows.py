@@ -27,11 +27,12 @@ class KVRowsState:
 class KVRowsTable:
     """Shows which K/V rows of a prompt were computed and which were loaded; a toggle shows every layer."""
 
-    def __init__(self, tokenizer, num_layers: int):
+    def __init__(self, tokenizer, num_layers: int, *, legend: bool = True):
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, not {num_layers}.")
         self.tokenizer = tokenizer
         self.num_layers = num_layers
+        self.legend = legend  # False inside a view that draws the colours' legend once for all its parts
         self.state = KVRowsState()
         self.errors = ErrorBox()
         self.expand = W.ToggleButton(value=False, description="Show every layer", icon="layer-group",
@@ -92,7 +93,7 @@ class KVRowsTable:
             counts = f" ({counts})"
         caption = (f"{len(s.ids)} token rows{counts} × {self.num_layers} layers × 2 (K and V) = "
                    f"{2 * len(s.ids) * self.num_layers} vectors stored")
-        legend = legend_html(PROVENANCE_COLOURS) if s.provenance else ""
+        legend = legend_html(PROVENANCE_COLOURS) if s.provenance and self.legend else ""
         return (f'<div class="wb-kv-rows"><div style="color:#555">{html.escape(caption)}</div>{legend}'
                 f'<div style="max-height:360px;overflow:auto"><table style="border-collapse:collapse">'
                 f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></div>")

@@ -234,8 +234,9 @@ class PrefixCacheDemo:
         self.counters = W.HTML()
         self.history_table = W.HTML()
         self.napkin = W.HTML()
-        self.strip = TokenStrip(self.tokenizer, title="Prompt tokens of the latest request")
-        self.kv_rows = KVRowsTable(self.tokenizer, num_layers)
+        # One legend for the whole demo, at its top: the strip and the rows below use the same colours.
+        self.strip = TokenStrip(self.tokenizer, title="Prompt tokens of the latest request", legend=False)
+        self.kv_rows = KVRowsTable(self.tokenizer, num_layers, legend=False)
         self.widget = W.VBox([
             W.HTML("<b>Prefix cache: cold, hit, broken prefix</b>"),
             W.HTML(legend_html(PROVENANCE_COLOURS)),

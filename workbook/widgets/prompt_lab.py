@@ -124,7 +124,7 @@ class PromptLabView:
 
         self.errors = ErrorBox()
         self.summary = W.HTML()
-        self.strip = TokenStrip(tokenizer, title="Today's request, token by token")
+        self.strip = TokenStrip(tokenizer, title="Today's request, token by token", legend=False)  # its legend is drawn once, above
         self.widget = W.VBox([
             W.HTML("<b>Prompt lab: what breaks a cache hit?</b> The cache holds yesterday's request from Ana; "
                    "each change below re-sends today's request and shows what the cache could still serve."),

@@ -76,9 +76,10 @@ class TokenStripState:
 class TokenStrip:
     """A row of token chips, optionally coloured and labelled computed / loaded / invalidated."""
 
-    def __init__(self, tokenizer, title: str = ""):
+    def __init__(self, tokenizer, title: str = "", *, legend: bool = True):
         self.tokenizer = tokenizer
         self.title = title
+        self.legend = legend  # False inside a view that draws the colours' legend once for all its parts
         self.state = TokenStripState()
         self.errors = ErrorBox()
         self._chips = W.HTML()
@@ -101,7 +102,7 @@ class TokenStrip:
         counts = f"{len(s.ids)} tokens"
         if s.provenance:
             counts += ": " + ", ".join(f"{s.provenance.count(p)} {p}" for p in PROVENANCE_COLOURS if p in s.provenance)
-        legend = legend_html(PROVENANCE_COLOURS) if s.provenance else ""
+        legend = legend_html(PROVENANCE_COLOURS) if s.provenance and self.legend else ""
         return (f'<div class="wb-token-strip">{head}<span style="color:#555">{counts}</span>{legend}'
                 f'<div>{chips}</div></div>')
 
