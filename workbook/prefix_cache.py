@@ -18,6 +18,7 @@ import torch
 from .errors import WorkbookError
 from .kv_cache import KVCache
 from .page_pool import PagePool
+from .paged_attention import slots as page_slots
 
 
 class CacheBudgetError(WorkbookError):
@@ -342,8 +343,7 @@ class PrefixCache:
     def _copy_rows_to_pages(self, cache: KVCache, start: int, pages: list[int]) -> None:
         """Copy a KVCache's rows start.. into `pages` of the pool."""
         n = len(pages) * self.page_size
-        slots = (torch.tensor(pages, device=self.keys.device)[:, None] * self.page_size
-                 + torch.arange(self.page_size, device=self.keys.device)).flatten()
+        slots = page_slots(pages, n, self.page_size).to(self.keys.device)
         for layer in range(cache.num_layers):
             k, v = cache.rows(layer)  # [1, heads, length, dim]
             self.pool.write(layer, slots, k[0, :, start:start + n], v[0, :, start:start + n])

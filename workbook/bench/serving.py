@@ -17,7 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoints import default_model
-from ..model import load_model
+from ..model import load_model, request_rows
+from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 from ..server import Server
 from ..shapes import random_ids
@@ -136,7 +137,7 @@ def measure_shared_prefix(model, tokenizer, prefix: int, vocab: int, *, requests
         peaks[mode] = max(s.pages_in_use for s in run_all(server))
         server.run_until_done()
     one_prefix = prefix // PAGE_SIZE
-    own = requests * (-(-(prefix + 32 + new - 1) // PAGE_SIZE) - one_prefix)
+    own = requests * (PagePool(PAGE_SIZE, 1).pages_for_rows(request_rows(prefix + 32, new)) - one_prefix)
     return {"requests": requests, "prefix_tokens": prefix, "suffix_tokens": 32, "new_tokens": new,
             "pages_shared_run": peaks["shared"], "pages_unshared_run": peaks["unshared"],
             "pages_one_prefix_plus_own": one_prefix + own,

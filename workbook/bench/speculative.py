@@ -229,11 +229,11 @@ def time_methods(methods: list[Method], prompts: list[list[int]], repeats: int, 
     return seconds, outputs
 
 
-def forward_ms(model: Transformer, prompt: list[int], n_tokens: int, repeats: int) -> float:
-    """Median time of one forward pass over `n_tokens` new tokens after `prompt`, in milliseconds."""
-    cache = model.new_cache(len(prompt) + n_tokens)
-    model(torch.tensor([prompt], device=model.device), cache=cache)
-    new = torch.tensor([prompt[-n_tokens:]], device=model.device)  # any ids will do; only the time counts
+def forward_ms(model: Transformer, prompt: list[int], n_tokens: int, repeats: int, batch: int = 1) -> float:
+    """Median time of one forward pass over `n_tokens` new tokens after `prompt` (for each of `batch` copies), in ms."""
+    cache = model.new_cache(len(prompt) + n_tokens, batch_size=batch)
+    model(torch.tensor([prompt] * batch, device=model.device), cache=cache)
+    new = torch.tensor([prompt[-n_tokens:]] * batch, device=model.device)  # any ids will do; only the time counts
 
     def step():
         model(new, cache=cache)

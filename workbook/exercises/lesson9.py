@@ -4,7 +4,8 @@ package and returns a `CheckResult`: right, wrong (with a hint), or not answered
 
 from __future__ import annotations
 
-from ..kv_memory import kv_memory, load_configs
+from ..kv_memory import head_dim, kv_heads, kv_memory, load_configs
+from ..model import request_rows
 from ..lessons.serving import seed_003_recomputed
 from ..page_pool import PagePool
 from .verdict import CheckResult, check_amount, check_number
@@ -17,8 +18,7 @@ def check_bytes_per_token(answer, *, reveal: bool = False) -> CheckResult:
     """Exercise 1: KiB of K/V per token for Llama 3 70B in 16 bits."""
     config = load_configs()["llama-3-70b"]
     kib = kv_memory(config, 1).bytes_per_token // 1024
-    layers, heads = config["num_hidden_layers"], config["num_key_value_heads"]
-    dim = config["hidden_size"] // config["num_attention_heads"]
+    layers, heads, dim = config["num_hidden_layers"], kv_heads(config), head_dim(config)
     return check_number(
         answer, kib, exercise="check_bytes_per_token", how="Replace None with a whole number of KiB.", unit="KiB",
         reveal=reveal,
@@ -32,7 +32,7 @@ def check_bytes_per_token(answer, *, reveal: bool = False) -> CheckResult:
 def shared_pages() -> tuple[int, int, int, int]:
     """Exercise 2's arithmetic: each request's final rows, the prefix's pages, each request's own pages, and the total."""
     w = SHARED
-    rows = w["system_tokens"] + w["own_tokens"] + w["new_tokens"] - 1  # the last new token is never fed back
+    rows = request_rows(w["system_tokens"] + w["own_tokens"], w["new_tokens"])  # the last new token is never fed back
     prefix = w["system_tokens"] // w["page_size"]
     own = PagePool(w["page_size"], 1).pages_for_rows(rows) - prefix
     return rows, prefix, own, prefix + w["requests"] * own

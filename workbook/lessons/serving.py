@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..bench.speculative import forward_ms
 from ..engine import Engine
 from ..kv_quant import KV_BITS
 from ..prefix_cache import PrefixCache
-from ..timing import measure
+from ..tokenizer import first_divergence
 
 
 def verify_cost(model, batch: int, k: int, *, context: int = 128, repeats: int = 7) -> float:
@@ -20,19 +21,8 @@ def verify_cost(model, batch: int, k: int, *, context: int = 128, repeats: int =
     one token's pass, because the pass is bound by reading weights and launching kernels. As the batch
     grows the pass does more arithmetic per weight read, and the k+1 tokens start to cost their share.
     """
-    ids = torch.arange(1, context + 1, device=model.device).remainder(model.config.vocab_size).repeat(batch, 1)
-    cache = model.new_cache(context + k + 1, batch_size=batch)
-    model(ids, cache=cache)
-
-    def pass_over(n: int) -> float:
-        new = ids[:, :n]  # any ids will do; only the time counts
-
-        def step():
-            model(new, cache=cache)
-            cache.crop(context)
-        return measure(step, warmup=2, repeats=repeats, device=model.device).median_s
-
-    return pass_over(k + 1) / pass_over(1)
+    prompt = [i % model.config.vocab_size for i in range(1, context + 1)]  # any ids will do; only the time counts
+    return forward_ms(model, prompt, k + 1, repeats, batch) / forward_ms(model, prompt, 1, repeats, batch)
 
 
 @dataclass(frozen=True)
@@ -56,20 +46,15 @@ def quantisation_rows(model, tokenizer, prompts: list[list[int]], new_tokens: in
         drift = max((r.first_token_logits - f.first_token_logits).abs().max().item() for r, f in zip(runs, reference))
         kl = max(torch.nn.functional.kl_div(r.first_token_logits.log_softmax(-1), f.first_token_logits.log_softmax(-1),
                                             log_target=True, reduction="sum").item() for r, f in zip(runs, reference))
-        same = sum(agreeing_prefix(r.output_ids, f.output_ids) for r, f in zip(runs, reference))
+        same = sum(agreed(r.output_ids, f.output_ids) for r, f in zip(runs, reference))
         rows.append(QuantRow(kind, KV_BITS[kind], engine.prefix_cache.bytes_per_page(), drift, kl,
                              same / (new_tokens * len(prompts))))
     return rows
 
 
-def agreeing_prefix(a: list[int], b: list[int]) -> int:
+def agreed(a: list[int], b: list[int]) -> int:
     """How many tokens two outputs share before they first differ."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+    return len(a) if (at := first_divergence(a, b)) is None else at
 
 
 # Seed 003's example, as the article gives it: (step, cost per request in dollars, requests per second).
