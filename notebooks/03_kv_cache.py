@@ -51,6 +51,7 @@ from workbook.exercises import lesson3
 from workbook.timing import measure
 from workbook.widgets.decode_stepper import DecodeStepper
 from workbook.widgets.kv_rows import KVRowsTable
+from workbook.widgets.style import WITH_CACHE, WITHOUT_CACHE
 
 model_name = workbook.default_model()
 tokenizer = workbook.load_tokenizer(model_name)
@@ -189,7 +190,8 @@ for n in lengths:
 figure = go.Figure()
 for name, values in totals.items():
     figure.add_scatter(x=lengths, y=values, name=name, mode="lines+markers",
-                       line=dict(dash="solid" if name.endswith("without") else "dash"),
+                       line=dict(color=WITHOUT_CACHE if name.endswith("without") else WITH_CACHE,
+                                 dash="solid" if name.endswith("without") else "dash"),
                        marker=dict(symbol="circle" if name.startswith("weights") else "diamond"))
 figure.update_layout(title="FLOPs summed over a generation of n tokens", xaxis_title="n (tokens)",
                      yaxis_title="FLOPs", yaxis_type="log", xaxis_type="log", height=380)
@@ -226,9 +228,9 @@ for n in lengths:
 
 figure = go.Figure()
 figure.add_scatter(x=lengths, y=[t * 1e3 for t in times_without], name="without cache: all n tokens",
-                   marker=dict(symbol="circle"))
+                   line=dict(color=WITHOUT_CACHE), marker=dict(symbol="circle"))
 figure.add_scatter(x=lengths, y=[t * 1e3 for t in times_with], name="with KV cache: 1 token",
-                   line=dict(dash="dash"), marker=dict(symbol="square"))
+                   line=dict(color=WITH_CACHE, dash="dash"), marker=dict(symbol="square"))
 figure.update_layout(title="One decode step at sequence length n (median of 3)", xaxis_title="n (tokens)",
                      yaxis_title="milliseconds", height=380)
 figure.show()
@@ -308,10 +310,11 @@ if cfg.num_kv_heads < cfg.num_heads:
 #
 # The cache also records each row's *provenance*: `computed` by a forward pass here, or
 # `loaded` from somewhere else. The table shows the rows of our generation; the toggle splits
-# each row into the K and V it stores in every layer.
+# each row into the K and V it stores in every layer. A long run of rows of one kind is folded
+# to its first and last few rows; tick **Show every row** to see them all.
 
 # %%
-table = KVRowsTable(tokenizer, num_layers=cfg.num_layers)
+table = KVRowsTable(tokenizer, num_layers=cfg.num_layers, fold=5)
 table.show(ids_cached[: cache.length], cache.provenance)
 display(table.widget)
 
@@ -333,7 +336,7 @@ assert torch.allclose(logits_reused, logits_full, atol=1e-4)
 print(f"{shared} of {len(second)} prompt rows loaded, {len(second) - shared} computed; "
       f"largest logit difference from a full computation: {(logits_reused - logits_full).abs().max():.1e}")
 
-reused = KVRowsTable(tokenizer, num_layers=cfg.num_layers)  # a second table: the one above keeps the first request
+reused = KVRowsTable(tokenizer, num_layers=cfg.num_layers, fold=5)  # a second table: the one above keeps the first request
 reused.show(second, reuse.provenance)
 reused.expand.value = True  # one K/V cell per layer
 display(reused.widget)

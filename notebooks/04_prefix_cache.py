@@ -53,6 +53,7 @@ from workbook.lessons.scenarios import (DEFAULT_SYSTEM_PROMPT, GIFT_CARD_LINE, L
                                         QUESTION_2, break_system_prompt, chat)
 from workbook.pricing import break_even_reuses, cacheable_tokens
 from workbook.providers import Block, Request
+from workbook.widgets.measure_again import MeasureAgain
 from workbook.widgets.prefix_demo import PrefixCacheDemo
 from workbook.widgets.radix_tree import RadixTreeView
 
@@ -167,14 +168,28 @@ def median_ttft_ms(engine, warm, runs=3):
 
 
 timing_engine = Engine(model, tokenizer, PrefixCache(page_size=16, capacity_tokens=4096))
-cold_ms, hit_ms = median_ttft_ms(timing_engine, warm=False), median_ttft_ms(timing_engine, warm=True)
-print(f"median TTFT of request 2: cold {cold_ms:.1f} ms, system prompt cached {hit_ms:.1f} ms "
-      f"({cold_ms / hit_ms:.1f}x faster) on {model.device}")
+
+
+def cold_and_hit_ms():
+    return median_ttft_ms(timing_engine, warm=False), median_ttft_ms(timing_engine, warm=True)
+
+
+def ttft_sentence(measured):
+    cold_ms, hit_ms = measured
+    verdict = (f"{cold_ms / hit_ms:.1f}x faster" if hit_ms < cold_ms else
+               "no faster this time: something else was using the processor, so measure again")
+    return (f"median TTFT of request 2 on {model.device}: cold {cold_ms:.1f} ms, "
+            f"system prompt cached {hit_ms:.1f} ms ({verdict})")
+
+
+ttft = MeasureAgain(cold_and_hit_ms, ttft_sentence)
+ttft.widget
 
 # %% [markdown]
-# The gap grows with the length of the shared prefix: a cold prefill does work for every prompt token,
-# a hit only for the new ones. (Speed is never asserted here: it depends on your machine.
-# `python -m workbook.bench prefix` measures it properly.)
+# Press **Measure again** a few times: the times move from run to run, because your laptop is doing
+# other things too, but the hit should stay ahead. The gap grows with the length of the shared prefix:
+# a cold prefill does work for every prompt token, a hit only for the new ones. (Speed is never asserted
+# here: it depends on your machine. `python -m workbook.bench prefix` measures it properly.)
 #
 # ## 3. Napkin math: what the cache is worth in dollars
 #

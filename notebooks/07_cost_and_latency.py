@@ -62,7 +62,7 @@ from workbook.pricing import (TTL_MINUTES, break_even_reuses, cacheable_tokens, 
                               storage_break_even_rate, storage_cost, traffic_cost)
 from workbook.timing import Stopwatch, device_name, load_results
 from workbook.widgets import CostCalculatorView
-from workbook.widgets.style import PROVENANCE_COLOURS
+from workbook.widgets.style import PROVENANCE_COLOURS, WITH_CACHE, WITHOUT_CACHE
 
 lesson_start = time.perf_counter()
 model = workbook.load_model(workbook.default_model())
@@ -149,7 +149,7 @@ for n in (64, 192):
     print(f"prompt {n:3}: " + ", ".join(f"{how} {tps:6.1f} tokens/s" for how, tps in decode[n].items()))
 
 figure = go.Figure()
-for how, colour in (("with KV cache", PROVENANCE_COLOURS["loaded"]), ("without", PROVENANCE_COLOURS["computed"])):
+for how, colour in (("with KV cache", WITH_CACHE), ("without", WITHOUT_CACHE)):
     figure.add_bar(x=[f"{n}-token prompt" for n in decode], y=[decode[n][how] for n in decode], name=how,
                    marker_color=colour)
 figure.update_layout(title=f"Greedy decode speed, measured on {DEVICE}<br><sup>{NEW - 1} tokens after the first, "

@@ -1,5 +1,7 @@
 """The lesson 1-3 views, driven from Python the way a learner drives them with the mouse."""
 
+import re
+
 import pytest
 import torch
 
@@ -52,6 +54,34 @@ def test_token_strip_shows_bad_input_in_its_error_box(small_tokenizer, ids, prov
     assert strip.state.ids == [5, 6]  # the last good picture stays
     strip.show([7])
     assert strip.errors.message == "" and strip.state.ids == [7]
+
+
+def test_a_folded_strip_keeps_each_runs_ends_and_where_the_provenance_changes(small_tokenizer):
+    ids = small_tokenizer.encode("You are a careful support assistant. " * 6)
+    provenance = ["loaded"] * 30 + ["invalidated"] * 5 + ["computed"] * (len(ids) - 35)
+    strip = TokenStrip(small_tokenizer, fold=3)
+    strip.show(ids, provenance)
+    page = strip.widget.children[0].value
+    long_runs = [n for n in (30, len(ids) - 35) if n > 7]  # the 5 invalidated tokens are too few to fold
+    assert strip.state.hidden == sum(n - 6 for n in long_runs)
+    assert page.count('class="wb-chip"') == len(ids) - strip.state.hidden
+    assert "… 24 more loaded tokens …" in page and "invalidated tokens" not in page
+    shown = [int(i) for i in re.findall(r'class="wb-chip" title="token (\d+):', page)]
+    assert shown[:6] == ids[:3] + ids[27:30]  # the loaded run's first 3 chips, then its last 3
+    assert shown[6:11] == ids[30:35]  # every invalidated chip: where the hit ends stays in view
+    assert shown[-3:] == ids[-3:]
+
+    strip.show_all.value = True  # the learner asks for every token
+    assert strip.state.hidden == 0 and strip.widget.children[0].value.count('class="wb-chip"') == len(ids)
+
+
+def test_a_strip_folds_only_when_asked_and_never_to_nothing(small_tokenizer):
+    ids = small_tokenizer.encode("You are a careful support assistant. " * 6)
+    plain = TokenStrip(small_tokenizer)
+    plain.show(ids, ["loaded"] * len(ids))
+    assert plain.state.hidden == 0 and plain.show_all.layout.display == "none"
+    with pytest.raises(ValueError, match="at least 1"):
+        TokenStrip(small_tokenizer, fold=0)
 
 
 def test_readable_marks_whitespace():
@@ -222,3 +252,19 @@ def test_views_started_without_a_prompt_ask_for_one(small_model, small_tokenizer
     stepper = DecodeStepper(small_model, small_tokenizer, prompt="", max_steps=4)
     stepper.step_button.click()
     assert "no prompt yet" in stepper.errors.message and stepper.state.steps == 0
+
+
+def test_a_folded_kv_table_keeps_the_row_where_the_hit_ends(small_tokenizer):
+    ids = small_tokenizer.encode("You are a careful support assistant. " * 4)
+    provenance = ["loaded"] * 20 + ["computed"] * (len(ids) - 20)
+    table = KVRowsTable(small_tokenizer, num_layers=2, fold=2)
+    table.show(ids, provenance)
+    page = table._table.value
+    assert "… 16 more loaded rows …" in page
+    drawn = page.count("<tr><td")  # one per token row drawn (the fold rows are <tr class=...>)
+    computed_run = len(ids) - 20
+    assert drawn == 2 + 2 + (computed_run if computed_run <= 5 else 2 + 2)  # each run's two ends, unless it is short
+    assert len(table.state.rows) == len(ids)  # folding changes the drawing, never the table's data
+
+    table.show_all.value = True
+    assert table._table.value.count("<tr><td") == len(ids) and "wb-fold" not in table._table.value

@@ -6,6 +6,7 @@ from .cost_calculator import CostCalculatorView
 from .decode_stepper import DecodeStepper
 from .kv_memory_view import KVMemoryView
 from .kv_rows import KVRowsTable
+from .measure_again import MeasureAgain
 from .pool_view import PoolOccupancyView
 from .prefix_demo import PrefixCacheDemo
 from .prompt_lab import PromptLabView
@@ -15,6 +16,6 @@ from .speculative_view import SpeculativeView
 from .threshold import ThresholdView, WrongAnswerCostView
 from .tokens import DivergenceView, TokenStrip
 
-__all__ = ["AttentionGrid", "AuditView", "CostCalculatorView", "DecodeStepper", "DivergenceView", "KVMemoryView", "KVRowsTable",
+__all__ = ["AttentionGrid", "AuditView", "CostCalculatorView", "DecodeStepper", "DivergenceView", "KVMemoryView", "KVRowsTable", "MeasureAgain",
            "PoolOccupancyView", "PrefixCacheDemo", "PromptLabView", "RadixTreeView", "ServingTimelineView", "SpeculativeView", "ThresholdView", "TokenStrip",
            "WrongAnswerCostView"]

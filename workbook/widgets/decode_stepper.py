@@ -17,10 +17,8 @@ from plotly.subplots import make_subplots
 
 from ..counting import forward_flops
 from ..timing import Stopwatch
-from .style import PROVENANCE_COLOURS, ErrorBox
+from .style import WITH_CACHE, WITHOUT_CACHE, ErrorBox
 from .tokens import encode_prompt
-
-WITHOUT, WITH = PROVENANCE_COLOURS["invalidated"], PROVENANCE_COLOURS["loaded"]  # vermillion vs blue
 
 
 @dataclass
@@ -64,8 +62,8 @@ class DecodeStepper:
             rows=1, cols=3, horizontal_spacing=0.08,
             subplot_titles=("K/V rows computed", "FLOPs (counted)", "time (measured, ms)")))
         for col in (1, 2, 3):
-            for name, colour, dash, symbol in (("without cache", WITHOUT, "solid", "circle"),
-                                               ("with KV cache", WITH, "dash", "square")):
+            for name, colour, dash, symbol in (("without cache", WITHOUT_CACHE, "solid", "circle"),
+                                               ("with KV cache", WITH_CACHE, "dash", "square")):
                 self.figure.add_scatter(row=1, col=col, name=name, legendgroup=name, showlegend=col == 1,
                                         mode="lines+markers", line=dict(color=colour, dash=dash),
                                         marker=dict(symbol=symbol, size=6))
@@ -146,4 +144,4 @@ class DecodeStepper:
                        f"{s.rows_with[-1]}. Totals so far: {sum(s.rows_without)} vs {sum(s.rows_with)} rows. "
                        f"Largest logit difference between the two: {max(s.max_logit_diff):.1e}.")
         self.text.value = (f'<div style="font-family:monospace;white-space:pre-wrap">{prompt}'
-                           f'<b style="color:{WITH}">{generated}</b></div><div>{html.escape(summary)}</div>')
+                           f'<b style="color:{WITH_CACHE}">{generated}</b></div><div>{html.escape(summary)}</div>')

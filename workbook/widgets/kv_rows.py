@@ -2,6 +2,8 @@
 
 Collapsed, each token is one row (token, K, V, where it came from); expanded, the row splits
 into one K/V cell per layer, which is what a cache really stores and why it grows so fast.
+With `fold=k`, each long run of one provenance shows its first and last k rows, so a long prompt's
+table stays short and the row where a hit ends stays in view; "Show every row" unfolds it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 import ipywidgets as W
 
 from .style import PROVENANCE_COLOURS, TEXT_ON, ErrorBox, legend_html
-from .tokens import NEUTRAL, readable, token_texts
+from .tokens import NEUTRAL, Fold, fold_runs, fold_text, readable, token_texts
 
 
 @dataclass
@@ -27,9 +29,12 @@ class KVRowsState:
 class KVRowsTable:
     """Shows which K/V rows of a prompt were computed and which were loaded; a toggle shows every layer."""
 
-    def __init__(self, tokenizer, num_layers: int, *, legend: bool = True):
+    def __init__(self, tokenizer, num_layers: int, *, legend: bool = True, fold: int | None = None):
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, not {num_layers}.")
+        if fold is not None and fold < 1:
+            raise ValueError(f"fold must be at least 1 row at each end of a run, got {fold}.")
+        self.fold = fold
         self.tokenizer = tokenizer
         self.num_layers = num_layers
         self.legend = legend  # False inside a view that draws the colours' legend once for all its parts
@@ -39,8 +44,11 @@ class KVRowsTable:
                                      tooltip="Switch between one row per token and one K/V cell per layer",
                                      layout=W.Layout(width="auto"))
         self.expand.observe(self._on_expand, names="value")
+        self.show_all = W.Checkbox(value=False, description="Show every row", indent=False,
+                                   layout=W.Layout(width="auto", display="" if fold else "none"))
+        self.show_all.observe(lambda _: self._redraw(), names="value")
         self._table = W.HTML()
-        self.widget = W.VBox([self.expand, self.errors.widget, self._table])
+        self.widget = W.VBox([W.HBox([self.expand, self.show_all]), self.errors.widget, self._table])
 
     def show(self, ids: list[int], provenance: list[str] | None = None) -> None:
         """Draw the rows of `ids`; `provenance` says per token "computed", "loaded" or "invalidated"."""
@@ -76,17 +84,9 @@ class KVRowsTable:
             return '<div style="color:#555">No tokens yet.</div>'
         columns = list(s.rows[0])
         head = "".join(f'<th style="padding:2px 6px;text-align:left">{html.escape(c)}</th>' for c in columns)
-        body = []
-        for row in s.rows:
-            background = PROVENANCE_COLOURS.get(row["provenance"], NEUTRAL)
-            style = f"background:{background};color:{TEXT_ON.get(background, '#000000')}"
-            cells = []
-            for c in columns:
-                value = readable(row[c]) if c == "token" else str(row[c])
-                coloured = c in ("K", "V", "provenance") or c.startswith("layer ")
-                cells.append(f'<td style="padding:2px 6px;font-family:monospace;white-space:pre;'
-                             f'{style if coloured else ""}">{html.escape(value)}</td>')
-            body.append(f"<tr>{''.join(cells)}</tr>")
+        keep = None if self.show_all.value else self.fold
+        body = [fold_row_html(item, len(columns)) if isinstance(item, Fold) else row_html(s.rows[item], columns)
+                for item in fold_runs(s.provenance or [None] * len(s.rows), keep)]
         counts = ""
         if s.provenance:
             counts = ", ".join(f"{s.provenance.count(p)} {p}" for p in PROVENANCE_COLOURS if p in s.provenance)
@@ -95,5 +95,24 @@ class KVRowsTable:
                    f"{2 * len(s.ids) * self.num_layers} vectors stored")
         legend = legend_html(PROVENANCE_COLOURS) if s.provenance and self.legend else ""
         return (f'<div class="wb-kv-rows"><div style="color:#555">{html.escape(caption)}</div>{legend}'
-                f'<div style="max-height:360px;overflow:auto"><table style="border-collapse:collapse">'
+                f'<div style="overflow-x:auto"><table style="border-collapse:collapse">'
                 f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></div>")
+
+
+def row_html(row: dict, columns: list[str]) -> str:
+    """One token's row; its K/V cells and provenance in the provenance's colour."""
+    background = PROVENANCE_COLOURS.get(row["provenance"], NEUTRAL)
+    style = f"background:{background};color:{TEXT_ON.get(background, '#000000')}"
+    cells = []
+    for c in columns:
+        value = readable(row[c]) if c == "token" else str(row[c])
+        coloured = c in ("K", "V", "provenance") or c.startswith("layer ")
+        cells.append(f'<td style="padding:2px 6px;font-family:monospace;white-space:pre;'
+                     f'{style if coloured else ""}">{html.escape(value)}</td>')
+    return f"<tr>{''.join(cells)}</tr>"
+
+
+def fold_row_html(fold: Fold, width: int) -> str:
+    """The one row standing for a folded run's middle rows."""
+    return (f'<tr class="wb-fold"><td colspan="{width}" style="padding:2px 6px;color:#555;border:1px dashed #555">'
+            f'{html.escape(fold_text(fold, "rows"))}</td></tr>')

@@ -236,7 +236,7 @@ class PrefixCacheDemo:
         self.napkin = W.HTML()
         # One legend for the whole demo, at its top: the strip and the rows below use the same colours.
         self.strip = TokenStrip(self.tokenizer, title="Prompt tokens of the latest request", legend=False)
-        self.kv_rows = KVRowsTable(self.tokenizer, num_layers, legend=False)
+        self.kv_rows = KVRowsTable(self.tokenizer, num_layers, legend=False, fold=4)  # where the hit ends stays in view
         self.widget = W.VBox([
             W.HTML("<b>Prefix cache: cold, hit, broken prefix</b>"),
             W.HTML(legend_html(PROVENANCE_COLOURS)),

@@ -21,6 +21,9 @@ TEXT_ON = {"#E69F00": "#000000", "#0072B2": "#FFFFFF", "#D55E00": "#FFFFFF", "#0
 # Series with no provenance (providers, TTLs, methods) take the palette's other colours, so that orange and blue
 # keep meaning computed and loaded in every chart.
 CHART_COLOURS = ["#56B4E9", "#009E73", "#CC79A7", "#F0E442", "#000000", "#999999"]
+# Decoding without and with a KV cache (lessons 3 and 7) is a method, not a provenance: the palette's first
+# two chart colours, in every chart and widget that compares the two.
+WITHOUT_CACHE, WITH_CACHE = CHART_COLOURS[0], CHART_COLOURS[1]
 
 
 def use_workbook_palette() -> None:

@@ -2,6 +2,8 @@
 
 `TokenStrip` draws one token sequence; `DivergenceView` puts two editable prompts side by side and
 marks every token after their first difference as invalidated: the part a prefix cache cannot reuse.
+A strip of a long prompt can fold each long run of one provenance to its two ends, so that the places
+where the provenance changes (where a hit ends) stay on screen instead of a wall of a thousand chips.
 """
 
 from __future__ import annotations
@@ -66,24 +68,68 @@ def chip_html(text: str, token_id: int, provenance: str | None) -> str:
             f'<div style="font-size:10px;opacity:0.85">{token_id}</div>{label}</span>')
 
 
+@dataclass(frozen=True)
+class Fold:
+    """The middle of a run of one label, left out of a folded view: how many items, and their label."""
+
+    hidden: int
+    label: str | None
+
+
+def fold_runs(labels: list, keep: int | None) -> list[int | Fold]:
+    """The positions to draw, in order; each run of one label longer than 2 * keep + 1 keeps its first and last
+    `keep` positions and a `Fold` for the rest. `keep=None` keeps everything."""
+    bounds = [0] + [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]] + [len(labels)]
+    shown: list[int | Fold] = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        hidden = 0 if keep is None else end - start - 2 * keep
+        if hidden <= 1:  # folding a single item would save nothing
+            shown += range(start, end)
+        else:
+            shown += [*range(start, start + keep), Fold(hidden, labels[start]), *range(end - keep, end)]
+    return shown
+
+
+def fold_text(fold: Fold, what: str = "tokens") -> str:
+    """What a fold mark says: '… 1,100 more loaded tokens …'."""
+    return f"… {fold.hidden:,} more {fold.label + ' ' if fold.label else ''}{what} …"
+
+
+def fold_html(fold: Fold) -> str:
+    """The chip-sized mark standing for the chips of a folded run's middle."""
+    return (f'<span class="wb-fold" style="display:inline-block;margin:2px;padding:2px 8px;border:1px dashed #555;'
+            f'border-radius:4px;font-size:12px;vertical-align:top;line-height:2.4em">{html.escape(fold_text(fold))}</span>')
+
+
 @dataclass
 class TokenStripState:
     ids: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # one readable string per token (whitespace kept as is)
     provenance: list[str] | None = None
+    hidden: int = 0  # chips left out of folded runs (0 when every token is shown)
 
 
 class TokenStrip:
-    """A row of token chips, optionally coloured and labelled computed / loaded / invalidated."""
+    """A row of token chips, optionally coloured and labelled computed / loaded / invalidated.
 
-    def __init__(self, tokenizer, title: str = "", *, legend: bool = True):
+    With `fold=k`, a run of one provenance longer than 2k + 1 tokens shows its first and last k chips and a
+    mark for the rest; a "Show every token" box unfolds them.
+    """
+
+    def __init__(self, tokenizer, title: str = "", *, legend: bool = True, fold: int | None = None):
+        if fold is not None and fold < 1:
+            raise ValueError(f"fold must be at least 1 chip at each end of a run, got {fold}.")
         self.tokenizer = tokenizer
         self.title = title
         self.legend = legend  # False inside a view that draws the colours' legend once for all its parts
+        self.fold = fold
         self.state = TokenStripState()
         self.errors = ErrorBox()
         self._chips = W.HTML()
-        self.widget = W.VBox([self._chips, self.errors.widget])
+        self.show_all = W.Checkbox(value=False, description="Show every token", indent=False,
+                                   layout=W.Layout(width="auto", display="" if fold else "none"))
+        self.show_all.observe(lambda _: self._redraw(), names="value")
+        self.widget = W.VBox([self._chips, self.show_all, self.errors.widget])
 
     def show(self, ids: list[int], provenance: list[str] | None = None) -> None:
         """Draw `ids`; a bad input leaves the strip as it was and shows why in the error box."""
@@ -92,12 +138,18 @@ class TokenStrip:
             return
         ids, texts = checked
         self.state = TokenStripState(ids=ids, texts=texts, provenance=None if provenance is None else list(provenance))
+        self._redraw()
+
+    def _redraw(self) -> None:
         self._chips.value = self._render()
 
     def _render(self) -> str:
         s = self.state
         labels = s.provenance or [None] * len(s.ids)
-        chips = "".join(chip_html(t, i, p) for t, i, p in zip(s.texts, s.ids, labels))
+        shown = fold_runs(labels, None if self.show_all.value else self.fold)
+        s.hidden = sum(item.hidden for item in shown if isinstance(item, Fold))
+        chips = "".join(fold_html(j) if isinstance(j, Fold) else chip_html(s.texts[j], s.ids[j], labels[j])
+                        for j in shown)
         head = f"<b>{html.escape(self.title)}</b> " if self.title else ""
         counts = f"{len(s.ids)} tokens"
         if s.provenance:
