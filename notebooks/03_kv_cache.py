@@ -207,15 +207,16 @@ assert scale ** 1.8 < growth["attention, with"] < scale ** 2.2
 # %% [markdown]
 #
 # **Time.** FLOPs are a count; time is what you wait for. `workbook.timing.measure` runs a
-# step a few times after a warm-up and reports the median. No assertion here: timings depend
-# on the machine and on what else it is doing.
+# step a few times after a warm-up and reports the median; the bars on the chart reach from the
+# fastest run to the slowest. No assertion here: timings depend on the machine and on what else
+# it is doing.
 
 # %%
 times_without, times_with = [], []
 long_ids = (prompt_ids * (max(lengths) // len(prompt_ids) + 1))[: max(lengths)]
 for n in lengths:
     x = torch.tensor([long_ids[:n]])
-    times_without.append(measure(lambda: model(x, last_only=True), warmup=1, repeats=3).median_s)
+    times_without.append(measure(lambda: model(x, last_only=True), warmup=1, repeats=3))
     filled = model.new_cache(n)
     model(x[:, :-1], cache=filled)  # n - 1 rows already cached
     last = x[:, -1:]
@@ -224,18 +225,29 @@ for n in lengths:
         model(last, cache=filled, last_only=True)
         filled.crop(n - 1)  # roll back, so every repeat measures the same step
 
-    times_with.append(measure(cached_step, warmup=1, repeats=3).median_s)
+    times_with.append(measure(cached_step, warmup=1, repeats=3))
+
+
+def medians_ms(timings):
+    return [t.median_s * 1e3 for t in timings]
+
+
+def spread_ms(timings):
+    """Error bars from each median down to the fastest run and up to the slowest."""
+    return dict(symmetric=False, array=[(max(t.samples_s) - t.median_s) * 1e3 for t in timings],
+                arrayminus=[(t.median_s - t.min_s) * 1e3 for t in timings])
+
 
 figure = go.Figure()
-figure.add_scatter(x=lengths, y=[t * 1e3 for t in times_without], name="without cache: all n tokens",
-                   line=dict(color=WITHOUT_CACHE), marker=dict(symbol="circle"))
-figure.add_scatter(x=lengths, y=[t * 1e3 for t in times_with], name="with KV cache: 1 token",
+figure.add_scatter(x=lengths, y=medians_ms(times_without), error_y=spread_ms(times_without),
+                   name="without cache: all n tokens", line=dict(color=WITHOUT_CACHE), marker=dict(symbol="circle"))
+figure.add_scatter(x=lengths, y=medians_ms(times_with), error_y=spread_ms(times_with), name="with KV cache: 1 token",
                    line=dict(color=WITH_CACHE, dash="dash"), marker=dict(symbol="square"))
-figure.update_layout(title="One decode step at sequence length n (median of 3)", xaxis_title="n (tokens)",
-                     yaxis_title="milliseconds", height=380)
+figure.update_layout(title="One decode step at sequence length n (median of 3, bars from fastest to slowest)",
+                     xaxis_title="n (tokens)", yaxis_title="milliseconds", height=380)
 figure.show()
-for n, a, b in zip(lengths, times_without, times_with):
-    print(f"n = {n:4}: {a * 1e3:7.2f} ms without, {b * 1e3:6.2f} ms with ({a / b:.1f}x)")
+for n, a, b in zip(lengths, medians_ms(times_without), medians_ms(times_with)):
+    print(f"n = {n:4}: {a:7.2f} ms without, {b:6.2f} ms with ({a / b:.1f}x)")
 
 # %% [markdown]
 # On a quiet machine the time ratio is far smaller than the FLOP ratio, though it grows with
@@ -253,6 +265,9 @@ for n, a, b in zip(lengths, times_without, times_with):
 # side and plots the rows computed, the counted FLOPs and the measured time of that pass.
 # Step 1 is the prompt, computed in full on both sides; after that the cached side computes one
 # row per step while the other side computes ever more.
+#
+# Each point of the time chart is one pass timed once, so now and then a point jumps: that is your
+# laptop doing something else, not the cache. The rows and FLOPs beside it never jump.
 #
 # **Predict first:** at step 10, how many rows does each side compute in that one step? Write both
 # numbers down before you click.

@@ -156,30 +156,31 @@ for cached in (hit, broken):
 # few runs of request 2: on an empty cache, and after request 1 has cached the system prompt.
 
 # %%
-def median_ttft_ms(engine, warm, runs=3):
-    """Median TTFT of request 2, each run on an emptied cache; with `warm`, request 1 goes first (untimed)."""
+def ttft_runs_ms(engine, warm, runs=3):
+    """TTFT of request 2 in ms, `runs` times, each on an emptied cache; with `warm`, request 1 goes first (untimed)."""
     times = []
     for _ in range(runs):
         engine.prefix_cache.clear()
         if warm:
             engine.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_1), max_new_tokens=1)
-        times.append(engine.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_2), max_new_tokens=1).timings.ttft_s)
-    return 1e3 * statistics.median(times)
+        times.append(1e3 * engine.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_2), max_new_tokens=1).timings.ttft_s)
+    return times
 
 
 timing_engine = Engine(model, tokenizer, PrefixCache(page_size=16, capacity_tokens=4096))
 
 
 def cold_and_hit_ms():
-    return median_ttft_ms(timing_engine, warm=False), median_ttft_ms(timing_engine, warm=True)
+    return ttft_runs_ms(timing_engine, warm=False), ttft_runs_ms(timing_engine, warm=True)
 
 
 def ttft_sentence(measured):
-    cold_ms, hit_ms = measured
+    cold, hit = measured
+    cold_ms, hit_ms = statistics.median(cold), statistics.median(hit)
     verdict = (f"{cold_ms / hit_ms:.1f}x faster" if hit_ms < cold_ms else
                "no faster this time: something else was using the processor, so measure again")
-    return (f"median TTFT of request 2 on {model.device}: cold {cold_ms:.1f} ms, "
-            f"system prompt cached {hit_ms:.1f} ms ({verdict})")
+    return (f"median TTFT of request 2 on {model.device}: cold {cold_ms:.1f} ms (runs {min(cold):.1f} to "
+            f"{max(cold):.1f}), system prompt cached {hit_ms:.1f} ms (runs {min(hit):.1f} to {max(hit):.1f}): {verdict}")
 
 
 ttft = MeasureAgain(cold_and_hit_ms, ttft_sentence)

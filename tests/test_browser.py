@@ -1,4 +1,5 @@
-"""Lessons 4 and 9 in a real JupyterLab page, driven by headless Chromium: the notebook runs, its buttons change the page.
+"""Every lesson in a real JupyterLab page, driven by headless Chromium: it runs, fits the screen, and (lessons 4
+and 9) its buttons change the page.
 
 Needs Debian's `chromium` at /usr/bin/chromium and PyPI's `playwright` (never `playwright install`);
 skips with the reason when either is missing. The server runs on a free loopback port with a token,
@@ -172,15 +173,37 @@ def _assert_no_maths(page) -> None:
 
 
 def _assert_nothing_scrolls_sideways(page) -> None:
-    """No output is wider than its cell (at a laptop's 1366 px, the width these tests use)."""
+    """No output is wider than its cell."""
     wide = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output')]
         .filter(o => o.scrollWidth > o.clientWidth + 1).length""")
     assert wide == 0, f"{wide} outputs are wider than their cell and scroll sideways"
 
 
+TALLEST_WIDGET_PX = 1_500  # about two laptop screens: a taller widget leaves its controls out of sight of its result
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _assert_no_scroll_box_inside_an_output(page) -> None:
+    """No output holds a box that scrolls by itself (a scroll inside the notebook's scroll catches the mouse wheel),
+    and no widget is taller than TALLEST_WIDGET_PX. Text boxes a learner types in may scroll: that is what they do."""
+    found = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output')].flatMap(o => {
+        const inner = [...o.querySelectorAll('*')].filter(e => !['TEXTAREA', 'INPUT', 'SELECT'].includes(e.tagName)
+            && /(auto|scroll)/.test(getComputedStyle(e).overflowY) && e.scrollHeight > e.clientHeight + 1);
+        const tall = o.dataset.mimeType === '%s' && o.getBoundingClientRect().height > %d;
+        return inner.length || tall ? [o.innerText.slice(0, 80)] : [];
+    })""" % (WIDGET, TALLEST_WIDGET_PX))
+    assert not found, f"outputs that scroll inside, or widgets taller than {TALLEST_WIDGET_PX} px: {found}"
+
+
 def _count(page, name: str) -> int:
     """The number a counter of the prefix-cache demo shows."""
     return int(page.locator(f".wb-counter[data-name={name}] .wb-count").first.inner_text())
+
+
+def _chips_of(view, provenance: str) -> int:
+    """The tokens of one provenance in a view's token strip: its chips drawn, and those its folds stand for."""
+    folded = re.findall(rf"… ([\d,]+) more {provenance} tokens …", " ".join(view.locator(".wb-fold").all_inner_texts()))
+    return view.locator(".wb-chip").filter(has_text=provenance).count() + sum(int(n.replace(",", "")) for n in folded)
 
 
 def _click_and_wait(page, button: str, condition: str) -> float:
@@ -208,6 +231,7 @@ def test_lesson_4_runs_and_its_buttons_change_the_page(lab):
         try:
             _open_and_run_all(page, f"{base}/lab/tree/{NOTEBOOK.name}?token={token}", "Lesson ran in")
             _assert_nothing_scrolls_sideways(page)
+            _assert_no_scroll_box_inside_an_output(page)
             demo = page.locator(".jp-OutputArea-output", has=page.get_by_role("button", name="Send request 1"))
             tree = page.locator(".jp-OutputArea-output", has=page.get_by_role("button", name="Send a batch"))
             assert demo.count() == 1 and tree.count() == 1
@@ -226,7 +250,7 @@ def test_lesson_4_runs_and_its_buttons_change_the_page(lab):
                                  _loaded_is("Number(el.innerText) > 0 && status.innerText.startsWith('request 2')"))
             loaded_hit = _count(page, "loaded")
             chips = demo.locator(".wb-chip")
-            assert chips.filter(has_text="loaded").count() == loaded_hit
+            assert _chips_of(demo, "loaded") == loaded_hit
             assert chips.filter(has_text="invalidated").count() == 0
             demo.screenshot(path=SCREENSHOTS / "04_request_2.png")
 
@@ -248,6 +272,7 @@ def test_lesson_4_runs_and_its_buttons_change_the_page(lab):
             tree.get_by_role("button", name="Show evictions").click()
             tree.get_by_text(re.compile(r"The last batch evicted")).wait_for(timeout=CLICK_TIMEOUT_MS)
             tree.screenshot(path=SCREENSHOTS / "04_radix_tree_evictions.png")
+            _assert_no_scroll_box_inside_an_output(page)  # the demo and the tree, now full, still fit
             print(f"click to updated page: request 1 {t1:.2f} s, request 2 {t2:.2f} s, break prefix {t3:.2f} s")
         except Exception:
             page.screenshot(path=SCREENSHOTS / "04_failure.png")  # what the page looked like when it went wrong
@@ -268,6 +293,7 @@ def test_lesson_9_runs_fits_a_laptop_screen_and_its_timeline_steps(lab):
         try:
             _open_and_run_all(page, f"{base}/lab/tree/{SERVING.name}?token={token}", "lesson ran in")
             _assert_nothing_scrolls_sideways(page)
+            _assert_no_scroll_box_inside_an_output(page)
             step = page.locator("button", has_text=re.compile(r"^\s*Step\s*$"))  # its icon is in its accessible name
             timeline = page.locator(".jp-OutputArea-output", has=step)
             assert timeline.count() == 1
@@ -287,21 +313,26 @@ def test_lesson_9_runs_fits_a_laptop_screen_and_its_timeline_steps(lab):
 
 
 LESSONS = sorted(p for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb") if p not in (NOTEBOOK, SERVING))
+# Every lesson at a laptop's width; the two with the widest widgets (the prefix demo, the prompt lab) on a desktop
+# screen too, where a view that stretches with the page could overflow or grow in other ways.
+LAPTOP, DESKTOP = 1366, 1920
+PAGES = [(lesson, LAPTOP) for lesson in LESSONS] + [(NOTEBOOK, DESKTOP), (REPO / "notebooks" / "05_what_breaks_a_hit.ipynb", DESKTOP)]
 ALL_RAN = """() => { const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
                     return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.innerText)); }"""
 
 
-@pytest.mark.parametrize("lab", LESSONS, indirect=True, ids=lambda p: p.stem)
-def test_every_other_lesson_runs_in_a_laptop_sized_page_with_its_widgets_drawn(lab, request):
-    """Lessons 4 and 9 have their own tests above; every other lesson runs all its cells in the page, raises
-    nothing, draws every widget (no widget left saying it could not be displayed), and nothing scrolls sideways."""
+@pytest.mark.parametrize("lab, width", PAGES, indirect=["lab"], ids=lambda v: getattr(v, "stem", f"{v}px"))
+def test_every_lesson_runs_in_a_screen_sized_page_with_its_widgets_drawn_and_in_bounds(lab, width, request):
+    """Every lesson (lessons 4 and 9 also have their own tests above) runs all its cells in the page, raises nothing,
+    draws every widget (none left saying it could not be displayed), nothing scrolls sideways, no output
+    scrolls inside itself and no widget is taller than TALLEST_WIDGET_PX."""
     from playwright.sync_api import sync_playwright
 
     base, token = lab
-    name = request.node.callspec.id
+    name = request.node.callspec.params["lab"].stem
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1366, "height": 2400})
+        page = browser.new_page(viewport={"width": width, "height": 2400})
         try:
             page.goto(f"{base}/lab/tree/{name}.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
@@ -312,9 +343,10 @@ def test_every_other_lesson_runs_in_a_laptop_sized_page_with_its_widgets_drawn(l
             _assert_no_maths(page)
             assert page.get_by_text(re.compile(r"Error displaying widget|Loading widget")).count() == 0
             _assert_nothing_scrolls_sideways(page)
+            _assert_no_scroll_box_inside_an_output(page)
         except Exception:
             SCREENSHOTS.mkdir(exist_ok=True)
-            page.screenshot(path=SCREENSHOTS / f"{name}_failure.png")
+            page.screenshot(path=SCREENSHOTS / f"{name}_{width}px_failure.png")
             raise
         finally:
             browser.close()

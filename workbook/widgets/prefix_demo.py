@@ -234,16 +234,17 @@ class PrefixCacheDemo:
         self.counters = W.HTML()
         self.history_table = W.HTML()
         self.napkin = W.HTML()
-        # One legend for the whole demo, at its top: the strip and the rows below use the same colours.
-        self.strip = TokenStrip(self.tokenizer, title="Prompt tokens of the latest request", legend=False)
-        self.kv_rows = KVRowsTable(self.tokenizer, num_layers, legend=False, fold=4)  # where the hit ends stays in view
+        # One legend for the whole demo, at its top: the strip and the rows below use the same colours. A prompt is a
+        # few hundred tokens, so both fold each long run of one colour to its ends: where the hit ends stays in view.
+        self.strip = TokenStrip(self.tokenizer, title="Prompt tokens of the latest request", legend=False, fold=8)
+        self.kv_rows = KVRowsTable(self.tokenizer, num_layers, legend=False, fold=4)
         self.widget = W.VBox([
             W.HTML("<b>Prefix cache: cold, hit, broken prefix</b>"),
             W.HTML(legend_html(PROVENANCE_COLOURS)),
             self.system_box, self.question_1_box, self.question_2_box,
             W.HBox([self.button_1, self.button_2, self.break_button]),
             self.errors.widget, self.status, self.counters,
-            W.Box([self.strip.widget], layout=W.Layout(max_height="320px", overflow="auto")),  # a few hundred chips
+            self.strip.widget,
             self.kv_rows.widget,
             self.history_table, self.provider_picker, self.napkin,
         ])
