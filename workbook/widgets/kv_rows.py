@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import ipywidgets as W
 
 from .style import PROVENANCE_COLOURS, TEXT_ON, ErrorBox, legend_html
-from .tokens import NEUTRAL, Fold, fold_runs, fold_text, readable, token_texts
+from .tokens import NEUTRAL, Fold, check_fold, fold_runs, fold_text, readable, token_texts
 
 
 @dataclass
@@ -32,8 +32,7 @@ class KVRowsTable:
     def __init__(self, tokenizer, num_layers: int, *, legend: bool = True, fold: int | None = None):
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, not {num_layers}.")
-        if fold is not None and fold < 1:
-            raise ValueError(f"fold must be at least 1 row at each end of a run, got {fold}.")
+        check_fold(fold, "row")
         self.fold = fold
         self.tokenizer = tokenizer
         self.num_layers = num_layers

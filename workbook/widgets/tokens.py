@@ -76,6 +76,12 @@ class Fold:
     label: str | None
 
 
+def check_fold(fold: int | None, unit: str) -> None:
+    """Raise a ValueError unless `fold` is None (no folding) or keeps at least one item at each end of a run."""
+    if fold is not None and fold < 1:
+        raise ValueError(f"fold must be at least 1 {unit} at each end of a run, got {fold}.")
+
+
 def fold_runs(labels: list, keep: int | None) -> list[int | Fold]:
     """The positions to draw, in order; each run of one label longer than 2 * keep + 1 keeps its first and last
     `keep` positions and a `Fold` for the rest. `keep=None` keeps everything."""
@@ -117,8 +123,7 @@ class TokenStrip:
     """
 
     def __init__(self, tokenizer, title: str = "", *, legend: bool = True, fold: int | None = None):
-        if fold is not None and fold < 1:
-            raise ValueError(f"fold must be at least 1 chip at each end of a run, got {fold}.")
+        check_fold(fold, "chip")
         self.tokenizer = tokenizer
         self.title = title
         self.legend = legend  # False inside a view that draws the colours' legend once for all its parts
