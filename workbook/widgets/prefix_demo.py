@@ -236,8 +236,8 @@ class PrefixCacheDemo:
         self.napkin = W.HTML()
         # One legend for the whole demo, at its top: the strip and the rows below use the same colours. A prompt is a
         # few hundred tokens, so both fold each long run of one colour to its ends: where the hit ends stays in view.
-        self.strip = TokenStrip(self.tokenizer, title="Prompt tokens of the latest request", legend=False, fold=8)
-        self.kv_rows = KVRowsTable(self.tokenizer, num_layers, legend=False, fold=4)
+        self.strip = TokenStrip(self.tokenizer, title="Prompt tokens of the latest request", legend=False, fold=6)
+        self.kv_rows = KVRowsTable(self.tokenizer, num_layers, legend=False, fold=3)
         self.widget = W.VBox([
             W.HTML("<b>Prefix cache: cold, hit, broken prefix</b>"),
             W.HTML(legend_html(PROVENANCE_COLOURS)),

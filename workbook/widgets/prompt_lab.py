@@ -125,7 +125,7 @@ class PromptLabView:
         self.errors = ErrorBox()
         self.summary = W.HTML()
         # Its legend is drawn once, above; each long run of one colour folds to its ends, so the view stays short.
-        self.strip = TokenStrip(tokenizer, title="Today's request, token by token", legend=False, fold=12)
+        self.strip = TokenStrip(tokenizer, title="Today's request, token by token", legend=False, fold=10)
         self.widget = W.VBox([
             W.HTML("<b>Prompt lab: what breaks a cache hit?</b> The cache holds yesterday's request from Ana; "
                    "each change below re-sends today's request and shows what the cache could still serve."),
