@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import ipywidgets as W
 
 from .style import PROVENANCE_COLOURS, TEXT_ON, ErrorBox, legend_html
-from .tokens import NEUTRAL, Fold, check_fold, fold_runs, fold_text, readable, token_texts
+from .tokens import NEUTRAL, Fold, fold_runs, fold_text, readable, token_texts, unfold_box
 
 
 @dataclass
@@ -32,7 +32,6 @@ class KVRowsTable:
     def __init__(self, tokenizer, num_layers: int, *, legend: bool = True, fold: int | None = None):
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, not {num_layers}.")
-        check_fold(fold, "row")
         self.fold = fold
         self.tokenizer = tokenizer
         self.num_layers = num_layers
@@ -43,9 +42,7 @@ class KVRowsTable:
                                      tooltip="Switch between one row per token and one K/V cell per layer",
                                      layout=W.Layout(width="auto"))
         self.expand.observe(self._on_expand, names="value")
-        self.show_all = W.Checkbox(value=False, description="Show every row", indent=False,
-                                   layout=W.Layout(width="auto", display="" if fold else "none"))
-        self.show_all.observe(lambda _: self._redraw(), names="value")
+        self.show_all = unfold_box(fold, "row", self._redraw)
         self._table = W.HTML()
         self.widget = W.VBox([W.HBox([self.expand, self.show_all]), self.errors.widget, self._table])
 

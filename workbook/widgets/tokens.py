@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Callable
 
 import ipywidgets as W
 
@@ -76,10 +77,17 @@ class Fold:
     label: str | None
 
 
-def check_fold(fold: int | None, unit: str) -> None:
-    """Raise a ValueError unless `fold` is None (no folding) or keeps at least one item at each end of a run."""
+def unfold_box(fold: int | None, unit: str, redraw: Callable[[], None]) -> W.Checkbox:
+    """The "Show every <unit>" box of a view that folds its runs (hidden when it does not fold); ticking it redraws.
+
+    A ValueError unless `fold` is None (no folding) or keeps at least one item at each end of a run.
+    """
     if fold is not None and fold < 1:
         raise ValueError(f"fold must be at least 1 {unit} at each end of a run, got {fold}.")
+    box = W.Checkbox(value=False, description=f"Show every {unit}", indent=False,
+                     layout=W.Layout(width="auto", display="" if fold else "none"))
+    box.observe(lambda _: redraw(), names="value")
+    return box
 
 
 def fold_runs(labels: list, keep: int | None) -> list[int | Fold]:
@@ -123,7 +131,6 @@ class TokenStrip:
     """
 
     def __init__(self, tokenizer, title: str = "", *, legend: bool = True, fold: int | None = None):
-        check_fold(fold, "chip")
         self.tokenizer = tokenizer
         self.title = title
         self.legend = legend  # False inside a view that draws the colours' legend once for all its parts
@@ -131,9 +138,7 @@ class TokenStrip:
         self.state = TokenStripState()
         self.errors = ErrorBox()
         self._chips = W.HTML()
-        self.show_all = W.Checkbox(value=False, description="Show every token", indent=False,
-                                   layout=W.Layout(width="auto", display="" if fold else "none"))
-        self.show_all.observe(lambda _: self._redraw(), names="value")
+        self.show_all = unfold_box(fold, "token", self._redraw)
         self.widget = W.VBox([self._chips, self.show_all, self.errors.widget])
 
     def show(self, ids: list[int], provenance: list[str] | None = None) -> None:
