@@ -56,7 +56,7 @@ from workbook.bench.prefix import CORPUS, corpus_ids, measure_prefix
 from workbook.exercises.lesson7 import (SEED_CLAIMED_PER_DAY_USD, SEED_CLAIMED_PER_YEAR_USD, SEED_PROMPT_TOKENS,
                                         SEED_REQUESTS_PER_DAY, check_seed_yearly_cost, check_storage_break_even,
                                         check_ttl_choice, seed_implied_input_price)
-from workbook.lessons.calculator import LIFETIMES, Traffic, arrivals_text, estimate_day, lifetime_break_even, replay
+from workbook.lessons.calculator import Traffic, arrivals_text, estimate_day, lifetime_break_even, lifetimes, replay
 from workbook.pricing import (TTL_MINUTES, break_even_reuses, cacheable_tokens, expected_request_cost,
                               explicit_cache_hourly_cost, hit_probability, hits_with_ttl, repeat_costs,
                               storage_break_even_rate, storage_cost, traffic_cost)
@@ -272,7 +272,7 @@ assert break_even_reuses(sheets["anthropic/claude-sonnet-4-5"], ttl="1h") == 2
 checked = 0
 for sheet in sheets.values():
     plain = cost(Usage(input_tokens=5_000), sheet)
-    for lifetime in LIFETIMES[sheet.provider]:
+    for lifetime in lifetimes(sheet):
         k = lifetime_break_even(sheet, lifetime)
         traffic = Traffic(sheet.key, lifetime, static_tokens=5_000, dynamic_tokens=0, output_tokens=0,
                           requests_per_day=24 * 60)

@@ -284,12 +284,30 @@ def test_unknown_model_id_names_the_known_ones(sheets):
     assert get_sheet("gpt-5.5", sheets).key == "openai/gpt-5.5"  # a bare unambiguous name works
 
 
-def test_long_prompt_beyond_the_priced_tier_is_refused(sheets):
+def test_long_prompt_bills_at_its_tier_and_past_the_window_is_refused(sheets):
     pro = sheets["google/gemini-2.5-pro"]
-    assert pro.priced_up_to_tokens == 200_000
-    provider_usage(pro, 200_000, 10_000, 0)  # at the limit: fine
-    with pytest.raises(ValueError, match="long-context"):
-        provider_usage(pro, 200_001, 10_000, 0)
+    assert pro.for_prompt(200_000) is pro  # "prompts <= 200k tokens": the base prices
+    tier = pro.for_prompt(200_001)
+    assert (tier.input, tier.cache_read, tier.output, tier.storage_per_mtok_hour) == (2.50, 0.25, 15.0, 4.50)
+    with pytest.raises(ValueError, match="context window holds 1,048,576"):
+        provider_usage(pro, 1_048_577, 10_000, 0)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"context_window": 100_000}, "starts past the context window"),
+    ({"context_window": 0}, "context_window is a whole number"),
+    ({"prompt_cache_retention": ["forever"]}, "prompt_cache_retention lists"),
+    ({"long_context": {"above_tokens": 10, "input": -1, "cache_read": 0, "cache_write": 0, "output": 0}}, "negative"),
+])
+def test_a_bad_long_context_window_or_retention_is_reported(tmp_path, change, words):
+    entry = {"input": 1, "cache_read": 0.1, "cache_write": 1, "output": 2, "min_cacheable_tokens": 1024,
+             "source": "s", "checked": "2026-12-06", "long_context": {"above_tokens": 200_000, "input": 2,
+                                                                       "cache_read": 0.2, "cache_write": 2, "output": 3},
+             **change}
+    path = tmp_path / "pricing.json"
+    path.write_text(json.dumps({"providers": {"p": {"rules": {}, "models": {"m": entry}}}}), encoding="utf-8")
+    with pytest.raises(ValueError, match=words):
+        load_price_sheets(path)
 
 
 def test_broken_price_file_is_reported(tmp_path):

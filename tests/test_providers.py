@@ -8,6 +8,7 @@ from workbook.pricing import Usage
 from workbook.providers import Block, ProviderCache, Request, simulate
 
 SONNET, GPT, GEMINI = "anthropic/claude-sonnet-4-5", "openai/gpt-5.5", "google/gemini-2.5-pro"
+GPT54 = "openai/gpt-5.4"  # offers both retentions
 # Sonnet 4.5: input $3, 5-minute write $3.75, 1-hour write $6, read $0.30, output $15 per million; minimum 1,024.
 # GPT-5.5: input $5, cached $0.50; minimum 1,024, then 128-token steps.
 # Gemini 2.5 Pro: input $1.25, cached $0.125, storage $4.50 per million per hour; minimum 2,048.
@@ -135,18 +136,49 @@ def test_openai_caches_nothing_under_1024_shared_tokens():
 
 
 def test_openai_in_memory_retention_expires_when_idle_and_24h_retention_keeps_it():
-    idle = simulate(GPT, [ask(0), ask(301)])  # more than 5 minutes idle
-    assert idle[1].usage.cache_read_tokens == 0
+    """"When using the in-memory policy, cached prefixes generally remain active for 5 to 10 minutes of inactivity"
+    (assumed: 5); "Extended prompt cache retention keeps cached prefixes active for longer, up to a maximum of 24 hours"."""
+    memory = {"prompt_cache_retention": "in_memory"}
+    idle = simulate(GPT54, [Request(ask(0).blocks, 0, options=memory), Request(ask(0).blocks, 301, options=memory)])
+    assert idle[1].usage.cache_read_tokens == 0 and "5m00s idle with in_memory retention" in idle[1].why
     day = {"prompt_cache_retention": "24h"}
-    kept = simulate(GPT, [Request(ask(0).blocks, 0, options=day), Request(ask(0).blocks, 3 * 3600, options=day)])
+    kept = simulate(GPT54, [Request(ask(0).blocks, 0, options=day), Request(ask(0).blocks, 3 * 3600, options=day)])
     assert kept[1].usage.cache_read_tokens == 1280
 
 
-def test_openai_in_memory_entries_last_at_most_an_hour_even_when_busy():
-    bills = simulate(GPT, [ask(240.0 * i) for i in range(17)])  # every 4 minutes: 0 s ... 3,840 s
-    reads = [b.usage.cache_read_tokens for b in bills]
-    assert reads[1:16] == [1280] * 15  # up to 3,600 s after the entry was made
-    assert reads[16] == 0  # at 3,840 s it is more than an hour old
+def test_openai_in_memory_entries_read_every_4_minutes_outlive_the_hour():
+    """"up to a maximum of one hour" is read as one hour after the last use (the guide does not say from when; Azure's
+    copy: "always removed within one hour of the cache's last use"): a prefix read every 4 minutes never expires."""
+    memory = {"prompt_cache_retention": "in_memory"}
+    bills = simulate(GPT54, [Request(ask().blocks, 240.0 * i, options=memory) for i in range(17)])  # 0 s ... 3,840 s
+    assert [b.usage.cache_read_tokens for b in bills] == [0] + [1280] * 16
+
+
+def test_openai_a_prefix_whose_head_is_gone_is_not_read_through_its_tail():
+    """A cached prefix is a prefix: once its first 1,024 tokens are gone, a longer extension cached later cannot be
+    read through them ("Cache hits are only possible for exact prefix matches within a prompt")."""
+    cache = ProviderCache(GPT54)
+    long = Request([Block(ids(2048))], 0, options={"prompt_cache_retention": "in_memory"})
+    cache.send(long)
+    head = next(key for key, entry in cache.entries.items() if entry.tokens == 1024)
+    del cache.entries[head]  # the chunk ending at 1,024 evicted; those ending at 1,152 ... 2,048 are still there
+    bill = cache.send(Request(long.blocks, 60, options=long.options))
+    assert bill.usage.cache_read_tokens == 0 and bill.why.startswith("896 tokens match, under the 1,024-token minimum")
+
+
+@pytest.mark.parametrize("model, asked, offered", [
+    ("openai/gpt-5.5", "in_memory", "'24h'"),  # "For gpt-5.5 and gpt-5.5-pro, only 24h is supported"
+    ("openai/gpt-5.4-mini", "24h", "'in_memory'"),  # not on the guide's list of models with extended retention
+])
+def test_openai_retention_is_what_the_model_offers(model, asked, offered):
+    with pytest.raises(WorkbookError, match=f"takes prompt_cache_retention {offered}, not '{asked}'"):
+        simulate(model, [Request(ask().blocks, options={"prompt_cache_retention": asked})])
+
+
+def test_openai_models_with_both_retentions_default_to_24h():
+    """"Organizations without Zero Data Retention enabled default to 24h" (assumed: such an organisation)."""
+    bills = simulate(GPT54, [ask(0), ask(3 * 3600)])
+    assert bills[1].usage.cache_read_tokens == 1280
 
 
 def test_openai_requests_with_other_prompt_cache_keys_reach_other_caches():
@@ -177,9 +209,11 @@ def test_google_explicit_cache_bills_creation_storage_reads_and_a_ttl_update():
     extend = Request([Block(CONTEXT, "1h"), Block(QUESTION)], at_s=1200, options={"ttl_s": 7200})
     made, hit, extended = simulate(GEMINI, [create, read, extend])
     storage_hour = 3000 / 1e6 * 4.50  # $ per hour for 3,000 tokens
-    assert made.usage == Usage(input_tokens=50, cache_write_tokens=3000)
+    # Created at the input price, then read by the request that uses it: "billed at a reduced rate when included in
+    # subsequent prompts" (creation at the input price: Vertex AI's page; the Gemini API page is silent).
+    assert made.usage == Usage(input_tokens=50, cache_write_tokens=3000, cache_read_tokens=3000)
     assert made.storage_usd == pytest.approx(storage_hour)  # the whole 1-hour TTL
-    assert made.cost_usd == pytest.approx((50 * 1.25 + 3000 * 1.25) / 1e6 + storage_hour)
+    assert made.cost_usd == pytest.approx((50 * 1.25 + 3000 * 1.25 + 3000 * 0.125) / 1e6 + storage_hour)
     assert hit.usage == Usage(input_tokens=50, cache_read_tokens=3000) and hit.storage_usd == 0
     # Expiry moves from 3,600 s to 1,200 + 7,200 = 8,400 s: 4,800 s more storage.
     assert extended.storage_usd == pytest.approx(storage_hour * 4800 / 3600)
@@ -196,7 +230,7 @@ def test_google_explicit_cache_refuses_a_prefix_under_the_minimum():
     (SONNET, [ask(-1)], "0 or more"),
     (SONNET, [ask(10), ask(5)], "time order"),
     ("anthropic/claude-nonexistent", [ask(0)], "claude"),
-    (GEMINI, [Request([Block(ids(200_001))])], "200,000"),
+    (SONNET, [Request([Block(ids(200_001))])], "context window holds 200,000"),
     (GPT, [Request([Block(SYSTEM)], options={"cache_control": "5m"})], "options"),
     (SONNET, [Request([Block("some text")])], "tokenizer"),
     (SONNET, [Request([])], "at least one Block"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from numbers import Integral
 from pathlib import Path
@@ -27,6 +27,21 @@ DAYS_PER_YEAR = 365
 DEFAULT_PRICING_PATH = Path(__file__).resolve().parent.parent / "data" / "pricing.json"
 
 Ttl = Literal["5m", "1h"]
+PRICE_FIELDS = ("input", "cache_read", "cache_write", "cache_write_1h", "output")
+
+
+@dataclass(frozen=True)
+class LongContext:
+    """A long-context tier: once a request's input passes `above_tokens`, the whole request bills at these
+    prices (USD per million tokens), its cached reads and writes included. None keeps the base price."""
+
+    above_tokens: int
+    input: float
+    cache_read: float
+    cache_write: float
+    output: float
+    cache_write_1h: float | None = None
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,9 @@ class PriceSheet:
     Anthropic's 1-hour write. `cache_step` is the granularity of a hit: OpenAI reports cached
     tokens in 128-token blocks, others to the token. `storage_per_mtok_hour` is Gemini's charge
     for keeping an explicit cache alive (0 where the provider does not bill storage).
+    `context_window` is the most input tokens a request may send (None: not recorded); `long_context`
+    the tier a longer request bills at (`for_prompt` applies both). `retention` lists the OpenAI
+    `prompt_cache_retention` values the model accepts, its default first (empty elsewhere).
     """
 
     provider: str
@@ -52,7 +70,9 @@ class PriceSheet:
     cache_write_1h: float | None = None
     cache_step: int = 1
     storage_per_mtok_hour: float = 0.0
-    priced_up_to_tokens: int | None = None  # prompts longer than this bill at a tier not in the sheet
+    context_window: int | None = None
+    long_context: LongContext | None = None
+    retention: tuple[str, ...] = ()
     name: str = ""
     page_date: str | None = None
     notes: str = field(default="", compare=False)
@@ -74,6 +94,18 @@ class PriceSheet:
                 )
             return self.cache_write_1h
         raise WorkbookError(f"ttl must be '5m' or '1h', not {ttl!r}.")
+
+    def for_prompt(self, prompt_tokens: int) -> PriceSheet:
+        """The sheet that bills one request of `prompt_tokens` input tokens (uncached, written and read):
+        refused past the context window, the long-context tier's prices past its threshold, else this one."""
+        if self.context_window is not None and prompt_tokens > self.context_window:
+            raise WorkbookError(f"{self.name}'s context window holds {self.context_window:,} input tokens; this request "
+                                f"has {prompt_tokens:,}, which the API refuses. Shorten the prompt.")
+        tier = self.long_context
+        if tier is None or prompt_tokens <= tier.above_tokens:
+            return self
+        return replace(self, long_context=None, **{name: getattr(tier, name) for name in PRICE_FIELDS
+                                                   if getattr(tier, name) is not None})
 
 
 @dataclass(frozen=True)
@@ -157,7 +189,9 @@ def load_price_sheets(path: str | Path | None = None) -> dict[str, PriceSheet]:
                     min_cacheable_tokens=_number_of_tokens(entry, rules, "min_cacheable_tokens"),
                     cache_step=_number_of_tokens(entry, rules, "cache_step", default=1),
                     storage_per_mtok_hour=float(entry.get("storage_per_mtok_hour", 0.0)),
-                    priced_up_to_tokens=None if entry.get("priced_up_to_tokens") is None else int(entry["priced_up_to_tokens"]),
+                    context_window=entry.get("context_window"),
+                    long_context=_long_context(entry.get("long_context")),
+                    retention=tuple(entry.get("prompt_cache_retention", ())),
                     source=entry["source"],
                     checked=entry["checked"],
                     page_date=entry.get("page_date"),
@@ -181,14 +215,28 @@ def _number_of_tokens(entry: dict, rules: dict, name: str, default: int | None =
     return value
 
 
+def _long_context(tier: dict | None) -> LongContext | None:
+    """A model entry's "long_context" table as a `LongContext` (prices as numbers)."""
+    if tier is None:
+        return None
+    prices = {name: float(tier[name]) for name in PRICE_FIELDS if tier.get(name) is not None}
+    return LongContext(above_tokens=int(tier["above_tokens"]), source=tier.get("source", ""), **prices)
+
+
 def _check_sheet(sheet: PriceSheet, where: str) -> None:
-    prices = [sheet.input, sheet.cache_read, sheet.cache_write, sheet.output, sheet.storage_per_mtok_hour]
-    if sheet.cache_write_1h is not None:
-        prices.append(sheet.cache_write_1h)
-    if any(p < 0 for p in prices):
+    tiers = [sheet] + ([sheet.long_context] if sheet.long_context else [])
+    prices = [getattr(t, name) for t in tiers for name in PRICE_FIELDS] + [sheet.storage_per_mtok_hour]
+    if any(p is not None and p < 0 for p in prices):
         raise WorkbookError(f"{where} has a negative price. Prices are USD per million tokens and start at 0.")
     if sheet.min_cacheable_tokens < 0 or sheet.cache_step < 1:
         raise WorkbookError(f"{where}: min_cacheable_tokens must be >= 0 and cache_step >= 1.")
+    window, tier = sheet.context_window, sheet.long_context
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise WorkbookError(f"{where}: context_window is a whole number of tokens, not {window!r}.")
+    if tier is not None and window is not None and tier.above_tokens >= window:
+        raise WorkbookError(f"{where}: the long-context tier starts past the context window; no request reaches it.")
+    if not set(sheet.retention) <= {"in_memory", "24h"}:
+        raise WorkbookError(f"{where}: prompt_cache_retention lists \"in_memory\" and \"24h\", not {list(sheet.retention)}.")
 
 
 def get_sheet(model_id: str, sheets: dict[str, PriceSheet] | None = None) -> PriceSheet:
@@ -210,7 +258,9 @@ def get_sheet(model_id: str, sheets: dict[str, PriceSheet] | None = None) -> Pri
 
 
 def cost(usage: Usage, sheet: PriceSheet, *, ttl: Ttl = "5m") -> float:
-    """USD for `usage` at `sheet`'s prices; `ttl` picks the write price (Anthropic's 5m or 1h)."""
+    """USD for `usage` at `sheet`'s base prices; `ttl` picks the write price (Anthropic's 5m or 1h).
+
+    `usage` may be a sum of many requests, so no long-context tier applies here: `request_cost` prices one request."""
     if not isinstance(usage, Usage):
         raise WorkbookError(f"cost() needs a Usage, got {type(usage).__name__}. Build one with Usage(input_tokens=..., ...).")
     dollars_times_million = (
@@ -220,6 +270,11 @@ def cost(usage: Usage, sheet: PriceSheet, *, ttl: Ttl = "5m") -> float:
         + usage.output_tokens * sheet.output
     )
     return dollars_times_million / PER_MILLION
+
+
+def request_cost(usage: Usage, sheet: PriceSheet, *, ttl: Ttl = "5m") -> float:
+    """USD for one request's `usage`, at the long-context tier when its input passes the tier's threshold."""
+    return cost(usage, sheet.for_prompt(usage.total_input_tokens), ttl=ttl)
 
 
 def cacheable_tokens(sheet: PriceSheet, reusable_prefix_tokens: int) -> int:
@@ -258,11 +313,7 @@ def provider_usage(
             f"The reusable prefix ({reusable_prefix_tokens} tokens) cannot be longer than the prompt ({prompt_tokens} tokens). "
             "Pass the number of leading prompt tokens shared with an earlier request."
         )
-    if sheet.priced_up_to_tokens is not None and prompt_tokens > sheet.priced_up_to_tokens:
-        raise WorkbookError(
-            f"{sheet.key}'s prices apply to prompts of up to {sheet.priced_up_to_tokens:,} tokens; {prompt_tokens:,} is billed "
-            "at a higher long-context tier that the sheet does not record. Use a shorter prompt or add that tier."
-        )
+    sheet.for_prompt(prompt_tokens)  # refuses a prompt past the context window
     cached = cacheable_tokens(sheet, reusable_prefix_tokens)
     if cache_hit:
         return Usage(input_tokens=prompt_tokens - cached, cache_read_tokens=cached, output_tokens=output_tokens)
@@ -323,8 +374,8 @@ def repeat_costs(
     cold = Usage(input_tokens=prompt_tokens, output_tokens=output_tokens)
     first = Usage(input_tokens=uncached, cache_write_tokens=cached_tokens, output_tokens=output_tokens)
     hit = Usage(input_tokens=uncached, cache_read_tokens=cached_tokens, output_tokens=output_tokens)
-    cold_usd = repeats * cost(cold, sheet, ttl=ttl)
-    cached_usd = cost(first, sheet, ttl=ttl) + (repeats - 1) * cost(hit, sheet, ttl=ttl)
+    cold_usd = repeats * request_cost(cold, sheet, ttl=ttl)
+    cached_usd = request_cost(first, sheet, ttl=ttl) + (repeats - 1) * request_cost(hit, sheet, ttl=ttl)
     return RepeatCosts(repeats=repeats, cold_usd=cold_usd, cached_usd=cached_usd)
 
 
@@ -369,7 +420,7 @@ def traffic_cost(usage: Usage, sheet: PriceSheet, requests_per_day: float, *, tt
     """Daily and yearly cost of `requests_per_day` requests that each bill like `usage` (365-day year)."""
     if requests_per_day < 0:
         raise WorkbookError(f"requests_per_day cannot be negative (got {requests_per_day}).")
-    return TrafficCost(requests_per_day=requests_per_day, per_request_usd=cost(usage, sheet, ttl=ttl))
+    return TrafficCost(requests_per_day=requests_per_day, per_request_usd=request_cost(usage, sheet, ttl=ttl))
 
 
 def storage_cost(sheet: PriceSheet, cached_tokens: int, hours: float) -> float:
@@ -417,7 +468,7 @@ def expected_request_cost(sheet: PriceSheet, prompt_tokens: int, prefix_tokens: 
         raise WorkbookError(f"hit_share is a fraction between 0 and 1, not {hit_share}.")
     hit = provider_usage(sheet, prompt_tokens, prefix_tokens, output_tokens, cache_hit=True)
     miss = provider_usage(sheet, prompt_tokens, prefix_tokens, output_tokens, cache_hit=False)
-    return hit_share * cost(hit, sheet, ttl=ttl) + (1.0 - hit_share) * cost(miss, sheet, ttl=ttl)
+    return hit_share * request_cost(hit, sheet, ttl=ttl) + (1.0 - hit_share) * request_cost(miss, sheet, ttl=ttl)
 
 
 def storage_break_even_rate(sheet: PriceSheet) -> float | None:

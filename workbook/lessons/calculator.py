@@ -22,25 +22,27 @@ from typing import Literal, Sequence
 
 from ..errors import WorkbookError
 from ..pricing import PriceSheet, Usage, break_even_reuses, cacheable_tokens, cost, get_sheet
-from ..providers import (OPENAI_24H_S, OPENAI_IDLE_S, OPENAI_MAX_S, TTL_SECONDS, Bill, Block, Request, duration,
+from ..providers import (ASSUMED_FIRST_TOKEN_S, GEMINI_IMPLICIT_IDLE_S, RETENTION_S, TTL_SECONDS, Bill, Block, Request, duration,
                          simulate)
 
 SECONDS_PER_DAY = 24 * 60 * 60
 Arrivals = Literal["fixed", "poisson", "bursty"]
 ARRIVALS: dict[str, str] = {"fixed": "fixed gap", "poisson": "random (Poisson)", "bursty": "bursts"}
 # The lifetimes each provider offers, with what they mean; the keys are what `Traffic.lifetime` takes.
+# OpenAI's models each take some of theirs (`PriceSheet.retention`, the default first): see `lifetimes`.
 LIFETIMES: dict[str, dict[str, str]] = {
     "anthropic": {"5m": "5 minutes, renewed by each read", "1h": "1 hour, renewed by each read"},
-    "openai": {"in_memory": "in memory: 5 minutes idle, 1 hour at most",
+    "openai": {"in_memory": f"in memory: {duration(RETENTION_S['in_memory'])} idle (assumed; OpenAI says 5 to 10 minutes)",
                "24h": "24 hours idle (prompt_cache_retention)"},
-    "google": {"implicit": "implicit: no storage, hits not guaranteed", "1h": "explicit cache, 1-hour TTL",
-               "5m": "explicit cache, 5-minute TTL"},
+    "google": {"implicit": f"implicit: no storage, hits not guaranteed, {duration(GEMINI_IMPLICIT_IDLE_S)} idle (assumed)",
+               "1h": "explicit cache, 1-hour TTL", "5m": "explicit cache, 5-minute TTL"},
 }
-# How long each lifetime survives without a request (Google's implicit entries are never said to expire).
-IDLE_S: dict[str, float] = {**TTL_SECONDS, "in_memory": OPENAI_IDLE_S, "24h": OPENAI_24H_S, "implicit": math.inf}
-# Why an entry can expire while requests keep reading it (Anthropic's reads always renew it).
-AGE_LIMITS = {"openai": f"an in-memory entry lasts at most {duration(OPENAI_MAX_S)}, however often it is read",
-              "google": "an explicit cache's TTL runs out even while requests read it"}
+# How long each lifetime survives without a request.
+IDLE_S: dict[str, float] = {**TTL_SECONDS, **RETENTION_S, "implicit": GEMINI_IMPLICIT_IDLE_S}
+# Why a request can miss although it came soon after the previous one (OpenAI's reads always renew an entry).
+SOON_MISSES = {"google": "an explicit cache's TTL runs out even while requests read it",
+               "anthropic": f"they came before the response that wrote the prefix began (assumed "
+                            f"{ASSUMED_FIRST_TOKEN_S:g} s after it was sent): an entry is readable only from then"}
 BURST_SPACING_S = 30.0  # requests inside a burst, e.g. the turns of one chat session
 MAX_REQUESTS = 2_000  # at most this many requests replayed after the day's first
 MIN_REQUESTS = 20  # ...and at least this many, however long the prompt
@@ -162,7 +164,7 @@ def estimate_day(traffic: Traffic, *, sheets: dict[str, PriceSheet] | None = Non
         traffic=traffic, sheet=sheet, arrivals_s=times, bills=bills,
         cached_usd=per_day([b.cost_usd for b in bills], rpd), uncached_usd=rpd * plain,
         storage_usd=per_day([b.storage_usd for b in bills], rpd),
-        hits=per_day([float(b.usage.cache_read_tokens > 0) for b in bills], rpd),
+        hits=per_day([float(is_hit(b)) for b in bills], rpd),
         cached_token_share=per_day([b.usage.cache_read_tokens for b in bills], rpd) / (rpd * prompt),
         break_even=lifetime_break_even(sheet, traffic.lifetime),
         cliffs=find_cliffs(traffic, sheet, times, bills))
@@ -179,10 +181,18 @@ def check_traffic(traffic: Traffic, sheet: PriceSheet) -> None:
         raise CalculatorError("The prompt is empty: give the static or the dynamic part some tokens.")
     if traffic.arrivals not in ARRIVALS:
         raise CalculatorError(f"arrivals is one of {list(ARRIVALS)}, not {traffic.arrivals!r}.")
-    offered = LIFETIMES[sheet.provider]
+    offered = lifetimes(sheet)
     if traffic.lifetime not in offered:
         raise CalculatorError(f"{sheet.name} ({sheet.provider}) offers the lifetimes {list(offered)}, "
                               f"not {traffic.lifetime!r}.")
+
+
+def lifetimes(sheet: PriceSheet) -> dict[str, str]:
+    """The lifetimes `sheet`'s model offers, its default first, each with what it means."""
+    offered = LIFETIMES[sheet.provider]
+    if sheet.provider == "openai":
+        return {key: offered[key] for key in sheet.retention or ("in_memory",)}
+    return offered
 
 
 def replay(traffic: Traffic, count: int, *,
@@ -241,6 +251,12 @@ def build_requests(traffic: Traffic, sheet: PriceSheet, times: Sequence[float]) 
             for i, at in enumerate(times)]
 
 
+def is_hit(bill: Bill) -> bool:
+    """The request found the static prefix cached: it read it and wrote nothing (a Gemini explicit cache's
+    creating request writes the prefix, then reads it)."""
+    return bill.usage.cache_read_tokens > 0 and bill.usage.cache_write_tokens == 0
+
+
 def per_day(values: Sequence[float], requests_per_day: int) -> float:
     """A day's total of a per-request amount: the sum when the whole day was replayed, else the first
     request's plus the average of the rest for every later request of the day."""
@@ -260,8 +276,6 @@ def lifetime_break_even(sheet: PriceSheet, lifetime: str) -> int | None:
 
 def renewal_period_s(sheet: PriceSheet, lifetime: str) -> float | None:
     """How often a busy stream still has to write the prefix again (an age limit), or None if never."""
-    if sheet.provider == "openai" and lifetime == "in_memory":
-        return OPENAI_MAX_S
     if sheet.provider == "google" and lifetime in TTL_SECONDS:
         return TTL_SECONDS[lifetime]
     return None
@@ -285,20 +299,20 @@ def find_cliffs(traffic: Traffic, sheet: PriceSheet, times: list[float], bills: 
 
 
 def expiry_cliff(traffic: Traffic, sheet: PriceSheet, times: list[float], bills: list[Bill]) -> Cliff | None:
-    """Requests after the first that found the prefix expired, and why: a long gap, or an age limit."""
+    """Requests after the first that found no cached prefix, and why: a long gap, or a rule in `SOON_MISSES`."""
     idle = IDLE_S[traffic.lifetime]
-    missed = [i > 0 and bill.usage.cache_read_tokens == 0 for i, bill in enumerate(bills)]
+    missed = [i > 0 and not is_hit(bill) for i, bill in enumerate(bills)]
     if not any(missed):
         return None
     rpd = traffic.requests_per_day
     long_gap = [float(miss and times[i] - times[i - 1] > idle) for i, miss in enumerate(missed)]
-    aged = [float(miss) - gap for miss, gap in zip(missed, long_gap)]
-    gaps, ages = per_day(long_gap, rpd), per_day(aged, rpd)
+    soon = [float(miss) - gap for miss, gap in zip(missed, long_gap)]
+    gaps, soon_misses = per_day(long_gap, rpd), per_day(soon, rpd)
     why = []
     if gaps:
         between = f" (bursts start {duration(traffic.burst_period_s)} apart)" if traffic.arrivals == "bursty" else ""
         why.append(f"{gaps:,.0f} came more than {duration(idle)} after the previous request{between}")
-    if ages:
-        why.append(f"{ages:,.0f} because {AGE_LIMITS[sheet.provider]}")
-    return Cliff("expiry", f"{gaps + ages:,.0f} of the day's {rpd:,} requests find the cached prefix expired and pay "
+    if soon_misses:
+        why.append(f"{soon_misses:,.0f} because {SOON_MISSES[sheet.provider]}")
+    return Cliff("expiry", f"{gaps + soon_misses:,.0f} of the day's {rpd:,} requests find no cached prefix and pay "
                            f"for it in full again: {'; '.join(why)}.")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import ipywidgets as W
 
-from ..lessons.calculator import ARRIVALS, LIFETIMES, DayEstimate, Traffic, arrivals_text, estimate_day
+from ..lessons.calculator import ARRIVALS, DayEstimate, Traffic, arrivals_text, estimate_day, lifetimes
 from ..pricing import PriceSheet, load_price_sheets
 from .style import ErrorBox, usd
 
@@ -70,7 +70,7 @@ class CostCalculatorView:
                                           value=sheet.provider, description="Provider", style=WIDE)
         self.model_picker = W.Dropdown(options=self._models(sheet.provider), value=t.model_key, description="Model",
                                        style=WIDE)
-        self.lifetime_picker = W.Dropdown(options=self._lifetimes(sheet.provider), value=t.lifetime,
+        self.lifetime_picker = W.Dropdown(options=self._lifetimes(t.model_key), value=t.lifetime,
                                           description="Cache lifetime", style=WIDE)
         self.static_slider = W.IntSlider(value=t.static_tokens, min=0, max=50_000, description="Static tokens", **slider)
         self.dynamic_slider = W.IntSlider(value=t.dynamic_tokens, min=0, max=10_000, description="Dynamic tokens",
@@ -83,7 +83,8 @@ class CostCalculatorView:
                                           description="Arrivals", style=WIDE)
         self.burst_slider = W.IntSlider(value=t.burst_size, min=1, max=20, description="Requests per burst", **slider)
         self.provider_picker.observe(lambda change: self._on_provider(change["new"]), names="value")
-        for control in (self.model_picker, self.lifetime_picker, self.static_slider, self.dynamic_slider,
+        self.model_picker.observe(lambda change: self._on_model(change["new"]), names="value")
+        for control in (self.lifetime_picker, self.static_slider, self.dynamic_slider,
                         self.output_slider, self.requests_slider, self.arrivals_picker, self.burst_slider):
             control.observe(lambda _: self.update(), names="value")
 
@@ -105,8 +106,8 @@ class CostCalculatorView:
     def _models(self, provider: str) -> list[tuple[str, str]]:
         return [(s.name, key) for key, s in self.sheets.items() if s.provider == provider]
 
-    def _lifetimes(self, provider: str) -> list[tuple[str, str]]:
-        return [(label, key) for key, label in LIFETIMES[provider].items()]
+    def _lifetimes(self, model_key: str) -> list[tuple[str, str]]:
+        return [(label, key) for key, label in lifetimes(self.sheets[model_key]).items()]
 
     def _on_provider(self, provider: str) -> None:
         """A new provider brings its own models and lifetimes: swap both, then recompute once."""
@@ -114,11 +115,27 @@ class CostCalculatorView:
         try:
             self.model_picker.options = self._models(provider)
             self.model_picker.value = self.model_picker.options[0][1]
-            self.lifetime_picker.options = self._lifetimes(provider)
-            self.lifetime_picker.value = self.lifetime_picker.options[0][1]
+            self._swap_lifetimes(self.model_picker.value)
         finally:
             self._quiet = False
         self.update()
+
+    def _on_model(self, model_key: str) -> None:
+        """A model offers its own lifetimes (OpenAI's retention): keep the chosen one if it can, then recompute."""
+        if self._quiet:
+            return
+        self._quiet = True
+        try:
+            self._swap_lifetimes(model_key)
+        finally:
+            self._quiet = False
+        self.update()
+
+    def _swap_lifetimes(self, model_key: str) -> None:
+        kept = self.lifetime_picker.value
+        self.lifetime_picker.options = self._lifetimes(model_key)
+        offered = [key for _, key in self.lifetime_picker.options]
+        self.lifetime_picker.value = kept if kept in offered else offered[0]
 
 
 def summary_html(e: DayEstimate) -> str:
