@@ -199,11 +199,15 @@ ttft.widget
 # the same four buckets as `usage`, filled by *its* rules: the pages it loaded are reads, the new pages
 # it stored are writes. A provider fills them by its own rules, and those differ from ours:
 #
-# - **Anthropic** caches only where you mark a `cache_control` breakpoint. A request reads the longest
-#   prefix cached at one of its breakpoints (or at one of the 19 block boundaries before each), and
-#   *writes* everything from there to the breakpoint, at 1.25 times the input price.
+# - **Anthropic** caches where you mark a `cache_control` breakpoint on a *block* (one piece of a request's
+#   content: the tools, the system prompt, a message, a tool result), or, with one `cache_control` at the top
+#   of the request, on its last block (automatic caching). A request reads the longest prefix cached at one
+#   of its breakpoints or at the block boundaries before each, 20 positions in all, and *writes* everything
+#   from there to the breakpoint, at 1.25 times the input price.
 # - **OpenAI** caches automatically, but counts hits from 1,024 tokens on, in steps of 128.
-# - **Google** caches implicitly at the block boundaries an earlier request sent, with no saving promised.
+# - **Google** caches implicitly, with no saving promised. Where a hit can happen and how long an entry
+#   lives, Google does not say: the simulator assumes the block boundaries an earlier request sent, within
+#   5 idle minutes.
 # - And every provider caches nothing below a minimum length.
 #
 # `workbook.providers.simulate` replays a list of requests against one provider's rules and returns its

@@ -114,7 +114,8 @@ assert clean.divergence == clean.static_tokens and clean.reused_share == 1.0 and
 # provider would bill** for the same two requests (`LabResult.bills`). The lab sends them to the provider
 # the way a careful engineer would: the static part as one block, the dynamic part as another, and for
 # Anthropic a cache breakpoint at the end of the static part (OpenAI and Google cache without one). A
-# provider's cache forgets a prefix after 5 idle minutes, so the lab sends yesterday's request a minute
+# provider's cache can forget a prefix after 5 idle minutes (Anthropic's default lifetime; OpenAI's in-memory
+# cache keeps one "5 to 10 minutes", and the simulator takes 5), so the lab sends yesterday's request a minute
 # before today's, as if other customers had kept the static part warm. The strip below colours every token:
 # **loaded** from the cache, **invalidated** (the cache held it, a change before it threw it away) or
 # **computed** (new anyway). You can also edit the template itself, switch the layout, change the page
@@ -417,7 +418,9 @@ static_first, dynamic_first = layouts["static-first"], layouts["dynamic-first"]
 assert static_first.hit_rate > 2 * dynamic_first.hit_rate
 for key in (sonnet.key, gpt.key):
     assert static_first.both.provider_usd(key) < dynamic_first.both.provider_usd(key)
-    assert dynamic_first.billed(key).cache_read_tokens == 0 < dynamic_first.usage.cache_read_tokens
+assert dynamic_first.billed(sonnet.key).cache_read_tokens == 0 < dynamic_first.usage.cache_read_tokens
+# GPT-5.5 keeps a prefix 24 hours (the only retention it offers): a returning customer reads her own earlier prompt.
+assert 0 < dynamic_first.billed(gpt.key).cache_read_tokens < static_first.billed(gpt.key).cache_read_tokens
 visits = workload()
 comebacks = [later.when - earlier.when for i, earlier in enumerate(visits) for later in visits[i + 1:]
              if later.user_name == earlier.user_name]
@@ -427,9 +430,11 @@ assert min(comebacks).total_seconds() > 5 * 60  # a returning customer's last pr
 # Same words, same model, same answers; only the order changed. Static-first reads the shared system
 # prompt, tools and policy for every customer after the first. Dynamic-first leaves nothing to share: the
 # date and the name make every customer's prompt unique from the first line. Our engine still finds a
-# hit when a customer comes back, because everything before her message repeats; the providers find
-# none: the part before the first changing value, where the breakpoint goes, is under every minimum, and
-# by the time she writes again her previous prompt has been idle for more than 5 minutes.
+# hit when a customer comes back, because everything before her message repeats. Claude Sonnet 4.5 finds
+# none: the part before the first changing value, where the breakpoint goes, is under its minimum, and by
+# the time she writes again her previous prompt has been idle for more than its 5 minutes. GPT-5.5 finds
+# only those returning customers: it keeps every prefix 24 hours (the only `prompt_cache_retention` it
+# takes), so Ana's second message reads her first one.
 #
 # The TTFT column is the same story in time: loading rows is much cheaper than computing them. (Timings
 # depend on your machine and are never asserted.) Lesson 4 showed the flip side: that difference in
@@ -455,7 +460,8 @@ print(f"Claude Sonnet 4.5, static-first, {len(quiet)} requests: ${busy_usd * 1e6
 # An agent resends the whole conversation with every request: the system prompt and tools, every
 # message, every tool call and every tool result. Our engine and OpenAI's cache find the longest shared
 # prefix by themselves. Anthropic reads only at the breakpoints you mark (at most 4 a request), each one
-# looking for a cached prefix at its own block boundary and the 19 before it. Where the breakpoints go
+# looking for a cached prefix at its own block boundary and the ones before it, 20 positions in all (a run of
+# tool calls, or of tool results, counts as one). Where the breakpoints go
 # decides the bill.
 #
 # `Conversation` is an agent chat of 12 requests at the same shop. A staff member asks the fleet

@@ -102,7 +102,7 @@ def test_google_explicit_cache_bills_storage(sheets):
     assert day.whole_day and sum(b.usage.cache_write_tokens > 0 for b in bills) == 20
     assert day.storage_usd == pytest.approx(sum(b.storage_usd for b in bills)) and day.storage_usd > 0
     assert day.cached_usd == pytest.approx(sum(b.cost_usd for b in bills))
-    assert day.break_even == 4  # a write and one hour of storage
+    assert day.break_even == 5  # a creation, its own read and one hour of storage
 
 
 # ----- the cliffs ----------------------------------------------------------------------------------
@@ -233,6 +233,10 @@ def test_view_shows_each_cliff(view):
     view.static_slider.value = 1_100
     view.requests_slider.value = 1_440
     assert "128-token steps" in view.summary.value and "last 76" in view.summary.value
+    assert "Lifetime expiry" not in view.summary.value  # lesson 7 promises one cliff here (issue 26, item 5)
+    view.model_picker.value = GPT
+    view.lifetime_picker.value = "in_memory"  # a request a minute keeps an in-memory prefix alive all day
+    assert "128-token steps" in view.summary.value and "Lifetime expiry" not in view.summary.value
     view.provider_picker.value = "anthropic"
     assert view.model_picker.value == view.model_picker.options[0][1]  # a new provider starts at its first model
     view.model_picker.value = SONNET

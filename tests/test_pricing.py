@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from workbook.pricing import (DEFAULT_PRICING_PATH, PriceSheet, Usage, break_even_reuses, cacheable_tokens, cost,
-                              get_sheet, load_price_sheets, provider_usage, repeat_costs, storage_cost, traffic_cost)
+                              get_sheet, load_price_sheets, provider_usage, repeat_costs, storage_break_even_rate,
+                              storage_cost, traffic_cost)
 
 M = 1_000_000
 
@@ -200,11 +201,12 @@ def test_break_even_without_write_premium_is_immediate(gpt55):
     assert break_even_reuses(gpt55) == 0
 
 
-def test_break_even_with_gemini_storage_lands_exactly_on_four(sheets):
+def test_break_even_with_gemini_storage_counts_the_creating_requests_read(sheets):
     pro = sheets["google/gemini-2.5-pro"]
-    # Per token, one hour: write 1.25 + storage 4.50 + k x 0.125 versus (1 + k) x 1.25.
-    # k = 3: 5.75 + 0.375 = 6.125 > 5.00; k = 4: 5.75 + 0.5 = 6.25 = 6.25 (a tie counts as paid back).
-    assert break_even_reuses(pro, storage_hours=1) == 4
+    # Per token, one hour: create 1.25 + its own read 0.125 + storage 4.50 + k x 0.125 versus (1 + k) x 1.25.
+    # k = 4: 5.875 + 0.5 = 6.375 > 6.25; k = 5: 5.875 + 0.625 = 6.5 <= 7.5.
+    assert break_even_reuses(pro, storage_hours=1) == 5
+    assert storage_break_even_rate(pro) == 4  # an hour kept alive after the first: storage 4.50 <= 4 x 1.125
     assert break_even_reuses(pro) == 0  # without storage a Gemini write costs the plain input price
 
 

@@ -7,8 +7,7 @@ independent reading of those pages, so a disagreement means one of the two copie
 
 Compared per model, in USD per million tokens (litellm stores USD per token): input, output,
 cache read, cache write (and Anthropic's 1-hour write), the smallest cacheable prompt where
-litellm records one, and, once `PriceSheet` carries them, the context window and the
-long-context tier. A difference we keep on purpose goes in KNOWN_DIFFERENCES with its reason,
+litellm records one, the context window and the long-context tier. A difference we keep on purpose goes in KNOWN_DIFFERENCES with its reason,
 and the test then checks that the difference is still there, so the note cannot go stale.
 
 Nothing here imports litellm (importing it may fetch a fresh price map from GitHub): the test
@@ -127,8 +126,6 @@ def test_prices_match_litellm(sheets, our_key):
 def test_context_window_matches_litellm(sheets, our_key):
     """The most input tokens one request may send: litellm's `max_input_tokens`."""
     sheet = sheets[our_key]
-    if not hasattr(sheet, "context_window"):
-        pytest.skip("PriceSheet has no context_window yet")
     check(our_key, "context_window", sheet.context_window, litellm_map()[LITELLM_KEYS[our_key]].get("max_input_tokens"))
 
 
@@ -136,9 +133,7 @@ def test_context_window_matches_litellm(sheets, our_key):
 def test_long_context_tier_matches_litellm(sheets, our_key):
     """The prices of a whole request whose input passes the threshold (litellm's `..._above_200k_tokens` keys)."""
     sheet, entry = sheets[our_key], litellm_map()[LITELLM_KEYS[our_key]]
-    if not hasattr(sheet, "long_context"):
-        pytest.skip("PriceSheet has no long_context yet")
-    ours, tier = getattr(sheet, "long_context", None), long_context_tier(entry)
+    ours, tier = sheet.long_context, long_context_tier(entry)
     theirs_above = None if tier is None else int(re.search(r"\d+", tier).group()) * 1000
     check(our_key, "long_context.above_tokens", None if ours is None else ours.above_tokens, theirs_above)
     if ours is not None and tier is not None:

@@ -385,7 +385,9 @@ def break_even_reuses(sheet: PriceSheet, *, ttl: Ttl = "5m", storage_hours: floa
     Per cached token: write + k * read + storage <= (1 + k) * input, so
     k >= (write + storage - input) / (input - read). Anthropic's 5-minute write pays back after
     1 read, the 1-hour write after 2; a provider without a write premium pays back at once (0).
-    `storage_hours` adds Gemini-style storage for that long. None means it never pays back.
+    `storage_hours` makes it a Gemini explicit cache: storage for that long, and one read more, since
+    the cache is created by a call of its own and the request that created it then reads it
+    (`workbook.providers` bills it so). None means it never pays back.
     """
     if storage_hours < 0:
         raise WorkbookError(f"storage_hours cannot be negative (got {storage_hours}).")
@@ -396,7 +398,8 @@ def break_even_reuses(sheet: PriceSheet, *, ttl: Ttl = "5m", storage_hours: floa
     storage = Fraction(repr(sheet.storage_per_mtok_hour)) * Fraction(repr(float(storage_hours)))
     if read >= base:
         return None
-    needed = (write + storage - base) / (base - read)
+    creation_read = read if storage_hours else 0
+    needed = (write + creation_read + storage - base) / (base - read)
     return max(0, math.ceil(needed))
 
 

@@ -4,7 +4,7 @@
 blocks in the provider's render order (Anthropic renders tools, then system, then messages), some
 marked as cache breakpoints, arriving at a time. A `ProviderCache` keeps one provider's cache
 between requests and bills each request the way that provider's caching page says. Each rule below
-sits beside the sentence of the page it implements (pages read on `DOCS_READ`); where a page leaves
+sits beside the sentence of the page it implements (stored copies read on 2026-12-06); where a page leaves
 a rule open, a named constant says what this simulator assumes, and the bill's `why` says so when
 the assumption decides the bill.
 
@@ -59,7 +59,6 @@ Part = Literal["tools", "system", "messages"]
 BlockType = Literal["text", "image", "tool_use", "tool_result"]
 PARTS: tuple[str, ...] = ("tools", "system", "messages")  # Anthropic's render order
 BLOCK_TYPES: tuple[str, ...] = ("text", "image", "tool_use", "tool_result")
-DOCS_READ = "2026-12-06"  # the day the stored copies of the pages below were read for these rules
 
 ANTHROPIC_DOCS = "https://platform.claude.com/docs/en/build-with-claude/prompt-caching"
 # "By default, the cache has a 5-minute lifetime. The cache is refreshed for no additional cost each time the

@@ -54,7 +54,7 @@ def interactions(model, draft, tokenizer) -> list[tuple[str, Callable[[], None],
     breaker = next(iter(lab.checkboxes.values()))
     spec = SpeculativeView(model, draft, tokenizer, DOC_PAGE, k=4, max_new_tokens=24)
     # A busy day at OpenAI, the slowest provider to replay per token: each change replays a full budget of requests.
-    calculator = CostCalculatorView(Traffic(model_key="openai/gpt-5.5", lifetime="in_memory", static_tokens=1_100,
+    calculator = CostCalculatorView(Traffic(model_key="openai/gpt-5.4", lifetime="in_memory", static_tokens=1_100,
                                             requests_per_day=100_000, arrivals="poisson"))
     explorer, costs = semantic_views(tokenizer)
     return [
