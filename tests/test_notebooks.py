@@ -38,6 +38,19 @@ def test_lesson_opens_with_objectives_and_ends_with_checks(source):
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_no_markdown_is_trapped_in_a_code_cell(source):
+    """Prose for the reader belongs in a markdown cell: in a code cell it shows as comments and a heading is lost.
+    jupytext writes a markdown cell as comment lines, so a missing `# %% [markdown]` leaves lines like these behind:
+    an empty comment line (a paragraph break), a heading, or a paragraph opening in bold."""
+    trapped = re.compile(r"^#( #+ | \*\*|$)")
+    for number, cell in enumerate(jupytext.read(source).cells):
+        if cell.cell_type == "code":
+            lines = [line for line in cell.source.splitlines() if trapped.match(line)]
+            assert not lines, (f"{source.name}, cell {number}: markdown in a code cell ({lines[0]!r}); "
+                               "start it with `# %% [markdown]`")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_dollar_signs_in_prose_are_escaped_so_jupyterlab_does_not_typeset_them_as_maths(source):
     """JupyterLab's markdown turns \\$ into a bare $ before MathJax runs, so two of them in a cell become maths;
     \\\\$ reaches MathJax as \\$, which it shows as a dollar sign (the browser test checks what a page shows)."""

@@ -273,3 +273,12 @@ def test_gemini_pro_bills_a_prompt_over_200k_at_the_long_context_tier():
     """"$1.25, prompts <= 200k tokens $2.50, prompts > 200k tokens" (input); output $10 / $15; caching $0.125 / $0.25."""
     (bill,) = simulate(PRO, [Request([Block(ids(250_000))], output_tokens=1000)])
     assert bill.cost_usd == pytest.approx((250_000 * 2.50 + 1000 * 15.0) / 1e6)
+
+
+def test_a_created_cache_counts_once_towards_the_long_context_threshold():
+    """The creating request bills its cached tokens twice (created, then read) but sends them once: a 150,000-token
+    cache with a 10,000-token question is a 160,000-token prompt, under the 200k tier."""
+    (bill,) = simulate(PRO, [Request([Block(ids(150_000), "1h"), Block(ids(10_000, 500_000))])])
+    assert bill.usage.total_input_tokens == 310_000
+    storage = 150_000 / 1e6 * 4.50
+    assert bill.cost_usd == pytest.approx((10_000 * 1.25 + 150_000 * 1.25 + 150_000 * 0.125) / 1e6 + storage)

@@ -60,7 +60,7 @@ BlockType = Literal["text", "image", "tool_use", "tool_result"]
 PARTS: tuple[str, ...] = ("tools", "system", "messages")  # Anthropic's render order
 BLOCK_TYPES: tuple[str, ...] = ("text", "image", "tool_use", "tool_result")
 
-ANTHROPIC_DOCS = "https://platform.claude.com/docs/en/build-with-claude/prompt-caching"
+# Anthropic: https://platform.claude.com/docs/en/build-with-claude/prompt-caching
 # "By default, the cache has a 5-minute lifetime. The cache is refreshed for no additional cost each time the
 # cached content is used." The 1-hour lifetime is the other value of cache_control's ttl.
 TTL_SECONDS: dict[str, float] = {"5m": 5 * 60.0, "1h": 60 * 60.0}
@@ -83,7 +83,7 @@ ASSUMED_FIRST_TOKEN_S = 1.0
 INVALIDATES: dict[str, Part] = {"web_search": "system", "citations": "system", "speed": "system",
                                 "tool_choice": "messages", "thinking": "messages"}
 
-OPENAI_DOCS = "https://developers.openai.com/api/docs/guides/prompt-caching"
+# OpenAI: https://developers.openai.com/api/docs/guides/prompt-caching
 # "When using the in-memory policy, cached prefixes generally remain active for 5 to 10 minutes of inactivity, up
 # to a maximum of one hour." The guide does not say what the hour counts from; Azure's copy says "always removed
 # within one hour of the cache's last use", which an idle timeout of minutes never reaches. Assumed: 5 minutes idle.
@@ -95,7 +95,7 @@ OPENAI_24H_S = 24 * 60 * 60.0
 OPENAI_ROUTE_TOKENS = 256
 RETENTION_S = {"in_memory": OPENAI_IN_MEMORY_IDLE_S, "24h": OPENAI_24H_S}
 
-GOOGLE_DOCS = "https://ai.google.dev/gemini-api/docs/caching"
+# Google: https://ai.google.dev/gemini-api/docs/caching
 # Implicit caching: "send requests with similar prefix in a short amount of time". The page gives no lifetime:
 # assumed, an implicit entry lives this long idle, renewed by each request that sends it.
 GEMINI_IMPLICIT_IDLE_S = 5 * 60.0
@@ -132,7 +132,7 @@ class Request:
 class Bill:
     """What the provider bills for one request, and which rule decided it."""
 
-    usage: Usage
+    usage: Usage  # a Gemini request that creates an explicit cache counts its tokens twice: written, then read
     cost_usd: float  # storage included
     why: str
     storage_usd: float = 0.0  # Google explicit caches: storage bought (or, when a TTL is cut, given back) by this request
@@ -185,7 +185,8 @@ class ProviderCache:
         # Each rule checks everything it needs before it changes an entry, so a refusal leaves the cache as it was.
         usage, write_1h, storage_usd, why = rule(self.entries, request, blocks, options)
         self.last_s = request.at_s
-        return Bill(usage, self._price(usage, write_1h) + storage_usd, why, storage_usd)
+        prices = self.sheet.for_prompt(sum(map(len, blocks)))  # the tier of the prompt's length
+        return Bill(usage, price(usage, write_1h, prices) + storage_usd, why, storage_usd)
 
     # ----- checks shared by every provider -------------------------------------------------------
 
@@ -235,14 +236,6 @@ class ProviderCache:
             return list(map(operator.index, block.content))  # whole numbers only, fast on long prompts
         except TypeError:
             raise WorkbookError("A Block's content is text or a list of token ids.") from None
-
-    def _price(self, usage: Usage, write_1h: int) -> float:
-        """USD of one request's usage whose writes include `write_1h` tokens at the 1-hour price (the rest at the
-        5-minute one), at the prices of its length (`PriceSheet.for_prompt`)."""
-        s = self.sheet.for_prompt(usage.total_input_tokens)
-        return (usage.input_tokens * s.input + (usage.cache_write_tokens - write_1h) * s.cache_write
-                + write_1h * (s.cache_write_1h or 0.0) + usage.cache_read_tokens * s.cache_read
-                + usage.output_tokens * s.output) / PER_MILLION
 
     # ----- Anthropic -------------------------------------------------------------------------------
 
@@ -427,6 +420,14 @@ class ProviderCache:
         why = (f"explicit cache of {tokens:,} tokens created (billed at the input price), then read by this request, "
                f"with {duration(ttl_s)} of storage" + (" after the last one expired" if entry is not None else ""))
         return Usage(rest, tokens, tokens, request.output_tokens), 0, per_second * ttl_s, why
+
+
+def price(usage: Usage, write_1h: int, sheet: PriceSheet) -> float:
+    """USD of one request's usage at `sheet`'s prices, `write_1h` of its writes at the 1-hour price (the rest at the
+    5-minute one). Not `pricing.cost`: a Gemini creating request counts its cached tokens twice (written and read)."""
+    return (usage.input_tokens * sheet.input + (usage.cache_write_tokens - write_1h) * sheet.cache_write
+            + write_1h * (sheet.cache_write_1h or 0.0) + usage.cache_read_tokens * sheet.cache_read
+            + usage.output_tokens * sheet.output) / PER_MILLION
 
 
 def simulate(model_key: str, requests: Sequence[Request], tokenizer=None, *, implicit_hit_rate: float = 1.0,

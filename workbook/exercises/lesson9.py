@@ -4,29 +4,31 @@ package and returns a `CheckResult`: right, wrong (with a hint), or not answered
 
 from __future__ import annotations
 
-from ..kv_memory import head_dim, kv_heads, kv_memory, load_configs
+from ..kv_memory import head_dim, kv_heads, kv_memory
 from ..model import request_rows
-from ..lessons.serving import seed_003_recomputed
 from ..page_pool import PagePool
 from .verdict import CheckResult, check_amount, check_number
 
+# Exercise 1's model: a made-up shape, so that no table or calculator in the lesson prints its answer.
+SHAPE = dict(num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8, hidden_size=5_120)
 # Exercise 2's workload: requests on one cached system prompt, pages of 16 tokens.
 SHARED = dict(requests=16, system_tokens=512, own_tokens=40, new_tokens=24, page_size=16)
+# Exercise 3's vendor claims, (dollars per request, requests per second): seed 003's step 2 on other numbers.
+CLAIMED_BEFORE, CLAIMED_AFTER = (0.004, 25), (0.0012, 70)
 
 
 def check_bytes_per_token(answer, *, reveal: bool = False) -> CheckResult:
-    """Exercise 1: KiB of K/V per token for Llama 3 70B in 16 bits."""
-    config = load_configs()["llama-3-70b"]
-    kib = kv_memory(config, 1).bytes_per_token // 1024
-    layers, heads, dim = config["num_hidden_layers"], kv_heads(config), head_dim(config)
+    """Exercise 1: KiB of K/V per token, in 16 bits, for a model of the made-up shape `SHAPE`."""
+    kib = kv_memory(SHAPE, 1).bytes_per_token // 1024
+    layers, heads, dim = SHAPE["num_hidden_layers"], kv_heads(SHAPE), head_dim(SHAPE)
     return check_number(
         answer, kib, exercise="check_bytes_per_token", how="Replace None with a whole number of KiB.", unit="KiB",
         reveal=reveal,
-        why=f"2 (K and V) x {layers} layers x {heads} K/V heads x {dim} numbers x 2 bytes = "
-            f"{kib * 1024:,} bytes = {kib} KiB per token. Query heads do not count: only K/V heads are cached.",
-        hint="Count what is stored for one token: a key and a value in every layer, for every K/V head (not every "
-             "query head), each head_dim numbers of 2 bytes. The config has the layers and heads; head_dim is "
-             "hidden_size / num_attention_heads.")
+        why=f"2 (K and V) x {layers} layers x {heads} K/V heads x {dim} numbers (head_dim = "
+            f"{SHAPE['hidden_size']:,} / {SHAPE['num_attention_heads']}) x 2 bytes = {kib * 1024:,} bytes = {kib} KiB "
+            "per token. Query heads do not count: only K/V heads are cached.",
+        hint="Count what one token leaves behind in one layer first: what is stored, for which heads (section 6's "
+             "first paragraph says which), and how many numbers each? Then multiply by the layers.")
 
 
 def shared_pages() -> tuple[int, int, int, int]:
@@ -54,11 +56,14 @@ def check_shared_pages(answer, *, reveal: bool = False) -> CheckResult:
 
 
 def check_hardware_cost(answer, *, reveal: bool = False) -> CheckResult:
-    """Exercise 3: what must the hardware cost per second for seed 003's step 2 (INT4) to be true?"""
-    step = seed_003_recomputed()[2]
+    """Exercise 3: what must the hardware cost per second for the vendor's second claim to be true?"""
+    (cost, rate), (cost_after, rate_after) = CLAIMED_BEFORE, CLAIMED_AFTER
+    before, after = cost * rate, cost_after * rate_after
     return check_amount(
-        answer, step.implied_dollars_per_s, exercise="check_hardware_cost", what="US dollars per second",
+        answer, after, exercise="check_hardware_cost", what="US dollars per second",
         how="Replace None with dollars per second, e.g. 0.5.", said="${:g}", rel_tol=0.01, reveal=reveal,
-        why=f"Cost per request x requests per second = ${step.cost_per_request} x {step.requests_per_s} = "
-            f"${step.implied_dollars_per_s:g} a second, against $0.30 for the first step on 'the same hardware'.",
-        hint="A server's bill per second is what each request costs times how many requests it serves a second.")
+        why=f"Cost per request x requests per second = ${cost_after:g} x {rate_after} = ${after:.3f} a second, against "
+            f"${cost:g} x {rate} = ${before:.2f} for the first claim: the two cannot both hold on the same hardware. On "
+            f"the first claim's hardware, {rate_after} requests a second would cost ${before / rate_after:.5f} each.",
+        hint="Think of the hardware as a meter that runs by the second: in one second, how many requests share that "
+             "second's bill, and how much does each one pay toward it?")
