@@ -59,7 +59,7 @@ from workbook.lessons.prompt_lab import (BREAKERS, CURRENT, PREVIOUS, Draft, Pro
 from workbook.lessons.provider_bills import WARM_GAP_S, bill_both, careful_request, provider_bills
 from workbook.lessons.scenarios import DATE_FORMAT, DEFAULT_SYSTEM_PROMPT
 from workbook.pricing import cacheable_tokens, load_price_sheets
-from workbook.providers import LOOKBACK_BLOCKS
+from workbook.providers import LOOKBACK_BLOCKS, Block, Request, simulate
 from workbook.widgets.prompt_lab import PromptLabView
 from workbook.widgets.style import PROVENANCE_COLOURS
 
@@ -178,12 +178,13 @@ for name in BREAKERS:
 # the first few tokens, so nothing of the static part survives. Keep them, but move them into the
 # dynamic part: the model reads them just as well at the end.
 #
-# **A chat template that stamps the date.** You did not write this one. Some chat templates (Llama 3.1's,
-# for one) write "Today Date: ..." into the system turn by themselves, and the workbook's tokenizer ships
-# such a template as `"dated"`. Left alone, it formats the machine's clock (`strftime_now`), so the
-# prompt changes at midnight whatever your code does. Like Llama 3.1's, it reads a `date_string`
-# variable instead when you pass one, which is how the lab shows "yesterday" and "today" without
-# waiting a day:
+# **A chat template that stamps the date.** You did not write this one. Some chat templates write
+# "Today Date: ..." into the system turn by themselves. Llama 3.2's and 3.3's format the machine's clock
+# (`strftime_now`) when you pass no date; Llama 3.1's writes a fixed "26 Jul 2024" instead (the
+# `chat_template` in each model's `tokenizer_config.json` on Hugging Face). The workbook's tokenizer ships
+# a template like 3.2's as `"dated"`. Left alone, it formats the clock, so the prompt changes at midnight
+# whatever your code does. Like Llama's, it reads a `date_string` variable instead when you pass one,
+# which is how the lab shows "yesterday" and "today" without waiting a day:
 
 # %%
 for visit in (PREVIOUS, CURRENT):
@@ -201,9 +202,11 @@ assert dated.divergence < 10 and dated.loaded == 0
 #
 # **One extra space at the very start.** The smallest breaker of all: a string join or a template that
 # puts a space (or a newline) before everything else. Below, the space is its own token, and every token
-# after it is the very same id as before, only one position later. Lesson 2 showed that RoPE turns the
-# same token at another position into a different key, and each row also attends to the new first token,
-# so no row and no page of the old prompt is right any more.
+# after it is the very same id as before, only one position later. What the cell shows is the cache's
+# side: it compares ids position by position, so it misses at token 0 and loads nothing. The model's
+# side says no cache could do better: lesson 2 showed that RoPE turns the same token at another position
+# into a different key, and each row also attends to the new first token, so no row of the old prompt is
+# right any more.
 
 # %%
 shift_engine = workbook.Engine(model, tokenizer, workbook.PrefixCache(page_size=16, capacity_tokens=4096))
@@ -216,7 +219,8 @@ shifted = shift_engine.generate(shifted_ids + question_ids, max_new_tokens=1)
 assert shifted_ids[1:] == static_ids and same.cached_tokens > 0 and shifted.cached_tokens == 0
 print(f"the same prompt again: {same.cached_tokens} tokens loaded; with one space first "
       f"({len(static_ids)} identical ids, each one position later): {shifted.cached_tokens} loaded")
-#
+
+# %% [markdown]
 # **Tools re-serialised.** Many frameworks rebuild tool schemas from Python dicts on every request. The
 # JSON means the same whatever the key order, but the tokens do not:
 
@@ -257,8 +261,10 @@ assert 0 < doc.reused_share < 1 and doc_bills.provider.usage.cache_write_tokens 
 # token. So if the app builds each prompt as *one string*, the last static token never matches the one
 # the cache holds. `Engine` also accepts a prompt as *segments*, a list of strings tokenized one at a time
 # and then joined, which keeps the seam where it is; the lab sends segments unless this breaker is on.
-# A provider gets the two parts as separate blocks, each tokenized on its own, so the seam never forms
-# there (the table above shows no extra at Sonnet); it does when an app sends one string (exercise 3).
+# The lab sends a provider the two parts as separate blocks, and the simulator tokenizes each block on its
+# own, so the seam never forms there (the table above shows no extra at Sonnet). Whether a real provider
+# tokenizes blocks apart, no provider documents. And an app that writes the date into the same string as
+# the static part sends one block: the seam forms wherever that string is tokenized (exercise 3).
 
 # %%
 seam_text = today.static[-15:] + today.dynamic[:6]
@@ -269,14 +275,42 @@ assert seam.divergence == seam.static_tokens - 1
 
 # %% [markdown]
 # With 16-token pages, losing the last token of a static part that ends mid-page costs nothing: that
-# partial page was never cached. With pages of one token (Anthropic counts hits to the token) the loss
-# shows:
+# partial page was never cached. With pages of one token our engine loses exactly that one token:
 
 # %%
 fine = PromptLab(model, tokenizer, page_size=1)
 seam_fine, clean_fine = fine.run(template, ["token_seam"]), fine.run(template)
 print(f"pages of 1: {clean_fine.loaded} tokens loaded with segments, {seam_fine.loaded} as one string")
 assert seam_fine.loaded == clean_fine.loaded - 1
+
+# %% [markdown]
+# Anthropic does not count hits to the token. It reads a cached prefix only where a block ends: at a
+# breakpoint, or at one of the block boundaries in its lookback that an earlier request cached. A static
+# block that lost its last token is a different block, so its breakpoint finds nothing, and the read falls
+# back to the last earlier boundary in the cache, or to nothing at all.
+#
+# Say today's renderer writes the space in front of the date instead of at the end of the static part:
+# the static block has lost its last token, the very one the seam takes. `simulate` replays yesterday's
+# request and today's a minute apart, rendered two ways: one breakpoint at the end of the static part
+# (as the lab sends it), and a second breakpoint on a block that ends just before the date line.
+
+# %%
+earlier = render(Draft.of(template, PREVIOUS), tokenizer)
+policy, label = today.static.rsplit("\n\n", 1)  # label: "Today's date: ", the static part's last line
+static_ids, shorter_ids = tokenizer.encode(today.static), tokenizer.encode(today.static[:-1])
+assert shorter_ids == static_ids[:-1]  # today's static part is yesterday's minus its last token, the space
+renderings = {"one breakpoint, at the end of the static part": lambda line: [Block(policy + "\n\n" + line, "5m")],
+              "two, the second before the date line": lambda line: [Block(policy + "\n\n", "5m"), Block(line, "5m")]}
+for name, static_blocks in renderings.items():
+    bills = simulate(sonnet.key, [Request([*static_blocks(label), Block(earlier.dynamic)]),
+                                  Request([*static_blocks(label[:-1]), Block(" " + today.dynamic)], at_s=WARM_GAP_S)],
+                     tokenizer)
+    usage = bills[1].usage
+    print(f"{name}: {sonnet.name} reads {usage.cache_read_tokens:,} and writes {usage.cache_write_tokens:,} "
+          f"of the {len(shorter_ids):,} static tokens")
+    before_date = len(tokenizer.encode(policy + "\n\n"))
+    assert (usage.cache_read_tokens, usage.cache_write_tokens) == (
+        (0, len(shorter_ids)) if name.startswith("one") else (before_date, len(shorter_ids) - before_date))
 
 # %% [markdown]
 # Segments fix the cache but hand the model a split it rarely saw in training (a lone space, then "15"

@@ -54,7 +54,7 @@ from workbook import Engine, PrefixCache, Server
 from workbook.bench.serving import measure_decode, measure_mixed_load
 from workbook.bench.speculative import lesson_prompts
 from workbook.exercises.lesson9 import check_bytes_per_token, check_hardware_cost, check_shared_pages
-from workbook.kv_memory import format_bytes, load_configs
+from workbook.kv_memory import format_bytes, load_configs, multi_head_config
 from workbook.lessons.serving import quantisation_rows, seed_003_recomputed, verify_cost
 from workbook.timing import device_name
 from workbook.widgets import KVMemoryView, PoolOccupancyView, ServingTimelineView
@@ -250,22 +250,58 @@ print(f"At batch 1 the check cost {verify[1]:.2f} passes; at batch 16, {verify[1
 # **K/V head** (grouped-query attention shares one K/V head among several query heads), each `head_dim`
 # numbers. `workbook.kv_memory(config, context_tokens)` does the arithmetic from a model's `config.json`;
 # the configs in `data/configs/` are copied from each model's published file, with its source.
+#
+# DeepSeek-V2-Lite saves memory another way, **multi-head latent attention** (MLA, from the DeepSeek-V2
+# paper, arXiv:2405.04434): each layer caches one compressed vector per token, plus a small key that carries
+# the position, and every head rebuilds its own K and V from that vector when attention reads it. Its cache
+# therefore does not grow with the number of heads at all.
+#
+# Two choices make the table below agree with the calculator under it:
+#
+# - **One length per model, never beyond what it can read.** Each sequence is `CONTEXT` tokens, or the
+#   model's `max_position_embeddings` (the longest context it was made for) where that is shorter.
+# - **GPU memory in GiB** (2³⁰ bytes). NVIDIA names its cards in round "GB", but for these cards the memory
+#   is that number in GiB: in Modal's `nvidia-smi` readings, an A100 80GB has 81,920 MiB, exactly 80 GiB,
+#   and an H100 80GB has 81,559 MiB, a little under
+#   ([Modal, "Why does an NVIDIA H100 80GB card offer 85.52 GB?"](https://thundergolfer.com/blog/nvidia-gpu-memory-capacity)).
+#   So "80 GB" below is 80 GiB, about 7% more than 80·10⁹ bytes.
 
 # %%
 configs = load_configs()
-llama8 = workbook.kv_memory(configs["llama-3-8b"], 8192)
+CONTEXT = 8192
+llama8 = workbook.kv_memory(configs["llama-3-8b"], CONTEXT)
 assert llama8.bytes_per_token == 2 * 32 * 8 * 128 * 2 == 128 * 1024  # 128 KiB per token in 16 bits
 assert llama8.per_sequence_bytes == 2 ** 30  # so exactly 1 GiB for one 8,192-token sequence
-mha = workbook.kv_memory(configs["llama-2-7b"], 8192)
+mha = workbook.kv_memory(configs["llama-2-7b"], 1)
 assert mha.bytes_per_token == 4 * llama8.bytes_per_token  # 32 K/V heads against Llama 3's 8
-GPU = 80 * 10 ** 9
+GPU_GIB = 80
+GPU = GPU_GIB * 2 ** 30
+print(f"{'model':32} {'per token':>10} {'context':>8} {'per sequence':>12}  sequences that fit in {GPU_GIB} GiB")
 for key, config in configs.items():
-    m = workbook.kv_memory(config, 8192)
-    print(f"{config['model']:32} {format_bytes(m.bytes_per_token):>10}/token, {format_bytes(m.per_sequence_bytes):>9} "
-          f"per 8k sequence; {m.sequences_that_fit(GPU):4} sequences fit in 80 GB beside the 16-bit weights")
+    context = min(CONTEXT, config["max_position_embeddings"])
+    m = workbook.kv_memory(config, context)
+    print(f"{config['model']:32} {format_bytes(m.bytes_per_token):>10} {context:>8,} {format_bytes(m.per_sequence_bytes):>12}"
+          f"  {m.sequences_that_fit(GPU):4} beside the 16-bit weights")
+
+lite = configs["deepseek-v2-lite"]
+lite_per_head = workbook.kv_memory(multi_head_config(lite), 1).bytes_per_token
+lite_mla = workbook.kv_memory(lite, 1).bytes_per_token
+print(f"\nDeepSeek-V2-Lite's MLA keeps {format_bytes(lite_mla)} per token where a K and a V per head would take "
+      f"{format_bytes(lite_per_head)}: {lite_per_head / lite_mla:.1f}x less.")
+mistral = configs["mistral-7b"]
+window = mistral["sliding_window"]
+assert window < CONTEXT <= mistral["max_position_embeddings"]
+per_token = workbook.kv_memory(mistral, 1).bytes_per_token
+print(f"Mistral 7B v0.1 attends only to the last {window:,} tokens (its sliding window), so a server that keeps them "
+      f"in a rolling buffer (the Mistral 7B paper, arXiv:2310.06825, section 2) needs {format_bytes(per_token * window)} "
+      f"per sequence, not {format_bytes(per_token * CONTEXT)}. The table and the calculator count every token, as a "
+      "full cache does.")
+calculator = KVMemoryView()
+assert (calculator.state.gpu_gib, calculator.state.context_tokens) == (GPU_GIB, CONTEXT)
+assert calculator.state.sequences == llama8.sequences_that_fit(GPU)  # the calculator below agrees with the table
 
 # %%
-KVMemoryView().widget
+calculator.widget
 
 # %% [markdown]
 # ## 7. A quantised cache, measured

@@ -114,6 +114,7 @@ def parts_request(at_s=0.0, tools=ids(1100), **options):
     ({"web_search": True}, 1100, "system and messages"),  # "Enabling/disabling web search modifies the system prompt"
     ({"citations": True}, 1100, "system and messages"),  # "Enabling/disabling citations modifies the system prompt"
     ({"speed": "fast"}, 1100, "system and messages"),  # speed "invalidates system and message caches"
+    ({"effort": "low"}, 1400, "messages"),  # "the same model-specific effect ... as thinking parameters": assumed
 ])
 def test_a_changed_setting_invalidates_its_level_and_every_later_one(change, kept, part):
     """"the cache follows the hierarchy: tools → system → messages. Changes at each level invalidate that level and

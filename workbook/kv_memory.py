@@ -12,7 +12,8 @@ Every token a model has read leaves K and V rows in every layer. With the shape 
 
 Each value takes the bits of the cache's dtype, and every token of the context is counted, as a full cache keeps
 them: a sliding-window model (Mistral 7B v0.1's config.json sets sliding_window 4096) can keep only the window's
-last tokens in a rolling buffer, which this does not model.
+last tokens in a rolling buffer (the Mistral 7B paper, arXiv:2310.06825, section 2), which this does not model; the
+calculator in lesson 9 notes what the window would save.
 
 The configs shipped in data/configs/ hold the shape settings of each model's Hugging Face `config.json`, and
 `num_parameters`: the exact count of the released weights (the sum of the checkpoint's tensor sizes; the model page

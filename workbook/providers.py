@@ -15,7 +15,7 @@ the assumption decides the bill.
   run to the last 1-hour breakpoint (B) and 5-minute writes to the last breakpoint (C). A prefix
   under the model's minimum is not cached. A read renews the entry's own lifetime for free. An entry
   can be read only once the response that wrote it has begun (`first_token_s` later). Changing
-  `tool_choice`, `thinking` or the number of image blocks invalidates the messages part; web search,
+  `tool_choice`, `thinking`, `effort` or the number of image blocks invalidates the messages part; web search,
   citations and speed invalidate system and messages; a tool definition, everything after it.
 - OpenAI (automatic): the longest live cached prefix is read, counted from 1,024 tokens in steps of
   128; writes cost plain input. `prompt_cache_retention` takes the values the model's sheet lists
@@ -62,7 +62,8 @@ BLOCK_TYPES: tuple[str, ...] = ("text", "image", "tool_use", "tool_result")
 
 # Anthropic: https://platform.claude.com/docs/en/build-with-claude/prompt-caching
 # "By default, the cache has a 5-minute lifetime. The cache is refreshed for no additional cost each time the
-# cached content is used." The 1-hour lifetime is the other value of cache_control's ttl.
+# cached content is used." "The lifetime is measured from the start of the request that writes or reads the cache
+# entry" (here: its `at_s`). The 1-hour lifetime is the other value of cache_control's ttl.
 TTL_SECONDS: dict[str, float] = {"5m": 5 * 60.0, "1h": 60 * 60.0}
 # "Each request can define up to 4 cache breakpoints"; automatic caching takes one of the 4 slots: "If 4 explicit
 # block-level breakpoints already exist, the API returns a 400 error (no slots left for automatic caching)."
@@ -78,10 +79,11 @@ ASSUMED_FIRST_TOKEN_S = 1.0
 # subsequent levels." The invalidation table: web search, citations and speed "invalidate system and message
 # caches"; "Changes to tool_choice parameter only affect message blocks"; "Adding/removing images anywhere in the
 # prompt affects message blocks"; thinking "always invalidates message blocks; tool and system caches are also
-# invalidated on models that render the configuration ahead of them" — the page names no such model, so this
-# simulator assumes thinking invalidates the messages only. A tool definition is a block of the tools part.
+# invalidated on models that render the configuration ahead of them", and effort has "the same model-specific
+# effect" — the page names no such model, so this simulator assumes both invalidate the messages only. A tool
+# definition is a block of the tools part. Not modelled: thinking blocks stripped from earlier turns (model-specific).
 INVALIDATES: dict[str, Part] = {"web_search": "system", "citations": "system", "speed": "system",
-                                "tool_choice": "messages", "thinking": "messages"}
+                                "tool_choice": "messages", "thinking": "messages", "effort": "messages"}
 
 # OpenAI: https://developers.openai.com/api/docs/guides/prompt-caching
 # "When using the in-memory policy, cached prefixes generally remain active for 5 to 10 minutes of inactivity, up
@@ -320,7 +322,7 @@ class ProviderCache:
         changed = [name for name in settings if settings[name] != self.last_settings.get(name)]
         return [f"{name} changed since the previous request: Anthropic invalidates the cached "
                 f"{'system and messages' if part == 'system' else 'messages'}"
-                + (" (assumed: the messages only)" if name == "thinking" else "")
+                + (" (assumed: the messages only)" if name in ("thinking", "effort") else "")
                 for name in changed for part in [INVALIDATES.get(name, "messages")]]
 
     # ----- OpenAI ----------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Pick a shipped model (data/configs/), a context length, a batch, the cache's and the weights' dtypes and a GPU's
 memory; the view shows what one token costs and why (the formula with the model's numbers), what a sequence and
 the batch cost, the weights, and how many sequences fit after them. A small table shows what GQA (or MLA), a
-quantised cache and a shorter context buy. The state lives in `view.state`, so tests move the controls from Python.
+quantised cache and a shorter context buy. GPU memory is in GiB (2**30 bytes): an "80 GB" A100 or H100 reports about
+80 GiB to CUDA (lesson 9, section 6, gives the source). The state lives in `view.state`, so tests move the controls
+from Python.
 """
 
 from __future__ import annotations
@@ -142,6 +144,11 @@ def summary_html(config: dict, s: KVMemoryState) -> str:
     if limit is not None and m.context_tokens > limit:
         rows.append(("Note", f"{m.context_tokens:,} tokens is beyond this model's max_position_embeddings "
                              f"({limit:,}); the arithmetic holds, the model was not made to read that far."))
+    window = config.get("sliding_window")
+    if window is not None and m.context_tokens > window:
+        rows.append(("Sliding window", f"this model attends only to the last {window:,} tokens, so a server with a "
+                                       f"rolling buffer keeps {format_bytes(m.bytes_per_token * window)} per sequence; "
+                                       "the rows above count every token, as a full cache does"))
     return (table_html(rows) + "<b>What each change buys</b>"
             + table_html([(o.change, format_bytes(o.memory.bytes_per_token), format_bytes(o.memory.per_sequence_bytes),
                            f"{o.memory.per_sequence_bytes / m.per_sequence_bytes:.2f}×", f"{o.sequences:,}")
