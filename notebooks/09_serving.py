@@ -264,7 +264,7 @@ print(f"At batch 1 the check cost {verify[1]:.2f} passes; at batch 16, {verify[1
 #   is that number in GiB: in Modal's `nvidia-smi` readings, an A100 80GB has 81,920 MiB, exactly 80 GiB,
 #   and an H100 80GB has 81,559 MiB, a little under
 #   ([Modal, "Why does an NVIDIA H100 80GB card offer 85.52 GB?"](https://thundergolfer.com/blog/nvidia-gpu-memory-capacity)).
-#   So "80 GB" below is 80 GiB, about 7% more than 80·10⁹ bytes.
+#   So "80 GB" below is 80 GiB.
 
 # %%
 configs = load_configs()
@@ -276,12 +276,15 @@ mha = workbook.kv_memory(configs["llama-2-7b"], 1)
 assert mha.bytes_per_token == 4 * llama8.bytes_per_token  # 32 K/V heads against Llama 3's 8
 GPU_GIB = 80
 GPU = GPU_GIB * 2 ** 30
-print(f"{'model':32} {'per token':>10} {'context':>8} {'per sequence':>12}  sequences that fit in {GPU_GIB} GiB")
+assert 81_920 * 2 ** 20 == GPU  # the A100 80GB's reading in MiB, from the source above
+print(f"{GPU_GIB} GiB is {GPU:,} bytes, {GPU / (GPU_GIB * 10 ** 9) - 1:.1%} more than {GPU_GIB}·10⁹. "
+      f"Sequences that fit in it beside the model's 16-bit weights:\n")
+print(f"{'model':32} {'per token':>10} {'context':>8} {'per sequence':>13} {'sequences':>10}")
 for key, config in configs.items():
     context = min(CONTEXT, config["max_position_embeddings"])
     m = workbook.kv_memory(config, context)
-    print(f"{config['model']:32} {format_bytes(m.bytes_per_token):>10} {context:>8,} {format_bytes(m.per_sequence_bytes):>12}"
-          f"  {m.sequences_that_fit(GPU):4} beside the 16-bit weights")
+    print(f"{config['model']:32} {format_bytes(m.bytes_per_token):>10} {context:>8,} "
+          f"{format_bytes(m.per_sequence_bytes):>13} {m.sequences_that_fit(GPU):>10,}")
 
 lite = configs["deepseek-v2-lite"]
 lite_per_head = workbook.kv_memory(multi_head_config(lite), 1).bytes_per_token
@@ -309,8 +312,14 @@ calculator.widget
 # Storing K/V in fewer bits lets more sequences fit. Our pool can keep rows as `int8`, `int4` or `int2`
 # (each row of each head on its own grid between its minimum and maximum) or as 8-bit floats (`fp8`), and
 # turns them back into float32 when attention reads them. Seed 003 says "INT8 usually has negligible
-# quality impact, INT4 small but measurable, INT2 noticeable degradation". Tested on our model: each format
-# against float32 rows on three lesson prompts, 64 greedy tokens each.
+# quality impact, INT4 small but measurable, INT2 noticeable degradation". The seed means quantising the
+# model's *weights*; here we test its claim on another object, the K/V cache, with the weights left in
+# float32. Each format runs against float32 rows on three lesson prompts, 64 greedy tokens each.
+#
+# How to read the table: for the first generated token, **max |Δ logit|** is the largest change in any
+# token's score, and **KL (nats)** is the Kullback–Leibler divergence Σ p·ln(p/q), where p is float32's
+# next-token probabilities and q the quantised run's: zero when the two agree, and larger the more
+# probability moves to other tokens. Both are the worst of the three prompts.
 
 # %%
 prompts = lesson_prompts(tokenizer)[:3]
@@ -362,7 +371,7 @@ for s in steps_003:
     stated = "not given" if s.cost_per_request is None else f"${s.cost_per_request:.3f}"
     implied = "" if s.implied_dollars_per_s is None else f", so the hardware costs ${s.implied_dollars_per_s:.2f}/s"
     print(f"{s.step:36} {s.requests_per_s:4} req/s, {stated} a request{implied}; "
-          f"on the first step's hardware: ${s.cost_if_same_hardware:.4f}")
+          f"on the starting point's hardware: ${s.cost_if_same_hardware:.4f}")
 first, distilled, int4, batched = steps_003
 assert abs(first.implied_dollars_per_s - 0.30) < 1e-9 and abs(distilled.implied_dollars_per_s - 0.20) < 1e-9
 assert round(first.cost_per_request / int4.cost_per_request) == 15  # the "15x" stops at step 2
@@ -379,8 +388,8 @@ print(f"On the same hardware the distilled model would cost ${distilled.cost_if_
 # %% [markdown]
 # ## Check yourself
 #
-# **Exercise 1.** Llama 3 70B has 80 layers, 64 query heads, 8 K/V heads and a hidden size of 8,192. In
-# 16 bits, how many KiB of K/V does one token take?
+# **Exercise 1.** A model (made up for this exercise) has 48 layers, 40 query heads, 8 K/V heads and a
+# hidden size of 5,120. In 16 bits, how many KiB of K/V does one token take?
 
 # %%
 answer_1 = None
@@ -395,8 +404,9 @@ answer_2 = None
 check_shared_pages(answer_2)
 
 # %% [markdown]
-# **Exercise 3.** Seed 003's step 2 costs \\$0.002 a request at 80 requests a second. What must the hardware
-# cost per second for that to be true (in dollars)?
+# **Exercise 3.** A vendor says its model costs \\$0.004 a request at 25 requests a second, and that after
+# quantisation it costs \\$0.0012 a request at 70 requests a second "on the same hardware". What must the
+# hardware cost per second for the second claim to be true (in dollars)? Does it fit the first claim?
 
 # %%
 answer_3 = None

@@ -199,6 +199,28 @@ def test_view_follows_its_controls():
     assert view.state.options[1].change == "Without MLA: a K and a V per head"
     view.context_box.value = 200_000
     assert "beyond this model's max_position_embeddings (163,840)" in view.summary.value
+    assert "Sliding window" not in view.summary.value  # DeepSeek-V2-Lite has none
+
+
+def test_view_notes_what_mistrals_sliding_window_would_keep():
+    view = KVMemoryView()
+    view.model_picker.value = "mistral-7b"
+    assert CONFIGS["mistral-7b"]["sliding_window"] == 4_096  # Mistral-7B-v0.1's published config.json
+    assert view.state.memory.per_sequence_bytes == 1 * GiB  # every one of 8,192 tokens counted, as a full cache does
+    assert "attends only to the last 4,096 tokens" in view.summary.value and "keeps 512 MiB per sequence" in \
+        view.summary.value  # 128 KiB * 4 Ki tokens
+    view.context_box.value = 4_096
+    assert "Sliding window" not in view.summary.value  # the window holds the whole context: nothing to note
+    view.model_picker.value = "llama-3-8b"
+    view.context_box.value = 8_192
+    assert "Sliding window" not in view.summary.value
+
+
+def test_the_lessons_table_and_the_calculator_use_one_gib_gpu():
+    """Lesson 9 prints its table for an 80 GiB GPU; the calculator's default must give the same count."""
+    view, llama3 = KVMemoryView(), kv_memory(CONFIGS["llama-3-8b"], 8_192)
+    assert view.state.gpu_gib == 80 and view.state.sequences == llama3.sequences_that_fit(80 * GiB) == 65
+    assert llama3.sequences_that_fit(80 * 10**9) == 59  # what the table's decimal 80 GB used to give
 
 
 def test_view_shows_bad_input_instead_of_raising():
