@@ -18,7 +18,7 @@
 # The earlier lessons showed *that* a cache saves work. This one asks *how much*: in milliseconds on your
 # own machine, and in dollars at real providers' prices. Every chart here is drawn from numbers the
 # workbook measures while you run it, from benchmark tables recorded on other machines, or from the
-# dated price sheets in `data/pricing.json`. No number is typed in by hand.
+# dated price sheets in `data/pricing.json`. Every number in the text is computed, or asserted beside it.
 #
 # By the end of this lesson you will be able to:
 #
@@ -60,6 +60,7 @@ from workbook.lessons.calculator import Traffic, arrivals_text, estimate_day, li
 from workbook.pricing import (TTL_MINUTES, break_even_reuses, cacheable_tokens, expected_request_cost,
                               explicit_cache_hourly_cost, hit_probability, hits_with_ttl, repeat_costs,
                               storage_break_even_rate, storage_cost, traffic_cost)
+from workbook.providers import Block, Request, simulate
 from workbook.timing import Stopwatch, device_name, load_results
 from workbook.widgets import CostCalculatorView
 from workbook.widgets.style import PROVENANCE_COLOURS, WITH_CACHE, WITHOUT_CACHE
@@ -241,7 +242,9 @@ figure.show()
 
 # %% [markdown]
 # Anthropic charges 1.25× (or 2× for a one-hour lifetime) to write and 0.1× to read; OpenAI and Google
-# charge nothing extra to write. So how many reads pay back one write? Per cached token, one write plus
+# charge nothing extra to write, for the models on our sheet
+# ([OpenAI's guide](https://developers.openai.com/api/docs/guides/prompt-caching) says models from GPT-5.6 on
+# bill cache writes). So how many reads pay back one write? Per cached token, one write plus
 # *k* reads must cost no more than *k* + 1 plain sends: write + k·read ≤ (1 + k)·input.
 # `break_even_reuses` solves that; `repeat_costs` checks it by pricing whole runs of requests.
 
@@ -258,6 +261,11 @@ for sheet in sheets.values():
         assert repeat_costs(sheet, 5_000, 5_000, k).saved_usd < 0
 assert break_even_reuses(sheets["anthropic/claude-sonnet-4-5"]) == 1
 assert break_even_reuses(sheets["anthropic/claude-sonnet-4-5"], ttl="1h") == 2
+for sheet in sheets.values():  # the multiples of the input price that the text below the chart gives
+    if sheet.provider == "anthropic":
+        assert [round(p / sheet.input, 6) for p in (sheet.cache_write, sheet.cache_write_1h, sheet.cache_read)] == [1.25, 2, 0.1]
+    else:
+        assert sheet.cache_write == sheet.input
 
 # %% [markdown]
 # One read pays back Anthropic's 5-minute write and two pay back the one-hour write. Where a write
@@ -293,6 +301,37 @@ print(f"simulator and break_even_reuses agree on all {checked} model and lifetim
 # %%
 print(hits_with_ttl([0, 3, 7, 13, 18], ttl_minutes=5))  # gaps of 3, 4, 6, 5 minutes
 assert hits_with_ttl([0, 3, 7, 13, 18], ttl_minutes=5) == [False, True, True, False, True]
+
+# %% [markdown]
+# OpenAI sells no lifetime: keeping a prefix for minutes or for a day costs the same. The request's
+# `prompt_cache_retention` says how long an idle prefix is kept
+# ([OpenAI's guide](https://developers.openai.com/api/docs/guides/prompt-caching)):
+#
+# - `"in_memory"`: "cached prefixes generally remain active for 5 to 10 minutes of inactivity, up to a maximum of
+#   one hour". The simulator assumes 5 minutes idle, renewed by every read, like Anthropic's 5-minute entry.
+# - `"24h"`: "Extended prompt cache retention keeps cached prefixes active for longer, up to a maximum of 24 hours".
+#
+# The values a model accepts depend on the model ("For gpt-5.5 and gpt-5.5-pro, only 24h is supported"). Where a
+# model takes both, organisations without Zero Data Retention get `"24h"` by default. The price does not change:
+# "Prompt cache pricing is the same for both retention policies"
+# ([Azure's copy of the page](https://learn.microsoft.com/azure/foundry/openai/how-to/prompt-caching)). So at OpenAI
+# the longer lifetime is free, and the choice that the rest of this section prices for Anthropic does not arise.
+# Each model on our sheet, its default first, and two requests 10 minutes apart at GPT-5.4:
+
+# %%
+for sheet in sheets.values():
+    if sheet.provider == "openai":
+        print(f"{sheet.name:13} " + "; ".join(f"{key}: {meaning}" for key, meaning in lifetimes(sheet).items()))
+assert sheets["openai/gpt-5.5"].retention == ("24h",) and sheets["openai/gpt-5.4-mini"].retention == ("in_memory",)
+gpt54 = sheets["openai/gpt-5.4"]
+read_after = {}
+for retention in lifetimes(gpt54):
+    pair = Traffic(gpt54.key, retention, requests_per_day=144)  # a 5,000-token static part, a request every 10 minutes
+    _, (first_bill, second_bill) = replay(pair, 2, sheets=sheets)
+    read_after[retention] = second_bill.usage.cache_read_tokens
+    print(f"{gpt54.name}, {retention}, {arrivals_text(pair)}: the second request reads {read_after[retention]:,} "
+          "cached tokens")
+assert read_after == {"24h": 4_992, "in_memory": 0}  # 4,992: 5,000 rounded down to OpenAI's 128-token steps
 
 # %% [markdown]
 # With requests arriving at random, on average *g* minutes apart, the gap before a request is
@@ -416,7 +455,7 @@ assert days["steady"]["1h"].cached_usd < days["steady"]["5m"].cached_usd
 
 # %% [markdown]
 # Pick the lifetime from the shape of your traffic: the 5-minute one for short bursts, the 1-hour one
-# for a steady trickle, none at all for requests hours apart.
+# for a steady trickle whose gaps outlast five minutes, none at all for requests hours apart.
 #
 # ### The minimum cacheable length
 #
@@ -523,8 +562,17 @@ toy_hit = cost(Usage(input_tokens=4, cache_read_tokens=8), gpt55) * 1e6
 assert (round(toy_cold), round(toy_hit), round(toy_cold - toy_hit)) == (60, 24, 36)  # right
 assert cacheable_tokens(gpt55, 8) == 0  # ...but no provider would cache 8 tokens
 
-# Seed 002 (quoting an independent test): "1,920 cached tokens" after appending to a cached prefix.
-assert 1_920 == 15 * gpt55.cache_step  # a whole number of OpenAI's 128-token steps, as the rule predicts
+# Seed 002, quoting an independent test: "I intentionally modified the cached prefix by appending content, expecting a
+# cache miss. Instead: 1,920 tokens cached. The system cached the longest matching substring, not just exact prefixes."
+# Replay it: a prompt of 2,000 tokens (the article gives no length), the same prompt with content appended, then the
+# same 2,000 tokens after one new token at the front, which a substring cache would find.
+base = list(range(2_000))  # token ids
+sent = {"first": base, "appended": base + list(range(50_000, 50_300)), "new first token": [99_999] + base}
+bills = simulate(gpt55.key, [Request([Block(ids)], at_s=60.0 * i) for i, ids in enumerate(sent.values())], sheets=sheets)
+mcginnis = {name: bill.usage.cache_read_tokens for name, bill in zip(sent, bills)}
+assert mcginnis == {"first": 0, "appended": 1_920, "new first token": 0}
+assert 1_920 == 15 * gpt55.cache_step  # the longest cached prefix, rounded down to OpenAI's 128-token steps
+assert cacheable_tokens(gpt55, 1_920) == cacheable_tokens(gpt55, 2_047) == 1_920 < cacheable_tokens(gpt55, 2_048)
 
 # Seed 001: "a 2,000-token system prompt and 100,000 requests/day" cost "$6/day ($2,160/year)". It names no price.
 tokens_a_day = SEED_PROMPT_TOKENS * SEED_REQUESTS_PER_DAY
@@ -550,6 +598,7 @@ print(f"Seed 001: {tokens_a_day / 1e6:,.0f}M input tokens a day. ${SEED_CLAIMED_
       f"${implied:.2f} per million; the cheapest plain input on our sheets is {cheapest.name}'s ${cheapest.input:g}. "
       f"At {sonnet.name}'s ${sonnet.input:g}/M it is ${daily.per_day_usd:,.0f} a day, ${daily.per_year_usd:,.0f} a year.")
 print(f"Seed 004: a cached 4,000-token prefix makes the input {ratio:.1f}x cheaper")
+print("Seed 002's append test, replayed at GPT-5.5: " + ", ".join(f"{name} {n:,} cached" for name, n in mcginnis.items()))
 
 # %% [markdown]
 # The verdicts: the Codex table is right up to a cent of rounding, and so is the toy demo (although no
@@ -557,8 +606,17 @@ print(f"Seed 004: a cached 4,000-token prefix makes the input {ratio:.1f}x cheap
 # asking what price it implies: a hundredth of Claude Sonnet 4.5's input price, and less than any model on our
 # sheets charges for plain input. At Claude Sonnet 4.5's price (its code calls an earlier Sonnet), the day
 # costs 100 times as much. (Its yearly figure is 360 days of \\$6.) Its code comment that the first call pays
-# "full price" misses Anthropic's write premium: the first call pays 1.25× for the cached part. Always redo
-# the multiplication, and ask which price a figure assumes, before you quote it.
+# "full price" misses Anthropic's write premium: the first call pays 1.25× for the cached part.
+#
+# The test that seed 002 quotes (Will McGinnis's) is right about its number and wrong about its reason. Appending content leaves the start of the
+# prompt as it was, so the cached prefix is still a prefix of the new prompt, and OpenAI reads the longest one it
+# holds, in 128-token steps: 1,920 tokens of a prompt of 1,920 to 2,047. That is the rule, not an exception to it:
+# "Cache hits are only possible for exact prefix matches within a prompt"
+# ([OpenAI's guide](https://developers.openai.com/api/docs/guides/prompt-caching)). "Exact prefix match" means an
+# exact match of the prompt's start, not of the whole prompt. A substring cache would also have found the 2,000
+# tokens after a new first token; OpenAI reads nothing there, and neither does the simulator.
+#
+# Always redo the multiplication, and ask which price a figure assumes, before you quote it.
 #
 # ## 6. Faster is also visible
 #
@@ -592,8 +650,9 @@ print(f"{longest.prefix_tokens}-token prefix: cold {longest.cold_s * 1e3:.1f} ms
 # A wrong answer gets a hint first; a second wrong try, or adding `reveal=True` to the call,
 # shows the worked answer.
 #
-# **Exercise 1.** An explicit Gemini 2.5 Pro cache is kept alive hour after hour. How many requests per
-# hour must read it for the storage to pay for itself? (`pro` holds the prices.)
+# **Exercise 1.** An explicit cache at Gemini 2.5 Flash, the cheaper model, is kept alive hour after hour. At how
+# many reads per hour does the storage exactly pay for itself? The break-even rate need not be a whole number.
+# (`sheets["google/gemini-2.5-flash"]` holds its prices.)
 
 # %%
 answer_1 = None
@@ -601,8 +660,8 @@ check_storage_break_even(answer_1)
 
 # %% [markdown]
 # **Exercise 2.** A 5,000-token system prompt, a 100-token question and a 300-token answer, one request
-# every 10 minutes, all day, at Claude Sonnet 4.5. Which cache lifetime is cheaper, `"5m"` or `"1h"`?
-# (Hint: `estimate_day` and the `steady` traffic above do most of the work.)
+# every 4 minutes, all day, at Claude Sonnet 4.5. Which cache lifetime is cheaper, `"5m"` or `"1h"`?
+# (Reason it out first; `estimate_day` can check you, on a `Traffic` like `steady` above.)
 
 # %%
 answer_2 = None
@@ -610,8 +669,9 @@ check_ttl_choice(answer_2)
 
 # %% [markdown]
 # **Exercise 3.** Seed 001 says a 2,000-token system prompt sent 100,000 times a day costs "\\$6/day
-# (\\$2,160/year)", without naming a price. At Claude Sonnet 4.5's input price (`sonnet.input`, dollars per
-# million tokens), what does it really cost per year (365 days), in US dollars?
+# (\\$2,160/year)", without naming a price. Section 5 priced it at Claude Sonnet 4.5. At Claude Haiku 4.5's input
+# price (`sheets["anthropic/claude-haiku-4-5"].input`, dollars per million tokens), what does it really cost per
+# year (365 days), in US dollars?
 
 # %%
 answer_3 = None

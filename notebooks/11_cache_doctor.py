@@ -76,10 +76,12 @@ SONNET, GPT = "anthropic/claude-sonnet-4-5", "openai/gpt-5.5"
 # 3. **Locate** the first character where the two differ, and name the **cause**: `datetime`, `number`,
 #    `user_text`, `json_key_order`, `whitespace`, `tool_list`, `breakpoint_moved`, a tokenization `seam`,
 #    or plain `content` (a new question, a real edit). Each cause comes with the rule that decided it.
-# 4. **Count** what it cost. The *static region* of a request is everything before its last message.
-#    Static tokens after the divergence are **lost**: a byte-stable static region would have shared them.
-# 5. **Bill** the log at each provider with the simulator of lesson 7, then apply each **fix** to the whole
-#    log and bill it again.
+# 4. **Count** what it cost. The *static region* of a request is everything before its last message (in a
+#    rendered prompt, everything before its last line). In a conversation it includes the earlier turns: it
+#    is what the request could reuse. Static tokens after the divergence are **lost**: a byte-stable static
+#    region would have shared them.
+# 5. **Bill** the log at each provider with the provider simulator of lessons 4 and 5
+#    (`workbook.providers.simulate`), then apply each **fix** to the whole log and bill it again.
 #
 # ## 2. The example log
 #
@@ -172,7 +174,8 @@ assert reordered.shared_tokens < reordered.tokens / 100
 for f in d.findings:
     if f.cause and f.cause.name == "content":
         print(f"line {f.line}: {f.lost_tokens:5,} tokens lost; {f.cause.detail}")
-#
+
+# %% [markdown]
 # ## 5. Fixes, simulated
 #
 # A fix is a function that rewrites the whole log, so its saving is measured, not promised: the doctor
@@ -300,10 +303,14 @@ bad.write_text('{"prompt": "fine"}\n{"prompt": "broken\n')
 assert doctor_command([str(bad)]) == 2
 
 # %% [markdown]
-# A log of rendered prompts carries no breakpoints, so Anthropic (which caches only at marked breakpoints)
-# would bill it as uncached whatever you fix; price such a log at a provider that caches by itself:
+# A log of rendered prompts carries no `cache_control`: neither a breakpoint on a block nor the request-level
+# `cache_control` of Anthropic's automatic caching, which puts a breakpoint on the last block for you
+# ([Anthropic's caching page](https://platform.claude.com/docs/en/build-with-claude/prompt-caching)). Without one,
+# Anthropic caches nothing, so the doctor bills such a log at Anthropic as uncached, whatever you fix. Price it at
+# a provider that caches by itself:
 
 # %%
+assert diagnose(EXAMPLES / "prompts.json", provider=SONNET).now.cached_tokens(SONNET) == 0  # nothing marked, nothing read
 prompts_report = diagnose(EXAMPLES / "prompts.json", provider=GPT)
 print(f"prompts.json: hit rate {prompts_report.diagnosis.hit_rate:.1%} achieved, "
       f"{prompts_report.diagnosis.achievable_hit_rate:.1%} achievable; best fix {prompts_report.best_fix.name} "
@@ -372,16 +379,17 @@ answer_1 = None
 check_costliest_cause(answer_1, openai_report)
 
 # %% [markdown]
-# **Exercise 2.** Request 2 of the Anthropic log shares some tokens with request 1. Using only the numbers
-# printed below, how many tokens does it lose to its cause?
+# **Exercise 2.** Section 3 worked out what request 2 of the Anthropic log loses. Do the same for request 3
+# of the rendered-prompt log (`prompts_report`, section 7), which shares a few tokens with request 2. Using
+# only the numbers printed below, how many tokens does it lose to its cause?
 
 # %%
-by_line = {f.line: f for f in d.findings}
-assert by_line[2].match_line == 1
-print(f"request 2: {by_line[2].static_tokens:,} static tokens, {by_line[2].shared_tokens:,} shared with request 1; "
-      f"request 1: {by_line[1].static_tokens:,} static tokens")
+by_line = {f.line: f for f in prompts_report.diagnosis.findings}
+assert by_line[3].match_line == 2
+print(f"request 3: {by_line[3].static_tokens:,} static tokens, {by_line[3].shared_tokens:,} shared with request 2; "
+      f"request 2: {by_line[2].static_tokens:,} static tokens")
 answer_2 = None
-check_lost_tokens(answer_2, report)
+check_lost_tokens(answer_2, prompts_report)
 
 # %% [markdown]
 # **Exercise 3.** Each template below renders one prompt string. Which pass

@@ -159,6 +159,16 @@ def test_openai_in_memory_entries_read_every_minute_never_expire(sheets):
     assert day.whole_day and day.hits == 1_439 and day.cliffs == []
 
 
+def test_the_retention_asked_for_is_the_one_replayed_not_the_models_default(sheets):
+    """GPT-5.4 takes both retentions and defaults to "24h": asking for "in_memory" must not replay its default."""
+    assert sheets[GPT].retention[0] == "24h"
+    ten_minutes = {lifetime: estimate_day(Traffic(model_key=GPT, lifetime=lifetime), sheets=sheets)
+                   for lifetime in ("in_memory", "24h")}
+    kinds = {lifetime: [c.kind for c in day.cliffs] for lifetime, day in ten_minutes.items()}
+    assert ten_minutes["in_memory"].hits == 0 and "expiry" in kinds["in_memory"]
+    assert ten_minutes["24h"].hits == 143 and "expiry" not in kinds["24h"]
+
+
 def test_a_request_sent_before_the_first_response_begins_misses(sheets):
     """Anthropic: "a cache entry only becomes available after the first response begins" (assumed 1 s after sending):
     a burst 0.5 s apart writes the prefix twice, and the calculator says why."""

@@ -12,8 +12,11 @@ from .verdict import CheckResult, check_letters, check_number, judge
 
 EXAMPLES = DATA_DIR / "examples"
 OPENAI_LOG, ANTHROPIC_LOG = EXAMPLES / "openai_log.jsonl", EXAMPLES / "anthropic_log.jsonl"
+PROMPTS_LOG = EXAMPLES / "prompts.json"
 SONNET, GPT = "anthropic/claude-sonnet-4-5", "openai/gpt-5.5"
-LOST_LINE = 2  # exercise 2: the request whose lost tokens the learner works out
+# Exercise 2: the request whose lost tokens the learner works out. Not in the Anthropic log: the lesson's table shows
+# every one of its requests' lost tokens, and the lesson works out its request 2 in full.
+LOST_LOG, LOST_LINE = PROMPTS_LOG, 3
 
 # Exercise 3: four templates of one support prompt; `vary` changes the date and the question.
 POLICY = "You are the support assistant of Harbor & Pine.\nReturns are accepted within 30 days."
@@ -39,17 +42,18 @@ def check_costliest_cause(answer, report: Report | None = None, *, reveal: bool 
     lost = report.diagnosis.lost_by_cause()
     truth = max(lost, key=lost.get)
     why = (f"{truth!r} loses {lost[truth]:,} tokens over {report.diagnosis.causes[truth]} requests: "
-           f"{CAUSES[truth]} Look at its detail in the findings table to see which line of the app writes it.")
+           f"{CAUSES[truth]} This log's findings table (findings_html of its report) shows which line of the app "
+           "writes it.")
     return judge("check_costliest_cause", None if answer is None else answer == truth,
                  how=f"Set the answer to a cause's name, one of: {', '.join(CAUSES)}.", worked=why,
                  said="" if answer is None else f"{answer!r} loses {lost.get(answer, 0):,} tokens. ",
                  hint="Count lost tokens, not broken requests: one break early in a long prompt can lose more than "
-                      "many late ones. report.diagnosis.lost_by_cause() adds them up per cause.", reveal=reveal)
+                      "many late ones. Add them up per cause, as section 4 does for the Anthropic log.", reveal=reveal)
 
 
 def check_lost_tokens(answer, report: Report | None = None, *, reveal: bool = False) -> CheckResult:
-    """Exercise 2: how many tokens does request LOST_LINE of the Anthropic example log lose to its cause?"""
-    report = diagnose(ANTHROPIC_LOG, provider=SONNET) if report is None else report
+    """Exercise 2: how many tokens does request LOST_LINE of the rendered-prompt example log lose to its cause?"""
+    report = diagnose(LOST_LOG, provider=GPT) if report is None else report
     by_line = {f.line: f for f in report.diagnosis.findings}
     f = by_line[LOST_LINE]
     earlier = by_line[f.match_line]
@@ -60,8 +64,9 @@ def check_lost_tokens(answer, report: Report | None = None, *, reveal: bool = Fa
         why=(f"{truth:,}: both static regions would have been shared if they were byte-stable, so the lost tokens are "
              f"the shorter static region, min({f.static_tokens:,}, {earlier.static_tokens:,}), minus the "
              f"{f.shared_tokens:,} tokens that were shared anyway."),
-        hint=("Only the static region (everything before the last message) can be lost, and only as far as the "
-              "earlier request's static region reaches; the shared tokens were not lost."))
+        hint=("Only the static region (everything before the last message; in a rendered prompt, before the last "
+              "line) can be lost, and only as far as the earlier request's static region reaches; the shared tokens "
+              "were not lost."))
 
 
 def check_stable_templates(answer, tokenizer=None, *, reveal: bool = False) -> CheckResult:

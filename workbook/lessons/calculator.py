@@ -244,7 +244,8 @@ def build_requests(traffic: Traffic, sheet: PriceSheet, times: Sequence[float]) 
     static, d = list(range(traffic.static_tokens)), traffic.dynamic_tokens
     explicit = sheet.provider == "anthropic" or (sheet.provider == "google" and traffic.lifetime != "implicit")
     mark = traffic.lifetime if explicit else None
-    options = {"prompt_cache_retention": "24h"} if traffic.lifetime == "24h" else None
+    # OpenAI: always say which retention, since a model's default may be the other one (GPT-5.4 defaults to "24h").
+    options = {"prompt_cache_retention": traffic.lifetime} if sheet.provider == "openai" else None
     first = DYNAMIC_IDS_FROM
     return [Request([Block(static, mark), Block(list(range(first + i * d, first + (i + 1) * d)))], at_s=at,
                     output_tokens=traffic.output_tokens, options=options)
