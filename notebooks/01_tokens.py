@@ -37,7 +37,7 @@ from workbook.widgets.pipeline import show_pipeline
 from workbook.widgets.style import use_workbook_palette
 
 use_workbook_palette()  # every chart below: orange means computed, blue means loaded from a cache
-show_pipeline(1)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+show_pipeline(1)  # the whole pipeline, from text to the next token; this lesson's stages are yellow
 
 # %%
 import json
@@ -47,7 +47,7 @@ from IPython.display import display
 
 import workbook
 from workbook.exercises import lesson1
-from workbook.widgets.tokens import DivergenceView, TokenStrip
+from workbook.widgets.tokens import DivergenceView, TokenStrip, divergence_provenance
 
 model_name = workbook.default_model()  # "tiny", unless $WORKBOOK_MODEL names another checkpoint
 tokenizer = workbook.load_tokenizer(model_name)
@@ -67,6 +67,7 @@ ids = tokenizer.encode(text)
 print(ids)
 print(tokenizer.token_texts(ids))
 assert tokenizer.decode(ids) == text  # nothing is lost on the way
+assert len(tokenizer.encode(" the")) == 1 and tokenizer.encode(" the") != tokenizer.encode("the")  # one token, not "the"
 
 strip = TokenStrip(tokenizer, title=text)
 strip.show(ids)
@@ -140,15 +141,18 @@ for name, (a, b) in pairs.items():
     assert ids_a != ids_b and split is not None
     print(f"{name:28} {len(ids_a):2} vs {len(ids_b):2} tokens, first difference at token {split}")
     strip = TokenStrip(tokenizer, title=name)
-    strip.show(ids_b, ["loaded"] * split + ["invalidated"] * (len(ids_b) - split))
+    strip.show(ids_b, divergence_provenance(ids_a, ids_b))
     strips.append(strip.widget)
 display(*strips)
 
 # %% [markdown]
-# In each strip, blue tokens (`loaded`) could still come from a cache of the first version;
-# vermillion ones (`invalidated`) must be computed again. The position of the edit matters:
+# In each strip, blue tokens (`loaded`) could still come from a cache of the first version.
+# Everything after the first difference must be computed: wine tokens (`invalidated`) sit where
+# the first version's cache held a row that the change threw away, orange ones (`computed`) go
+# past the first version's end and were new work anyway. The position of the edit matters:
 # a change in the very first token invalidates the whole prompt, a change near the end costs
-# only what follows it.
+# only what follows it. (This is an ideal cache that reuses any number of tokens; lesson 4's
+# real one adds two rules: it stores whole pages of tokens, and it always computes the last one.)
 #
 # Two of these deserve a closer look, because the text *looks* identical:
 #

@@ -36,7 +36,7 @@ from workbook.widgets.pipeline import show_pipeline
 from workbook.widgets.style import use_workbook_palette
 
 use_workbook_palette()  # every chart below: orange means computed, blue means loaded from a cache
-show_pipeline(2)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+show_pipeline(2)  # the whole pipeline, from text to the next token; this lesson's stages are yellow
 
 # %%
 import math
@@ -82,9 +82,6 @@ print(f"model {model_name!r}: {cfg.num_layers} layers, {cfg.num_heads} query hea
 # - **Normalisation** (`input_layernorm`): each vector is rescaled to a standard size before the layer uses it.
 # - **Projections** (`q_proj`, `k_proj`, `v_proj`): three weight matrices turn each vector into a query, a
 #   key and a value, split into *heads* (independent attention computations of `head_dim` numbers each).
-#   With **grouped-query attention** there are fewer key/value heads than query heads: several query heads
-#   share one key/value head, which makes the KV cache smaller (lesson 3 measures it). `repeat_kv`, used
-#   below, copies each key/value head for the query heads that share it.
 # - **Rotation** (`rotate_half`): RoPE's rotation written as x·cos + rotate_half(x)·sin, with angles that
 #   depend on the position.
 
@@ -123,7 +120,8 @@ print("q:", tuple(q.shape), " k:", tuple(k.shape), " v:", tuple(v.shape), "  [ba
 # %% [markdown]
 # Positions matter for caching too. Put one extra token at the very start (a leading space, a
 # beginning-of-text token) and every later token sits one position further on, so every key changes,
-# even though the tokens are the same. A prefix cache can then reuse nothing: the first page already differs.
+# even though the tokens are the same. That is why a cache must key on the whole prefix, positions
+# included: the keys of the same tokens at another offset are different numbers and cannot be reused.
 
 # %%
 with torch.no_grad():
@@ -147,7 +145,7 @@ assert (moved > 1e-3).all()  # every token gets different keys
 # %%
 with torch.no_grad():
     group = cfg.num_heads // cfg.num_kv_heads
-    k_all, v_all = repeat_kv(k, group), repeat_kv(v, group)  # one K/V head per query head
+    k_all, v_all = repeat_kv(k, group), repeat_kv(v, group)  # one K/V head per query head (optional note below)
     scores = q @ k_all.transpose(-2, -1) / math.sqrt(cfg.head_dim)  # 1. [batch, heads, queries, keys]
     mask = causal_mask(n, n, device=model.device)  # 2. True where the query may look
     weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)  # 3.
@@ -169,6 +167,17 @@ assert (weights[..., ~mask] == 0).all()  # masked keys get exactly zero weight
 # %%
 for i, t in enumerate(tokens):
     print(f"{t!r:>8}  " + " ".join(f"{w:5.2f}" for w in weights[0, 0, i].tolist()))
+
+# %% [markdown]
+# *Optional: what `repeat_kv` is for.* This model uses **grouped-query attention**: it has fewer key/value
+# heads than query heads, and several query heads share one key/value head, which makes the KV cache
+# smaller (lesson 3 measures it). `repeat_kv` copies each key/value head for the query heads that share it,
+# so that the four steps above can pair every query head with a key head. The rest is plumbing.
+
+# %%
+print(f"{cfg.num_heads} query heads, {cfg.num_kv_heads} key/value heads: each key/value head serves {group} query "
+      f"heads; k is {tuple(k.shape)} as stored, {tuple(k_all.shape)} after repeat_kv")
+assert torch.equal(k_all[:, :group], k[:, :1].expand(-1, group, -1, -1))  # the first group: copies of head 0
 
 # %% [markdown]
 # ## 3. The written-out path and the fast path agree
@@ -194,8 +203,8 @@ print(f"largest difference, written-out vs fused attention: {(fast - out).abs().
 print(f"largest difference in the model's logits:            {(logits_written_out - logits_fast).abs().max():.1e}")
 
 # %% [markdown]
-# The tiny differences (millionths or less) come from adding the same numbers in a different
-# order: floating-point sums depend slightly on order. They are far below anything that could
+# The tiny differences (the asserts allow at most 1e-5 in the attention outputs and 1e-4 in the
+# logits) come from adding the same numbers in a different order: floating-point sums depend slightly on order. They are far below anything that could
 # change the model's choice of token.
 
 # %% [markdown]
@@ -272,9 +281,22 @@ print(tokenizer.decode(driven.state.ids))
 print(f"largest change in any earlier row after the last append: {driven.state.max_change_weights:.1e}")
 
 # %% [markdown]
-# Things to look for as you click through the heads: some heads put most of their weight on
-# the token just before, some on the first token of the prompt, some spread it out. Whatever
-# the pattern, the upper-right triangle stays empty.
+# Things to look for as you click through the heads: a head may put most of its weight on the
+# token just before, or on the first token of the prompt, or spread it out. Whatever the
+# pattern, the upper-right triangle stays empty. This cell sorts this model's heads, on this
+# prompt, by where the average query (after the first) puts most of its weight:
+
+# %%
+kinds = {"the token just before": 0, "the first token": 0, "spread out": 0}
+for record in recorded:  # one per layer: the written-out steps of section 3
+    for head in record.weights[0]:  # [queries, keys]
+        previous = torch.stack([head[i, i - 1] for i in range(1, n)]).mean().item()
+        first = head[1:, 0].mean().item()
+        kind = ("the token just before" if previous > 0.5 else "the first token" if first > 0.5 else "spread out")
+        kinds[kind] += 1
+print(f"{sum(kinds.values())} heads ({cfg.num_layers} layers × {cfg.num_heads}); most weight on: " +
+      ", ".join(f"{kind}: {count}" for kind, count in kinds.items()))
+assert sum(kinds.values()) == cfg.num_layers * cfg.num_heads
 
 # %% [markdown]
 # ## Check yourself
@@ -283,12 +305,12 @@ print(f"largest change in any earlier row after the last append: {driven.state.m
 # A wrong answer gets a hint first; a second wrong try, or adding `reveal=True` to the call,
 # shows the worked answer.
 #
-# **Exercise 1.** A prompt has 6 tokens. How many cells of its causal mask are ✓, that is,
+# **Exercise 1.** A prompt has 20 tokens. How many cells of its causal mask are ✓, that is,
 # how many (query, key) pairs does the model compute scores for?
 
 # %%
 answer_1 = None  # a whole number
-lesson2.check_visible_pairs(6, answer_1)
+lesson2.check_visible_pairs(20, answer_1)
 
 # %% [markdown]
 # **Exercise 2.** One head computes these raw scores for the query at position 2 (the third

@@ -25,8 +25,9 @@
 # By the end of this lesson you will be able to:
 #
 # - generate text with and without a KV cache and prove that the model's outputs are the same;
-# - count the work both ways, in K/V rows and in FLOPs per step, and measure the time: growing
-#   with the square of the length without a cache, linearly with one;
+# - count the work both ways, in K/V rows and in FLOPs, and measure the time of one decoding step:
+#   it grows with the length without a cache and far more slowly with one (summed over a whole
+#   generation, the work grows with the square of the length without a cache, linearly with one);
 # - work out how many bytes of cache one token needs from a model's configuration, and check
 #   it against the real tensors;
 # - read a KV rows table: what is stored for each token in each layer, and whether a row was
@@ -37,7 +38,7 @@ from workbook.widgets.pipeline import show_pipeline
 from workbook.widgets.style import use_workbook_palette
 
 use_workbook_palette()  # every chart below: orange means computed, blue means loaded from a cache
-show_pipeline(3)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+show_pipeline(3)  # the whole pipeline, from text to the next token; this lesson's stages are yellow
 
 # %%
 import plotly.graph_objects as go
@@ -47,6 +48,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import workbook
 from workbook.counting import forward_flops, kv_bytes_per_token, rows_computed
+from workbook.kv_memory import format_bytes, head_dim, kv_heads, load_configs
 from workbook.exercises import lesson3
 from workbook.timing import measure
 from workbook.widgets.decode_stepper import DecodeStepper
@@ -119,8 +121,8 @@ print(f"largest logit difference over all {new_tokens} steps: {largest:.1e}")
 print(repr(tokenizer.decode(ids_cached[len(prompt_ids):])))
 
 # %% [markdown]
-# Same tokens, same logits up to float rounding (about 10⁻⁶: the cached pass adds up the same
-# numbers in a different order). The cache changes how much work is done, not what comes out.
+# Same tokens, same logits up to float rounding (the largest difference is printed above, and
+# the assert allows at most 10⁻⁴: the cached pass adds up the same numbers in a different order). The cache changes how much work is done, not what comes out.
 
 # %% [markdown]
 # ## 2. Counting the work
@@ -315,10 +317,18 @@ if cfg.num_kv_heads < cfg.num_heads:
 
 # %% [markdown]
 # This is the memory a server must hold for every request it is working on, and what a
-# prompt cache keeps between requests. For big models it is large: a model shaped like
-# Llama 3 8B (32 layers, 8 KV heads of 128 numbers, 16-bit numbers) needs 2 × 32 × 8 × 128 × 2
-# = 131,072 bytes, 128 KiB, per token, so a 2,000-token system prompt fills 250 MiB. Only
-# keys and values are kept: a query is needed once, by its own token, and never again.
+# prompt cache keeps between requests. For big models it is large. The same formula, on Llama 3
+# 8B's published configuration (`data/configs/llama-3-8b.json`) with 16-bit numbers:
+
+# %%
+llama = load_configs()["llama-3-8b"]
+llama_layers, llama_heads, llama_dim = llama["num_hidden_layers"], kv_heads(llama), head_dim(llama)
+llama_bytes = kv_bytes_per_token(llama_layers, llama_heads, llama_dim, 2)
+print(f"Llama 3 8B: 2 × {llama_layers} layers × {llama_heads} KV heads × {llama_dim} × 2 bytes = {llama_bytes:,} bytes "
+      f"({format_bytes(llama_bytes)}) per token; a 2,000-token system prompt fills {format_bytes(2000 * llama_bytes)}")
+
+# %% [markdown]
+# Only keys and values are kept: a query is needed once, by its own token, and never again.
 
 # %% [markdown]
 # ## 5. Computed or loaded
@@ -358,8 +368,9 @@ display(reused.widget)
 assert len(reused.state.rows) == len(second) and reused.state.rows[0]["provenance"] == "loaded"
 
 # %% [markdown]
-# That is prompt caching in one cell: the shared beginning came from a cache for free, and the
-# answer is the same. Lesson 4 turns this into a real prefix cache that many requests share.
+# That is prompt caching in one cell: the shared beginning came from a cache instead of being
+# computed again, and the answer is the same. (Loading rows is not free, but it is far cheaper
+# than computing them: lesson 4 measures it.) Lesson 4 turns this into a real prefix cache that many requests share.
 
 # %% [markdown]
 # ## Check yourself

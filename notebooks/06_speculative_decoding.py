@@ -40,7 +40,7 @@ from workbook.widgets.pipeline import show_pipeline
 from workbook.widgets.style import use_workbook_palette
 
 use_workbook_palette()  # every chart below: orange means computed, blue means loaded from a cache
-show_pipeline(6)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+show_pipeline(6)  # the whole pipeline, from text to the next token; this lesson's stages are yellow
 
 # %%
 import json
@@ -113,15 +113,21 @@ print(f"draft:  {draft_1:.2f} ms for 1 position, so one draft token costs c = {c
 # of all the guesses is one parallel pass. That is why the draft must be cheap (small c): its k passes are
 # serial, and they are paid on every step.
 #
+# The same seed promises a "2-3x throughput improvement for free". What this lesson measures is the speed of
+# one request on an idle machine. A busy server already does arithmetic for many requests per weight read, so
+# the checks start to cost their share: lesson 9, section 5, measures speculation under load.
+#
 # ## 2. One step at a time, on the real trace
 #
 # The viewer below runs `speculative_generate` with the shipped target (`tiny`, 6 layers) and its draft
-# (`tiny-draft`, 2 layers, trained on the same text) and shows the trace it records. For each step:
+# (`tiny-draft`, 2 layers, *distilled* from `tiny`: trained on the same text to match both the next token and
+# `tiny`'s own predictions, half and half; `data/models/README.md`) and shows the trace it records. A draft
+# taught to imitate its target agrees with it more often, which is what makes its guesses pass. For each step:
 #
 # - the **draft's proposals**: **accepted ✓** (green) where the target would have chosen the same token,
-#   **rejected ✗** (purple) at the first disagreement, and **discarded** (faded) after it, because those
-#   guesses were made from a wrong token;
-# - the **target's own token** (sky blue): the **correction** that replaces the rejected guess, or a
+#   **rejected ✗** (wine, the colour of work thrown away) at the first disagreement, and **discarded** (faded)
+#   after it, because those guesses were made from a wrong token;
+# - the **target's own token** (black): the **correction** that replaces the rejected guess, or a
 #   **bonus ★** when every guess passed, since the pass predicted one more position for free;
 # - the **KV caches**: rows after the verify pass (the rejected guesses included) and after the rollback.
 #
@@ -321,6 +327,7 @@ t_alone = measure(lambda: target_generate(target, quoting_ids, NEW), warmup=1, r
 t_lookup = measure(lambda: speculative_generate(target, lookup, quoting_ids, k=4, max_new_tokens=NEW),
                    warmup=1, repeats=3, device=target.device).median_s
 print(f"{len(quoting_ids)}-token prompt; the reply: {tokenizer.decode(alone.tokens)!r}")
+print("the chat's text, to paste into the viewer's prompt:", tokenizer.decode(quoting_ids), sep="\n")
 print(f"prompt lookup, k = 4: {copied.acceptance_rate:.0%} of guesses accepted, {copied.tokens_per_target_pass:.2f} tokens "
       f"per pass, {t_alone / t_lookup:.2f}x the speed of target only ({t_alone * 1e3:.0f} -> {t_lookup * 1e3:.0f} ms)")
 assert copied.tokens_per_target_pass > 1.5
@@ -328,7 +335,8 @@ assert copied.tokens_per_target_pass > 1.5
 # %% [markdown]
 # Where the reply copies, whole runs of guesses pass at once; where it writes something new (here, the name it
 # looks up), the lookup finds nothing or guesses wrong, and the step makes one token like plain decoding.
-# Choose **prompt lookup** in the viewer above, paste this chat's text in, and watch which steps copy.
+# Choose **prompt lookup** in the viewer above, paste this chat's text in (printed above), and watch which
+# steps copy.
 #
 # Finding a guess costs nothing, but checking it does not: every step that carries guesses runs the target on
 # k + 1 positions instead of one. On a big model on a GPU that pass costs about as much as a one-token pass,
@@ -410,7 +418,7 @@ check_best_k(answer_2)
 
 # %% [markdown]
 # **Exercise 3.** Which of these can change the tokens that *greedy* speculative decoding outputs? Give a set
-# of letters (or `set()` for none).
+# of letters (or `set()` for none). Leave aside the float near-ties of section 3's fine point.
 #
 # - a) replacing the draft model with a much worse one
 # - b) raising k from 4 to 8

@@ -10,7 +10,7 @@ from workbook.widgets.attention_grid import AttentionGrid
 from workbook.widgets.decode_stepper import DecodeStepper
 from workbook.widgets.kv_rows import KVRowsTable
 from workbook.widgets.style import PROVENANCE_COLOURS
-from workbook.widgets.tokens import DivergenceView, TokenStrip, readable
+from workbook.widgets.tokens import DivergenceView, TokenStrip, divergence_provenance, readable
 
 PROMPT = "You are a careful support assistant."
 
@@ -100,8 +100,16 @@ def test_divergence_view_marks_everything_after_the_first_difference(small_token
     view.box_b.value = "You are a careful  support assistant."  # typing one extra space
     split = view.state.divergence
     assert split == next(i for i, (a, b) in enumerate(zip(tok.encode(PROMPT), view.state.ids_b)) if a != b)
-    assert view.strip_b.state.provenance == ["loaded"] * split + ["invalidated"] * (len(view.state.ids_b) - split)
+    assert view.strip_b.state.provenance == divergence_provenance(view.state.ids_a, view.state.ids_b)
     assert f"First difference at token {split}" in view.summary.value
+
+
+def test_divergence_provenance_splits_invalidated_from_computed():
+    cached = [1, 2, 3, 4]
+    assert divergence_provenance(cached, cached) == ["loaded"] * 4  # an ideal token-level cache: all of it
+    # after the first difference: invalidated where the cache held a row, computed past its end
+    assert divergence_provenance(cached, [1, 2, 9, 4, 5, 6]) == ["loaded"] * 2 + ["invalidated"] * 2 + ["computed"] * 2
+    assert divergence_provenance(cached, [1, 2, 3, 4, 5]) == ["loaded"] * 4 + ["computed"]  # a longer prompt
 
 
 @pytest.mark.parametrize("text_b, message", [("", "need some text"), ("word " * 40, "at most 16")])

@@ -10,13 +10,15 @@ def check_reusable_tokens(tokenizer, cached_prompt: str, new_prompt: str, answer
                           reveal: bool = False) -> CheckResult:
     """How many tokens at the start of `new_prompt` could be loaded from the cache of `cached_prompt`?
 
-    An ideal token-level prefix cache reuses every token before the first difference.
+    An ideal token-level prefix cache reuses every token before the first difference. (A real one reuses whole
+    pages only and always computes the last prompt token: lesson 4.)
     """
     ids_cached, ids_new = tokenizer.encode(cached_prompt), tokenizer.encode(new_prompt)
     split = first_divergence(ids_cached, ids_new)
     reusable = len(ids_new) if split is None else split
     if split is None:
-        why = f"The two prompts are the same {len(ids_new)} tokens, so all of them can be reused."
+        why = (f"The two prompts are the same {len(ids_new)} tokens, so an ideal token-level cache reuses all of "
+               "them. (Lesson 4 adds a real cache's two rules: whole pages only, and the last token always computed.)")
     elif split == len(ids_new):
         why = f"The new prompt ({len(ids_new)} tokens) is a prefix of the cached one, so all of it can be reused."
     elif split == len(ids_cached):
@@ -36,7 +38,7 @@ def check_reusable_tokens(tokenizer, cached_prompt: str, new_prompt: str, answer
 # Each option: what changes between two requests, whether it changes the prompt's token ids, and why.
 CACHE_BREAKERS: dict[str, tuple[str, bool, str]] = {
     "a": ("raising the temperature from 0.2 to 0.9", False,
-          "temperature only reshapes the final probabilities, after every K/V row is computed"),
+          "temperature only reshapes the final probabilities, after the work done for every prompt token"),
     "b": ("adding a space after the first sentence of the system prompt", True,
           "a space is a byte like any other: the tokens from that point on change"),
     "c": ("serialising the tool schema in the system prompt with its JSON keys in another order", True,

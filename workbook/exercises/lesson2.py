@@ -15,8 +15,8 @@ def check_visible_pairs(n_tokens: int, answer, *, reveal: bool = False) -> Check
            f"{n_tokens}·{n_tokens + 1}/2 = {expected}: just over half of the {n_tokens * n_tokens} cells.")
     return check_number(answer, expected, exercise="check_visible_pairs",
                         how="Set the answer to the number of ✓ cells in the mask.", why=why,
-                        hint="Go row by row: the first query sees only itself, the second sees two keys, and so on. "
-                             "Add up the rows.", variant=n_tokens, reveal=reveal)
+                        hint="The mask lets a query see itself and the keys before it, never a later one. Picture "
+                             "where the ✓ cells sit in the square.", variant=n_tokens, reveal=reveal)
 
 
 def check_attention_weights(scores: Sequence[float], query_position: int, answer, atol: float = 1e-3, *,

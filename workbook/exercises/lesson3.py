@@ -25,8 +25,8 @@ def check_rows_computed(answer, *, prompt_tokens: int, new_tokens: int, cached: 
     """Token rows of K/V computed to generate `new_tokens` after `prompt_tokens`, with or without a cache."""
     expected = rows_computed(prompt_tokens, new_tokens, cached)
     if cached:
-        hint = ("With a cache the first pass computes the whole prompt; every later pass computes only the row of the "
-                "one token it adds.")
+        hint = ("With a cache no row is ever computed twice. Which tokens does the generation need a row for at "
+                "all?")
         why = (f"The first pass computes the {prompt_tokens:,} prompt rows; each of the other {new_tokens - 1:,} "
                f"passes computes one: {prompt_tokens:,} + {new_tokens - 1:,} = {expected:,}.")
     else:

@@ -54,9 +54,9 @@ def check_step_outcome(answer, k: int = STEP_K, n_accepted: int = STEP_ACCEPTED,
     return judge("check_step_outcome", None if given is None else given == (want_added, want_dropped),
                  how="Set the answer to a pair of whole numbers: (tokens added, rows rolled back).", worked=why,
                  said="" if given is None else f"You said {given}. ",
-                 hint="At the first rejection the target puts its own token in, so a step always adds something. "
-                      "The verify pass wrote one row per draft plus one for the pending token: which rows hold tokens "
-                      "that were not kept?", reveal=reveal, variant=(k, n_accepted))
+                 hint="Two ideas: at the first rejection the target puts in its own token, so a step always adds "
+                      "something; and after the rollback the cache holds rows only for tokens that stay in the text.",
+                 reveal=reveal, variant=(k, n_accepted))
 
 
 def best_k(alpha: float, c: float, ks=BEST_K_RANGE) -> int:
@@ -85,6 +85,7 @@ def check_output_changers(answer, *, reveal: bool = False) -> CheckResult:
     return check_letters(answer, OUTPUT_CHANGERS, exercise="check_output_changers",
                          how='Set the answer to a set of letters, e.g. {"a", "c"}, or set() for none.',
                          yes="changes the output", no="keeps the output",
-                         right="The drafter only decides how fast; the target decides what:",
+                         right="The drafter only decides how fast; the target decides what (barring the float "
+                               "near-ties of section 3's fine point):",
                          hint="Ask of each change: does it change which token the target would pick itself? "
                               "Drafts never get a say.", reveal=reveal)

@@ -151,5 +151,5 @@ class AttentionGrid:
                 self.figure.update_yaxes(tickvals=list(range(n)), ticktext=labels, row=1, col=col)
             # Outline the newest row after an append, so the one row of new work stands out without colour.
             self.figure.layout.shapes = [dict(type="rect", xref="x2", yref="y2", x0=-0.5, x1=n - 0.5, y0=n - 1.5,
-                                              y1=n - 0.5, line=dict(color="#D55E00", width=3, dash="dash"))
+                                              y1=n - 0.5, line=dict(color="#000000", width=3, dash="dash"))
                                          ] if s.appended else []

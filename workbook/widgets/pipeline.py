@@ -9,9 +9,8 @@ from __future__ import annotations
 import html
 
 from ..errors import WorkbookError
-from .style import PROVENANCE_COLOURS, TEXT_ON
+from .style import HIGHLIGHT, TEXT_ON  # light yellow: never the blue that means "loaded from a cache"
 
-HIGHLIGHT = PROVENANCE_COLOURS["loaded"]  # the workbook's blue; the word "this lesson" carries the meaning too
 PLAIN, INK = "#F2F2F2", "#333333"
 
 # key -> (x, y, width, label, note under the label)
@@ -38,7 +37,7 @@ LINKS = [((65, 48), (65, 70)), ((475, 165), (475, 118)), ((600, 165), (580, 118)
 
 
 def pipeline_svg(highlight=()) -> str:
-    """The pipeline as SVG, with the stages in `highlight` (keys of BOXES) filled in the workbook's blue."""
+    """The pipeline as SVG, with the stages in `highlight` (keys of BOXES) filled in the highlight yellow and outlined."""
     unknown = set(highlight) - BOXES.keys()
     if unknown:
         raise WorkbookError(f"No pipeline stage named {', '.join(sorted(unknown))}; the stages are {', '.join(BOXES)}.")

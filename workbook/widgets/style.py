@@ -1,4 +1,4 @@
-"""Shared look of every view: a colour-blind-safe palette (Okabe & Ito), how errors are shown, how money is written."""
+"""Shared look of every view: a colour-blind-safe palette (tests/test_palette.py), how errors are shown, how money is written."""
 
 from __future__ import annotations
 
@@ -10,20 +10,28 @@ import ipywidgets as W
 T = TypeVar("T")
 
 # Each provenance has a colour and a word: the word carries the meaning for readers who cannot tell the colours apart.
+# Blue means "loaded from a cache" and nothing else: no other colour here is a blue.
 PROVENANCE_COLOURS = {
     "computed": "#E69F00",  # orange: this row was computed in this request
     "loaded": "#0072B2",  # blue: loaded from a cache, no compute spent
-    "invalidated": "#D55E00",  # vermillion: was cacheable, but a change before it broke the prefix
+    "invalidated": "#882255",  # wine: was cacheable, but a change before it broke the prefix (work thrown away)
 }
-ACCEPTED, REJECTED, BONUS = "#009E73", "#CC79A7", "#56B4E9"  # speculative decoding: green, purple, sky blue
-TEXT_ON = {"#E69F00": "#000000", "#0072B2": "#FFFFFF", "#D55E00": "#FFFFFF", "#009E73": "#FFFFFF",
-           "#CC79A7": "#000000", "#56B4E9": "#000000"}
+# Speculative decoding: a rejected guess is work thrown away, so it takes the colour of an invalidated row; the
+# target's own token is black.
+ACCEPTED, REJECTED, BONUS = "#009E73", PROVENANCE_COLOURS["invalidated"], "#000000"
 # Series with no provenance (providers, TTLs, methods) take the palette's other colours, so that orange and blue
-# keep meaning computed and loaded in every chart.
-CHART_COLOURS = ["#56B4E9", "#009E73", "#CC79A7", "#F0E442", "#000000", "#999999"]
-# Decoding without and with a KV cache (lessons 3 and 7) is a method, not a provenance: the palette's first
-# two chart colours, in every chart and widget that compares the two.
-WITHOUT_CACHE, WITH_CACHE = CHART_COLOURS[0], CHART_COLOURS[1]
+# keep meaning computed and loaded in every chart: brown, green, pink, light yellow, black, light grey.
+CHART_COLOURS = ["#8C510A", "#009E73", "#EE99FF", "#FFEE99", "#000000", "#CCCCCC"]
+TEXT_ON = {"#E69F00": "#000000", "#0072B2": "#FFFFFF", "#882255": "#FFFFFF", "#009E73": "#FFFFFF",
+           "#000000": "#FFFFFF", "#8C510A": "#FFFFFF", "#EE99FF": "#000000", "#FFEE99": "#000000", "#CCCCCC": "#000000"}
+# Decoding without and with a KV cache (lessons 3 and 7) is a method, not a provenance: black and green, in every
+# chart and widget that compares the two (never blue: "without a cache" is not "loaded").
+WITHOUT_CACHE, WITH_CACHE = CHART_COLOURS[4], CHART_COLOURS[1]
+# "This lesson's stages" in the pipeline picture: light yellow, a colour that carries no data meaning.
+HIGHLIGHT = CHART_COLOURS[3]
+# Every colour above, once. tests/test_palette.py checks that each pair stays distinguishable under simulated
+# protanopia and deuteranopia (Machado, Oliveira & Fernandes 2009).
+PALETTE = sorted(set(PROVENANCE_COLOURS.values()) | {ACCEPTED, REJECTED, BONUS, HIGHLIGHT} | set(CHART_COLOURS))
 
 
 def use_workbook_palette() -> None:

@@ -1,7 +1,7 @@
 """Tokens as chips: each token's text (spaces and newlines made visible), its id, and where its K/V came from.
 
 `TokenStrip` draws one token sequence; `DivergenceView` puts two editable prompts side by side and
-marks every token after their first difference as invalidated: the part a prefix cache cannot reuse.
+marks every token after their first difference as invalidated or computed: the part a prefix cache cannot reuse.
 A strip of a long prompt can fold each long run of one provenance to its two ends, so that the places
 where the provenance changes (where a hit ends) stay on screen instead of a wall of a thousand chips.
 """
@@ -54,6 +54,19 @@ def token_texts(tokenizer, ids, provenance: list[str] | None) -> tuple[list[int]
     ids = [int(i) for i in ids]
     check_provenance(ids, provenance)
     return ids, tokenizer.token_texts(ids)
+
+
+def divergence_provenance(ids_cached: list[int], ids_new: list[int]) -> list[str]:
+    """Each token of `ids_new` as an ideal token-level cache of `ids_cached` sees it.
+
+    Before the first difference: loaded. After it: invalidated where the cache held a row at that position (held,
+    then thrown away), computed beyond the cached prompt's end (new work anyway). Lesson 4 adds a real cache's two
+    rules: it stores whole pages only, and it always computes the last prompt token.
+    """
+    split = first_divergence(ids_cached, ids_new)
+    reusable = len(ids_new) if split is None else split
+    return [("loaded" if i < reusable else "invalidated" if i < len(ids_cached) else "computed")
+            for i in range(len(ids_new))]
 
 
 def chip_html(text: str, token_id: int, provenance: str | None) -> str:
@@ -180,7 +193,7 @@ class DivergenceState:
 
 
 class DivergenceView:
-    """Two editable prompts; prompt B's tokens after the first difference are marked invalidated."""
+    """Two editable prompts; prompt B's tokens after the first difference are marked invalidated or computed."""
 
     def __init__(self, tokenizer, text_a: str = "", text_b: str = "", max_tokens: int = 512):
         self.tokenizer = tokenizer
@@ -218,9 +231,10 @@ class DivergenceView:
         reusable = len(ids_b) if split is None else split
         self.state = DivergenceState(a, b, ids_a, ids_b, split, reusable)
         self.strip_a.show(ids_a)
-        self.strip_b.show(ids_b, ["loaded"] * reusable + ["invalidated"] * (len(ids_b) - reusable))
+        self.strip_b.show(ids_b, divergence_provenance(ids_a, ids_b))
         if split is None:
-            text = f"Identical: all {len(ids_b)} tokens of B could be loaded from A's cache."
+            text = (f"Identical: all {len(ids_b)} tokens of B could be loaded from an ideal token-level cache of A "
+                    "(lesson 4 adds a real cache's two rules: whole pages only, and the last token always computed).")
         else:
             text = (f"First difference at token {split}: {reusable} of B's {len(ids_b)} tokens could be loaded "
                     f"from A's cache; the other {len(ids_b) - reusable} must be computed.")
