@@ -48,6 +48,7 @@ import torch
 import workbook
 from workbook import Engine, PrefixCache, PriceSheet, Usage, cost, first_divergence, load_price_sheets
 from workbook.exercises.lesson4 import check_break_penalty, check_loadable_tokens, check_prompt_order
+from workbook.kv_memory import format_bytes, head_dim, kv_heads, kv_memory, load_configs
 from workbook.lessons.provider_bills import WARM_GAP_S, bill_both, careful_request, chat_request, provider_bills
 from workbook.lessons.scenarios import (DEFAULT_SYSTEM_PROMPT, GIFT_CARD_LINE, LONG_SYSTEM_PROMPT, QUESTION_1,
                                         QUESTION_2, break_system_prompt, chat)
@@ -86,10 +87,16 @@ system_tokens = len(tokenizer.encode_chat(system_turn, add_generation_prompt=Fal
 print(f"K/V rows of one token: {cfg.num_layers} layers x 2 x {cfg.num_kv_heads} heads x {cfg.head_dim} numbers "
       f"= {bytes_per_token:,} bytes")
 print(f"The demo's system prompt, {system_tokens} tokens: {system_tokens * bytes_per_token / 1024:,.0f} KiB of rows")
+llama_70b = load_configs()["llama-3-70b"]  # the shape from its config.json, as lesson 3 read it
+big = kv_memory(llama_70b, context_tokens=4_000)  # 16-bit numbers
+print(f"{llama_70b['model']}: {llama_70b['num_hidden_layers']} layers x 2 x {kv_heads(llama_70b)} heads x "
+      f"{head_dim(llama_70b)} numbers x 2 bytes = {format_bytes(big.bytes_per_token)} a token; a 4,000-token "
+      f"system prompt takes {format_bytes(big.per_sequence_bytes)}")
+assert big.per_sequence_bytes > 2**30
 
 # %% [markdown]
-# Small here; on a model with 80 layers and 8 K/V heads of 128 numbers in 16-bit, one token is 320 KiB,
-# and a 4,000-token system prompt is about 1.3 GB, stored once instead of once per request.
+# Small here. On a model the size of Llama 3 70B (the last line), a 4,000-token system prompt takes more
+# than a GiB of rows: worth storing once instead of once per request.
 #
 # ## 2. Cold, hit, broken prefix
 #
@@ -243,28 +250,40 @@ cases = {"request 1 (cold)": (LONG_SYSTEM_PROMPT, QUESTION_1), "request 2 (hit)"
 requests = [chat_request(tokenizer, chat(system, question), at_s=i * WARM_GAP_S, output_tokens=ANSWER)
             for i, (system, question) in enumerate(cases.values())]
 both = bill_both(model, tokenizer, requests, [sonnet.key, gpt.key])
-print(f"{'':22}{'prompt':>7}{'this engine':>12}{'Sonnet 4.5':>14}{'GPT-5.5':>14}   $ per 1M requests")
-print(f"{'':22}{'tokens':>7}{'loaded':>12}{'read':>7}{'written':>8}{'read':>8}"
-      f"{'no cache':>14}{'engine':>9}{'Sonnet':>9}{'GPT':>9}")
-for label, s, g in zip(cases, both.bills[sonnet.key], both.bills[gpt.key]):
+print(f"{'':22}{'prompt':>7}{'this engine':>12}{'Sonnet 4.5':>16}   $ per 1M requests")
+print(f"{'':22}{'tokens':>7}{'loaded':>12}{'read':>7}{'written':>9}{'no cache':>11}{'engine':>9}{'Sonnet':>9}")
+for label, s in zip(cases, both.bills[sonnet.key]):
     p = s.provider.usage
     print(f"{label:22}{p.total_input_tokens:>7,}{s.engine.cache_read_tokens:>12,}{p.cache_read_tokens:>7,}"
-          f"{p.cache_write_tokens:>8,}{g.provider.usage.cache_read_tokens:>8,}{s.no_cache_usd * 1e6:>14,.0f}"
-          f"{s.engine_usd * 1e6:>9,.0f}{s.provider_usd * 1e6:>9,.0f}{g.provider_usd * 1e6:>9,.0f}")
+          f"{p.cache_write_tokens:>9,}{s.no_cache_usd * 1e6:>11,.0f}{s.engine_usd * 1e6:>9,.0f}{s.provider_usd * 1e6:>9,.0f}")
 first, second, midnight, late = both.bills[sonnet.key]
 print("\n" + late.explain())
 
 # %% [markdown]
-# (The "no cache" and "engine" columns are at Claude Sonnet 4.5's prices.) Read the rows in order:
+# (All three dollar columns are at Claude Sonnet 4.5's prices.) Read the rows in order:
 #
 # 1. Request 1 writes the system prompt; at Anthropic that costs *more* than sending it uncached.
-# 2. Request 2 is where caching pays: both providers read the system prompt. GPT-5.5 reads a little less,
-#    rounded down to its 128-token step.
-# 3. After midnight the date near the top changed: only the few tokens before it survive anywhere, and
-#    Anthropic writes the whole system prompt again at the premium.
-# 4. The late edit is where our engine and Anthropic part ways. Our engine (like OpenAI's) keeps every
-#    page before the edit; Anthropic's only breakpoint closes a block that changed, so nothing is read and
-#    the whole system prompt is written again.
+# 2. Request 2 is where caching pays: Anthropic reads the whole system prompt.
+# 3. After midnight the date near the top changed: only the few tokens before it survive in our engine,
+#    and Anthropic writes the whole system prompt again at the premium.
+# 4. The late edit is where our engine and Anthropic part ways. Our engine keeps every page before the
+#    edit; Anthropic's only breakpoint closes a block that changed, so nothing is read and the whole
+#    system prompt is written again.
+#
+# Now the same four requests at GPT-5.5, which needs no breakpoint: it reads the longest cached prefix
+# by itself, counted in steps of 128 tokens (the dollars here at GPT-5.5's prices):
+
+# %%
+print(f"{'':22}{'this engine':>12}{'GPT-5.5':>9}   $ per 1M requests")
+print(f"{'':22}{'loaded':>12}{'read':>9}{'no cache':>11}{'engine':>9}{'GPT-5.5':>9}")
+for label, g in zip(cases, both.bills[gpt.key]):
+    print(f"{label:22}{g.engine.cache_read_tokens:>12,}{g.provider.usage.cache_read_tokens:>9,}"
+          f"{g.no_cache_usd * 1e6:>11,.0f}{g.engine_usd * 1e6:>9,.0f}{g.provider_usd * 1e6:>9,.0f}")
+
+# %% [markdown]
+# GPT-5.5 reads a little less than our engine loads, rounded down to its 128-token step, and it writes at
+# the plain input price, so request 1 costs no more than no cache at all. On the late edit it behaves like
+# our engine, not like Anthropic: it keeps everything before the edit.
 #
 # **Claim: the provider's bill is what the calculator says**, and the numbers above support each row:
 
@@ -276,6 +295,8 @@ edit_at = first_divergence(ids[2], ids[3])
 assert first.provider_usd > first.no_cache_usd  # the write premium
 assert second.provider.usage.cache_read_tokens == system[1]
 assert gpt_read[1] == cacheable_tokens(gpt, first_divergence(ids[0], ids[1]))  # 128-token steps
+assert gpt_read[1] < second.engine.cache_read_tokens  # a little less than our engine's whole pages
+assert both.bills[gpt.key][0].provider_usd == both.bills[gpt.key][0].no_cache_usd  # OpenAI: no write premium
 assert midnight.provider.usage.cache_write_tokens == system[2]
 assert late.engine.cache_read_tokens == edit_at // 16 * 16 and edit_at > system[3] // 2
 assert late.provider.usage.cache_read_tokens == 0 and late.provider.usage.cache_write_tokens == system[3]
@@ -353,9 +374,10 @@ for key, sheet in sheets.items():
 
 # %% [markdown]
 # Providers differ in more than price. OpenAI caches automatically once a prompt reaches 1,024 tokens
-# and counts hits in 128-token steps. Anthropic caches up to breakpoints you mark, charges extra for the
-# write and reports `cache_creation_input_tokens` and `cache_read_input_tokens` separately. Google's
-# explicit caches are named objects with a lifetime you set, and they bill storage by the hour on top.
+# and counts hits in 128-token steps. Anthropic caches up to a breakpoint (yours, or the one automatic
+# caching places), charges extra for the write and reports `cache_creation_input_tokens` and
+# `cache_read_input_tokens` separately. Google's explicit caches are named objects with a lifetime you
+# set, and they bill storage by the hour on top.
 # The dates and sources of every number are in `data/pricing.json`.
 #
 # ## 4. Many requests: the radix tree
@@ -441,7 +463,8 @@ print("(one run each, so the times are noisy; section 2's medians are the steadi
 #   reordered tool list) invalidates everything after it.
 # - Put what never changes first and what changes with every request last.
 # - A provider bills by its own rules, not by what an engine could reuse: minimum lengths, 128-token steps,
-#   Anthropic's breakpoints (a change anywhere before one rewrites everything up to it, at a premium),
+#   Anthropic's breakpoints (a change before one rewrites everything from the last cached block boundary
+#   before the change up to the breakpoint, at a premium),
 #   storage fees. Price what the provider bills (`providers.simulate`), not the hope.
 # - At scale a radix tree shares prefixes between many requests; LRU eviction keeps the popular ones,
 #   locks protect the ones in use, and tenant salts keep customers apart.
@@ -471,9 +494,10 @@ answer_2 = None
 check_break_penalty(answer_2)
 
 # %% [markdown]
-# **Exercise 3.** Put these parts of a prompt in a cache-friendly order: `"instructions"`,
-# `"tool definitions"`, `"examples"`, `"today's date"`, `"retrieved documents"`, `"user message"`.
-# Give a list of the six strings.
+# **Exercise 3.** A support assistant answers from documents it retrieves for a user's first question,
+# and keeps them for that user's follow-up questions. Put the parts of its prompt in a cache-friendly
+# order: `"instructions"`, `"tool definitions"`, `"examples"`, `"today's date"`, `"retrieved documents"`,
+# `"user message"`. Give a list of the six strings.
 
 # %%
 answer_3 = None

@@ -32,7 +32,7 @@
 # - lay a prompt out static-first and measure what that changes on a replayed workload: hit rate,
 #   cost and time to first token;
 # - say, in numbers, where a provider's bill differs from what our engine saved: Anthropic reads only at
-#   the cache breakpoints you mark, OpenAI in 128-token steps;
+#   cache breakpoints (yours, or the one automatic caching places), OpenAI in 128-token steps;
 # - place breakpoints in a multi-turn agent conversation so each request writes only what is new.
 #
 # Everything runs on the workbook's small model, on your CPU, in well under a minute.
@@ -45,6 +45,7 @@ use_workbook_palette()  # every chart below: orange means computed, blue means l
 show_pipeline(5)  # the whole pipeline, from text to the next token; this lesson's stages are blue
 
 # %%
+import datetime as dt
 import json
 import time
 from dataclasses import replace
@@ -296,23 +297,26 @@ assert seam_fine.loaded == clean_fine.loaded - 1
 
 # %%
 earlier = render(Draft.of(template, PREVIOUS), tokenizer)
-policy, label = today.static.rsplit("\n\n", 1)  # label: "Today's date: ", the static part's last line
-static_ids, shorter_ids = tokenizer.encode(today.static), tokenizer.encode(today.static[:-1])
-assert shorter_ids == static_ids[:-1]  # today's static part is yesterday's minus its last token, the space
-renderings = {"one breakpoint, at the end of the static part": lambda line: [Block(policy + "\n\n" + line, "5m")],
-              "two, the second before the date line": lambda line: [Block(policy + "\n\n", "5m"), Block(line, "5m")]}
+head, label = today.static.rsplit("\n\n", 1)  # label: "Today's date: ", the static part's last line
+full_ids, shorter_ids = tokenizer.encode(today.static), tokenizer.encode(today.static[:-1])
+assert shorter_ids == full_ids[:-1]  # today's static part is yesterday's minus its last token, the space
+renderings = {"one breakpoint, at the end of the static part": lambda line: [Block(head + "\n\n" + line, "5m")],
+              "two, the second before the date line": lambda line: [Block(head + "\n\n", "5m"), Block(line, "5m")]}
+before_date = len(tokenizer.encode(head + "\n\n"))
 for name, static_blocks in renderings.items():
-    bills = simulate(sonnet.key, [Request([*static_blocks(label), Block(earlier.dynamic)]),
-                                  Request([*static_blocks(label[:-1]), Block(" " + today.dynamic)], at_s=WARM_GAP_S)],
-                     tokenizer)
-    usage = bills[1].usage
+    replayed = simulate(sonnet.key, [Request([*static_blocks(label), Block(earlier.dynamic)]),
+                                     Request([*static_blocks(label[:-1]), Block(" " + today.dynamic)],
+                                             at_s=WARM_GAP_S)], tokenizer)
+    usage, static_now = replayed[1].usage, sum(len(tokenizer.encode(b.content)) for b in static_blocks(label[:-1]))
     print(f"{name}: {sonnet.name} reads {usage.cache_read_tokens:,} and writes {usage.cache_write_tokens:,} "
-          f"of the {len(shorter_ids):,} static tokens")
-    before_date = len(tokenizer.encode(policy + "\n\n"))
-    assert (usage.cache_read_tokens, usage.cache_write_tokens) == (
-        (0, len(shorter_ids)) if name.startswith("one") else (before_date, len(shorter_ids) - before_date))
+          f"of today's {static_now:,} static tokens")
+    read = 0 if name.startswith("one") else before_date  # the whole block, or back to the boundary before it
+    assert (usage.cache_read_tokens, usage.cache_write_tokens) == (read, static_now - read)
 
 # %% [markdown]
+# One lost token costs our engine one row, and Anthropic the whole block it ended: a breakpoint on a block
+# that ends before anything can change keeps the loss to the small block after it.
+#
 # Segments fix the cache but hand the model a split it rarely saw in training (a lone space, then "15"
 # instead of " 15"). The cleaner fix is to end the static part where the tokenizer splits anyway, for
 # instance at a line break:
@@ -320,7 +324,12 @@ for name, static_blocks in renderings.items():
 # %%
 newline = replace(template, date_line="Today's date:\n{date}")
 assert fine.run(newline, ["token_seam"]).loaded == fine.run(newline).loaded
-print("with the date on its own line the seam costs nothing: this tokenizer never merges a newline with digits")
+label_ids = tokenizer.encode("Today's date:\n")
+year = [dt.date(2026, 1, 1) + dt.timedelta(days=n) for n in range(365)]
+assert all(tokenizer.encode("Today's date:\n" + day.strftime(DATE_FORMAT))[:len(label_ids)] == label_ids
+           for day in year)
+print(f"with the date on its own line the seam costs nothing: on every date of {year[0].year} this tokenizer "
+      "keeps the newline apart from the date")
 
 # %% [markdown]
 # ## 4. What does not break a hit
@@ -374,7 +383,7 @@ for key, sheet in sheets.items():
     print(f"  {sheet.name:22} caches from {sheet.min_cacheable_tokens:>5,} tokens: reads {read:>5,}")
     if clean.static_tokens < sheet.min_cacheable_tokens:
         assert read == 0, key
-assert clean.bills(sonnet).provider.usage.cache_read_tokens == clean.static_tokens  # to the token, at the breakpoint
+assert clean.bills(sonnet).provider.usage.cache_read_tokens == clean.static_tokens  # the whole marked block, at its breakpoint
 assert clean.bills(gpt).provider.usage.cache_read_tokens == cacheable_tokens(gpt, clean.divergence)  # 128-token steps
 
 # %% [markdown]
@@ -437,6 +446,9 @@ print(f"At {EARLY:,} the {EARLY:,} matching tokens are under GPT-5.5's {gpt.min_
 #
 # - **dynamic-first**, the way people write: date and customer first, then the system prompt, tools and policy;
 # - **static-first**: system prompt, tools and policy first, then the date, the customer and the message.
+#
+# **TTFT p50** in the table is the median time to first token over a layout's requests: half of them
+# were faster, half slower.
 
 # %%
 layouts = compare_layouts(model, tokenizer, template, workload(), [sonnet.key, gpt.key])
@@ -504,6 +516,8 @@ print(f"Claude Sonnet 4.5, static-first, {len(quiet)} requests: ${busy_usd * 1e6
 # Each message, tool call and tool result is one block; a request adds the model's previous reply and
 # what arrived since (a *turn*). Tool results arrive seconds after the call, the staff member's messages
 # a minute or two later: all inside the 5-minute lifetime. The tokens come from the workbook's tokenizer.
+# This agent calls its tools in plain text (its system prompt asks for one JSON object per call), so each
+# tool result is a text block of its own, and each counts as one position in Anthropic's lookback.
 
 # %%
 conversation = Conversation.encode(tokenizer)
@@ -617,6 +631,40 @@ print(f"\nOver the chat this engine loaded {engine_loaded:,} prompt tokens from 
 # OpenAI and Google read the same tokens in every rendering: they cache whatever prefix repeats, by their
 # own rules, and the space in (d) only adds one plain token a request.
 #
+# **Automatic caching.** Anthropic documents a simpler way to slide the breakpoint: one `cache_control`
+# at the top level of the request puts the breakpoint on the last cacheable block and moves it forward
+# as the conversation grows (the prompt caching page, "automatic caching"; in the simulator,
+# `Request(..., options={"cache_control": "5m"})`). It is (b) without placing anything yourself, and it
+# bills exactly like (b), the fan-out miss included. Add one explicit breakpoint on the previous turn and
+# it bills like (c). And with Anthropic's native tool use, the 24 results of the fan-out turn would be
+# `tool_result` blocks in a row, which the lookback counts as one position, so (b) would not miss there:
+
+# %%
+def automatic(r: int, request: Request, previous_turn: bool) -> Request:
+    """Request r (0-based) with automatic caching, and with `previous_turn` a breakpoint on the previous turn too."""
+    blocks = list(request.blocks)
+    if previous_turn:
+        end = sum(map(len, conversation.turns[:r + 1])) - 1  # the previous turn's last block
+        blocks[end] = replace(blocks[end], cache_control="5m")
+    return replace(request, blocks=blocks, options={"cache_control": "5m"})
+
+
+plain = conversation.requests("none")
+for previous_turn, like in ((False, "newest"), (True, "two")):
+    auto = simulate(sonnet.key, [automatic(r, request, previous_turn) for r, request in enumerate(plain)])
+    assert [bill.usage for bill in auto] == anthropic[like]
+    print(f"automatic caching{' and a breakpoint on the previous turn' if previous_turn else ''}: "
+          f"${sum(bill.cost_usd for bill in auto):.4f} for the chat, as {STRATEGIES[like]}")
+results = range(sum(map(len, conversation.turns[:fan_out + 1])) + 1, sum(map(len, conversation.turns[:fan_out + 2])))
+native = [replace(request, blocks=[replace(block, type="tool_result") if j in results else block
+                                   for j, block in enumerate(request.blocks)])
+          for request in conversation.requests("newest")]
+native_fan_out = simulate(sonnet.key, native)[fan_out].usage
+assert native_fan_out.cache_read_tokens == conversation.prompt_tokens(fan_out) - conversation.turn_tokens(fan_out + 1)
+print(f"(b) with the {len(results)} results as tool_result blocks: request {fan_out + 1} reads "
+      f"{native_fan_out.cache_read_tokens:,} tokens instead of {anthropic['newest'][fan_out].cache_read_tokens}")
+
+# %% [markdown]
 # ## What to take away
 #
 # - A cache hit needs the same tokens in the same positions. Anything that changes per request or per day
@@ -631,9 +679,10 @@ print(f"\nOver the chat this engine loaded {engine_loaded:,} prompt tokens from 
 #   engine could reuse.
 # - Measure on a workload: hit rate, tokens loaded, TTFT and the provider's bill tell you whether the
 #   layout works, and requests further apart than the cache's lifetime can make caching cost money.
-# - In a conversation, slide a breakpoint to the newest turn and keep one on the previous turn (a turn of
-#   20 or more blocks hides the last one from the lookback), and never let the renderer add or drop bytes
-#   around the breakpoint.
+# - In a conversation, slide a breakpoint to the newest turn (or let automatic caching slide it) and keep
+#   one on the previous turn: a turn that adds 20 or more positions (a run of tool results counts as one)
+#   hides the previous prompt from the lookback. Never let the renderer add or drop bytes around the
+#   breakpoint.
 #
 # ## Check yourself
 #
@@ -648,18 +697,19 @@ answer_1 = None
 check_loaded_after_change(answer_1)
 
 # %% [markdown]
-# **Exercise 2.** The static part of a prompt is 1,300 tokens long. A changed document alters token
-# 1,100 of it. How many of the prompt's tokens does GPT-5.5 bill as cached? (Its rules are in `gpt`:
-# `gpt.min_cacheable_tokens`, `gpt.cache_step`.)
+# **Exercise 2.** The static part of a prompt is 2,000 tokens long. A changed document alters token
+# 1,500 of it (counting from 0). How many of the prompt's tokens does GPT-5.5 bill as cached? (Its rules
+# are in `gpt`: `gpt.min_cacheable_tokens`, `gpt.cache_step`.)
 
 # %%
 answer_2 = None
 check_openai_cached_tokens(answer_2)
 
 # %% [markdown]
-# **Exercise 3.** Another app's static part is exactly 1,024 tokens long and ends with a space, like
-# ours. The app builds each request as one string and sends it to GPT-5.5. How many tokens are billed
-# as cached?
+# **Exercise 3.** Another app's static part is exactly 1,024 tokens long when tokenized on its own, and,
+# like ours, it ends with the space before the date. The app builds each request as one string and sends
+# it to GPT-5.5. Yesterday's request is still in GPT-5.5's cache, and today's differs from it first in
+# the date. How many of today's tokens does GPT-5.5 bill as cached?
 
 # %%
 answer_3 = None

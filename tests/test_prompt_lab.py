@@ -343,7 +343,7 @@ def test_view_edits_change_the_prompt(view):
 
 
 def test_lesson_5_checks():
-    for check, right, wrong in ((check_loaded_after_change, 256, 300), (check_openai_cached_tokens, 1_024, 1_100),
+    for check, right, wrong in ((check_loaded_after_change, 256, 300), (check_openai_cached_tokens, 1_408, 1_500),
                                 (check_seam_cached_tokens, 0, 1_024)):
         assert check(None).correct is None
         assert check(right).correct is True and check(float(right)).correct is True

@@ -13,7 +13,9 @@ SAME_PROMPT_TOKENS, PAGE_SIZE = 128, 16
 BREAK_SHEET = "anthropic/claude-sonnet-4-5"
 SYSTEM_TOKENS, QUESTION_TOKENS, OUTPUT_TOKENS = 5_000, 50, 200
 
-# Exercise 3: the parts of a prompt, and which of them change between requests.
+# Exercise 3: the parts of a RAG assistant's prompt, and which of them change between requests. A user's follow-up
+# questions reuse the documents retrieved for the first one (seed 000's case for prefix caching in RAG: "the same set
+# of retrieved documents appears in multiple follow-up questions"), so the documents change less often than the message.
 STATIC_PARTS = {"instructions", "tool definitions", "examples"}
 DYNAMIC_PARTS = ["today's date", "retrieved documents", "user message"]  # least to most often changing
 
@@ -25,7 +27,8 @@ def check_loadable_tokens(answer, *, reveal: bool = False) -> CheckResult:
         answer, truth, exercise="check_loadable_tokens", how="Replace None with a number of tokens.", unit="tokens",
         why=(f"{truth} tokens: the last prompt token is always computed, because its logits choose the first new "
              "token, and that drops the whole last page."),
-        hint="Two rules apply: only whole pages are cached, and the last prompt position is never loaded (why?).",
+        hint=("Identical prompts, yet not every token can be loaded. Re-read what request 2 still computed in "
+              "section 2, and why."),
         reveal=reveal,
     )
 
@@ -65,4 +68,5 @@ def check_prompt_order(answer, *, reveal: bool = False) -> CheckResult:
                      "after it is recomputed on every request.")
     return judge("check_prompt_order", correct, how="Replace None with a list of the parts, first to last.",
                  worked="Everything that never changes comes first; then the date (the same all day), the retrieved "
-                        "documents (per request) and the user's message, last.", hint=hint, reveal=reveal)
+                        "documents (the same for a user's follow-up questions) and the user's message (new every "
+                        "request), last.", hint=hint, reveal=reveal)

@@ -189,7 +189,7 @@ def render(draft: Draft, tokenizer) -> RenderedPrompt:
     else:
         system, user = f"{date_line}\n{customer}\n\n{static}", visit.user_message
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    # A template that stamps the date (like Llama 3.1's) reads `date_string` instead of the machine's clock.
+    # A template that stamps the date (like Llama 3.2's) reads `date_string` instead of the machine's clock.
     text = tokenizer.apply_chat_template(messages, template=draft.chat_template,
                                          date_string=visit.when.strftime(DATE_FORMAT))
     if text.count(SPLIT) != 1:

@@ -1,10 +1,11 @@
 """This engine's bill beside the provider's: the same requests through `Engine` + `PrefixCache` and `simulate`.
 
 Our prefix cache loads whole pages of any shared prefix, wherever the prompts part. A provider bills
-by its own rules: Anthropic reads only at cache_control breakpoints (and the block boundaries just
-before each) and writes everything after a change up to the breakpoint again, at 1.25x; OpenAI
-counts hits from 1,024 tokens in steps of 128; Google reads implicitly at block boundaries. Lessons
-4 and 5 put both bills side by side, so where the two differ is a number, not a footnote.
+by its own rules: Anthropic reads only at cache_control breakpoints (and the block boundaries in
+each one's lookback) and writes everything after a change up to the breakpoint again, at 1.25x;
+OpenAI counts hits from 1,024 tokens in steps of 128; Google reads implicitly, and `workbook.providers`
+assumes at block boundaries (Google does not say where). Lessons 4 and 5 put both bills side by side,
+so where the two differ is a number, not a footnote.
 """
 
 from __future__ import annotations
