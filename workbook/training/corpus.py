@@ -56,9 +56,9 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- endif %}"
 )
 
-# Like Llama 3.1's template, stamp today's date at the top of the system turn (adding a system
+# Like Llama 3.2's template, stamp today's date at the top of the system turn (adding a system
 # turn if there is none). The date changes every day, and with it the prompt's first tokens. As in
-# Llama 3.1's, a `date_string` variable, when given, replaces the machine's clock.
+# Llama 3.2's, a `date_string` variable, when given, replaces the machine's clock.
 DATED_CHAT_TEMPLATE = (
     "{{- bos_token }}"
     "{%- if date_string is not defined %}{%- set date_string = strftime_now('%d %b %Y') %}{%- endif %}"

@@ -469,7 +469,7 @@ def write_model_card(out: Path, target: dict, draft: dict) -> None:
         "model and this card. See `data/README.md` for provenance and licences.",
         "",
         "Chat format (`tokenizer_config.json` holds it as two Jinja templates, `default` and `dated`; `dated`",
-        "stamps today's date at the top of the system turn, like Llama 3.1's template):",
+        "stamps today's date at the top of the system turn, like Llama 3.2's template):",
         "",
         "```text",
         corpus.render_chat([{"role": "system", "content": "SYSTEM"}, {"role": "user", "content": "USER"},
