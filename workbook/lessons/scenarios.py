@@ -102,7 +102,7 @@ QUESTION_1 = "Hi. Where is my order A12345? It should have arrived on Monday."
 QUESTION_2 = "Hello. Can I still return the hiking boots I bought three weeks ago?"
 
 _DATE = re.compile(r"\b(\d{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4})\b")
-DATE_FORMAT = "%d %b %Y"  # as Llama 3.1's and the shipped "dated" chat template write it, e.g. "15 Mar 2026"
+DATE_FORMAT = "%d %b %Y"  # as Llama 3.2's and the shipped "dated" chat template write it, e.g. "15 Mar 2026"
 
 
 def chat(system_prompt: str, question: str) -> list[dict]:
