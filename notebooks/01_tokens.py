@@ -17,10 +17,10 @@
 # # Lesson 1 · Tokens: the same text always gives the same ids
 #
 # A language model never reads your text. Before anything else happens, a tokenizer cuts the
-# text into pieces and replaces each piece with an integer, its *token id*. Everything a
+# text into pieces, **tokens**, and replaces each piece with an integer, its *token id*. Everything a
 # prompt cache stores is keyed by those ids, so this is where caching starts: if two prompts
-# begin with the same ids, the work done on those ids can be shared; from the first id that
-# differs, it cannot.
+# begin with the same ids, a shared **prefix**, the work done on those ids can be shared; from the
+# first id that differs, it cannot.
 #
 # By the end of this lesson you will be able to:
 #
@@ -152,7 +152,7 @@ display(*strips)
 # past the first version's end and were new work anyway. The position of the edit matters:
 # a change in the very first token invalidates the whole prompt, a change near the end costs
 # only what follows it. (This is an ideal cache that reuses any number of tokens; lesson 4's
-# real one adds two rules: it stores whole pages of tokens, and it always computes the last one.)
+# real one adds two rules: it stores tokens in whole groups of a fixed size, and it always computes the last one.)
 #
 # Two of these deserve a closer look, because the text *looks* identical:
 #
@@ -206,7 +206,7 @@ assert typed.state.reusable < shared_before and typed.state.divergence == 0
 
 # %% [markdown]
 # Stable content first, changing content last: that is the single most useful rule for
-# getting cache hits, and it follows directly from the ids.
+# getting the most out of a cache, and it follows directly from the ids.
 
 # %% [markdown]
 # ## 6. Where the ids come from: train a tiny BPE

@@ -67,8 +67,9 @@ print(f"model {model_name!r}: {model.num_parameters():,} parameters, {cfg.num_la
 #
 # Both functions below generate greedily (always the most likely token). The first runs the
 # whole sequence through the model on every step. The second makes a cache, sends the prompt
-# once, and from then on sends only the newest token; the model appends that token's K/V rows
-# to the cache and lets it attend to all the rows already there.
+# once, and from then on sends only the newest token; the model appends that token's **K/V rows** (its
+# key and value vectors, one row per layer and head) to the cache and lets it attend to all the rows
+# already there.
 #
 # Two words for the two phases, used from here on: **prefill** is the first pass over the whole
 # prompt, which computes a row for every prompt token at once and gives the first new token;

@@ -37,7 +37,7 @@ from workbook.widgets.pipeline import show_pipeline
 from workbook.widgets.style import use_workbook_palette
 
 use_workbook_palette()  # every chart below: orange means computed, blue means loaded from a cache
-show_pipeline(4)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+show_pipeline(4)  # the whole pipeline, from text to the next token; this lesson's stages are yellow
 
 # %%
 import statistics
@@ -97,6 +97,11 @@ assert big.per_sequence_bytes > 2**30
 # %% [markdown]
 # Small here. On a model the size of Llama 3 70B (the last line), a 4,000-token system prompt takes more
 # than a GiB of rows: worth storing once instead of once per request.
+#
+# Three words for the rest of the workbook. A cache stores rows in **pages**, a fixed number of rows each
+# (16 here), and shares whole pages only. A request that finds part of its prompt cached and loads it
+# instead of computing it is a **hit**; one that finds nothing it can use and computes everything is a
+# **miss**.
 #
 # ## 2. Cold, hit, broken prefix
 #
@@ -206,7 +211,7 @@ ttft.widget
 # the same four buckets as `usage`, filled by *its* rules: the pages it loaded are reads, the new pages
 # it stored are writes. A provider fills them by its own rules, and those differ from ours:
 #
-# - **Anthropic** caches where you mark a `cache_control` breakpoint on a *block* (one piece of a request's
+# - **Anthropic** caches where you mark a `cache_control` **breakpoint** on a **block** (one piece of a request's
 #   content: the tools, the system prompt, a message, a tool result), or, with one `cache_control` at the top
 #   of the request, on its last block (automatic caching). A request reads the longest prefix cached at one
 #   of its breakpoints or at the block boundaries before each, 20 positions in all, and *writes* everything

@@ -42,7 +42,7 @@ from workbook.widgets.pipeline import show_pipeline
 from workbook.widgets.style import use_workbook_palette
 
 use_workbook_palette()  # every chart below: orange means computed, blue means loaded from a cache
-show_pipeline(5)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+show_pipeline(5)  # the whole pipeline, from text to the next token; this lesson's stages are yellow
 
 # %%
 import datetime as dt
@@ -286,7 +286,8 @@ assert seam_fine.loaded == clean_fine.loaded - 1
 
 # %% [markdown]
 # Anthropic does not count hits to the token. It reads a cached prefix only where a block ends: at a
-# breakpoint, or at one of the block boundaries in its lookback that an earlier request cached. A static
+# breakpoint, or at one of the block boundaries in its **lookback** (the breakpoint's own block and the ones
+# before it, 20 positions in all) that an earlier request cached. A static
 # block that lost its last token is a different block, so its breakpoint finds nothing, and the read falls
 # back to the last earlier boundary in the cache, or to nothing at all.
 #
@@ -506,9 +507,8 @@ print(f"Claude Sonnet 4.5, static-first, {len(quiet)} requests: ${busy_usd * 1e6
 # An agent resends the whole conversation with every request: the system prompt and tools, every
 # message, every tool call and every tool result. Our engine and OpenAI's cache find the longest shared
 # prefix by themselves. Anthropic reads only at the breakpoints you mark (at most 4 a request), each one
-# looking for a cached prefix at its own block boundary and the ones before it, 20 positions in all (a run of
-# tool calls, or of tool results, counts as one). Where the breakpoints go
-# decides the bill.
+# looking for a cached prefix over its lookback of 20 positions (a run of tool calls, or of tool results,
+# counts as one). Where the breakpoints go decides the bill.
 #
 # `Conversation` is an agent chat of 12 requests at the same shop. A staff member asks the fleet
 # assistant which e-bikes need a service before the weekend; the agent lists the bikes, checks all 24 at

@@ -26,7 +26,8 @@
 #   on your own machine, and read the recorded tables of other machines;
 # - weigh a provider's cache-write premium against its read discount, and say after how many reuses
 #   caching pays;
-# - predict what happens to the bill when requests arrive further apart than the cache's lifetime (TTL), and why
+# - predict what happens to the bill when requests arrive further apart than the cache's lifetime, its **TTL**
+#   (time to live), and why
 #   requests on a timer and requests at random behave differently;
 # - account for minimum cacheable lengths and for the hourly storage of an explicit cache;
 # - price a day of your own traffic with a cost calculator that replays it against a provider's caching rules,
@@ -38,7 +39,7 @@ from workbook.widgets.pipeline import show_pipeline
 from workbook.widgets.style import use_workbook_palette
 
 use_workbook_palette()  # every chart below: orange means computed, blue means loaded from a cache
-show_pipeline(7)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+show_pipeline(7)  # the whole pipeline, from text to the next token; this lesson's stages are yellow
 
 # %%
 import math

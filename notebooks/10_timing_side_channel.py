@@ -25,11 +25,12 @@
 # By the end of this lesson you will be able to:
 #
 # - run the audit: hit and miss probes with fresh random prefixes, in random order, the warm-up thrown away;
-# - read a two-sample test, an ROC curve and its AUC, and say how many probes an attacker needs;
+# - read a two-sample test and its p-value, an ROC curve and its AUC, and the power of an audit: how many
+#   probes an attacker needs;
 # - tell from timings alone whether a deployment shares its cache per user, per organisation or globally;
 # - guess which document a victim pasted, and read a prompt one page at a time, and say what each needs;
-# - measure what each mitigation (salt, padding, random delay, a minimum length, coarser pages) stops
-#   and what it costs.
+# - measure what each mitigation (salt, padding to a deadline, random delay, a minimum length, coarser
+#   pages) stops and what it costs.
 
 # %%
 from workbook.widgets.pipeline import show_pipeline
@@ -47,8 +48,9 @@ import torch
 
 import workbook
 from workbook.audit import (ISOLATIONS, PAIRINGS, Deployment, Mitigations, Party, audit_sharing, behind_delay, collect,
-                            compare, extract_pages, guess_document, power_curve, probes_needed)
-from workbook.audit.procedure import VICTIM
+                            compare, extract_pages, fewest_probes, guess_document, power_curve, probes_needed)
+from workbook.audit.procedure import PREFIX_TOKENS, SUFFIX_TOKENS, VICTIM
+from workbook.audit.target import PAD_FACTOR
 from workbook.exercises.lesson10 import check_chance, check_leaks, check_probes
 from workbook.timing import device_name
 from workbook.widgets import AuditView
@@ -77,10 +79,10 @@ print(f"{workbook.default_model()} on {device_name(model.device)}")
 # with the victim's prefix, in a *miss* trial with a prefix nobody sent (the victim's tokens in another
 # order). Trials come in pairs, one hit and one miss in a random order, so a machine that speeds up or slows
 # down moves both alike; the first few of each are thrown away (warm-up). We run it twice, on a global
-# cache and on one salted per organisation, with 100 trials of each kind.
+# cache and on one salted per organisation, with 50 trials of each kind (section 3 asks how many suffice).
 
 # %%
-TRIALS = 100
+TRIALS = 50
 big = {isolation: collect(Deployment(model, tokenizer, isolation).send, VICTIM, ATTACKER, trials=TRIALS,
                           vocab_size=VOCAB, seed=1)
        for isolation in ("global", "per-org")}
@@ -101,8 +103,17 @@ for isolation, samples in big.items():
 # Are the probes after the victim faster than the others? `compare` runs the Mann-Whitney U test (the
 # paper used the Kolmogorov-Smirnov test; either works, SciPy has both). U counts the (miss, hit) pairs in
 # which the miss was slower, so U divided by the number of pairs is the **AUC**: the area under the ROC
-# curve of the best detector that says "hit" below some time. 0.5 means the timing tells nothing; 1.0
-# means every hit was faster than every miss. The audit calls the cache shared when p < 10⁻³.
+# curve traced by the detectors "call it a hit when the probe is faster than t", one for each threshold
+# t. 0.5 means the timing tells nothing; 1.0 means every hit was faster than every miss.
+#
+# - The **p-value** is how often timings at least this separated would turn up if hits and misses took
+#   the same time. The audit calls the cache shared when p < 10⁻³, so a cache that shares nothing is
+#   wrongly accused in about one audit in a thousand.
+# - The **power** of an audit is the share of audits of its size that find a leak that is really there.
+#   More probes give more power; section 3 measures it.
+#
+# The test ignores which hit and miss ran side by side: valid, but it wastes the pairing, which a test on
+# each pair's difference (Wilcoxon's signed-rank) would use against a drifting machine.
 
 # %%
 verdicts = {isolation: compare(samples.hits, samples.misses) for isolation, samples in big.items()}
@@ -115,17 +126,57 @@ figure.update_layout(title="ROC: call it a hit when the probe is faster than t, 
                      xaxis_title="false positive rate", yaxis_title="true positive rate", height=380)
 figure.show()
 assert verdicts["global"].p_value < 1e-3  # the shared cache gives the victim away
-assert not verdicts["per-org"].shared and abs(verdicts["per-org"].auc - 0.5) <= 0.15  # salted: the other tenant learns nothing
+null_sd = ((2 * TRIALS + 1) / (12 * TRIALS ** 2)) ** 0.5  # the AUC's spread when timing tells nothing
+assert not verdicts["per-org"].shared and abs(verdicts["per-org"].auc - 0.5) <= 4 * null_sd  # salted: nothing learnt
 
 # %% [markdown]
-# ## 3. Which sharing does a deployment allow?
+# ## 3. How many probes does an attacker need?
+#
+# Fewer probes mean a cheaper, quieter attack, and there is a floor: with too few probes a side even a
+# perfect separation, every miss slower than every hit, could be luck, so p never gets under 10⁻³.
+# `fewest_probes` finds that floor. Above it, `power_curve` redraws audits of each size from the measured
+# timings (with replacement) and counts how often they reach p < 10⁻³: the power at each size.
+#
+# A server can also add a random delay to every response; `behind_delay` shows what the attacker then
+# sees. The delay does not close the leak: it raises the number of probes, and every user pays it.
+
+# %%
+FLOOR = fewest_probes()
+AUDIT_TRIALS = 24  # probes a side in sections 4 and 6: checked against the curves below
+SIZES = list(range(FLOOR, 13)) + [14, 16, 18, 20, AUDIT_TRIALS, 30, 40]
+shared = big["global"]
+figure = go.Figure()
+curves, needed = {}, {}
+DELAYS_MS = (0, 10, 20)
+for delay_ms in DELAYS_MS:
+    curves[delay_ms] = power_curve(behind_delay(shared.hits, delay_ms / 1e3, seed=3),
+                                   behind_delay(shared.misses, delay_ms / 1e3, seed=4), SIZES, resamples=1000)
+    needed[delay_ms] = probes_needed(curves[delay_ms])
+    figure.add_scatter(x=[n for n, _ in curves[delay_ms]], y=[f for _, f in curves[delay_ms]], mode="lines+markers",
+                       name=f"random delay up to {delay_ms} ms: {needed[delay_ms] or f'over {max(SIZES)}'} probes for 90%")
+delayed_curve = curves[10]  # exercise 2 reads it
+figure.update_layout(title="Audits that find the sharing (p < 10⁻³), by probes per side", xaxis_title="probes per side",
+                     yaxis_title="share of audits", yaxis_tickformat=".0%", height=360)
+figure.show()
+below = compare(list(range(FLOOR - 1)), list(range(FLOOR - 1, 2 * FLOOR - 2))).p_value
+print(f"Floor: with {FLOOR - 1} probes a side a perfect separation still has p = {below:.1e}; with {FLOOR} it passes.")
+worst = DELAYS_MS[-1]
+assert needed[0] is not None and (needed[worst] is None or needed[worst] >= needed[0])
+print(f"Without a delay {needed[0]} probes per side suffice 90% of the time; a random delay of up to {worst} ms costs "
+      f"every user {worst / 2:.0f} ms on average and the attacker {needed[worst] or f'over {max(SIZES)}'} probes.")
+print(f"The audits below use {AUDIT_TRIALS} probes a side: {dict(curves[worst])[AUDIT_TRIALS]:.1%} of redrawn audits find "
+      f"the sharing with them even behind the {worst} ms delay, slack for a machine that gets busier than in section 1.")
+
+# %% [markdown]
+# ## 4. Which sharing does a deployment allow?
 #
 # The paper's sharing levels come from running attacker and victim as the same user, as two users of
 # one organisation, and as two organisations. `audit_sharing` does all three on each of our isolation
-# policies (24 trials each: enough here, where a hit saves most of the prefill).
+# policies, with the number of probes a side checked in section 3.
 
 # %%
-table = {isolation: audit_sharing(Deployment(model, tokenizer, isolation).send, vocab_size=VOCAB, trials=24, seed=2)
+table = {isolation: audit_sharing(Deployment(model, tokenizer, isolation).send, vocab_size=VOCAB, trials=AUDIT_TRIALS,
+                                seed=2)
          for isolation in ISOLATIONS}
 for isolation, found in table.items():
     cells = ", ".join(f"{pairing}: {'SHARED' if v.shared else 'no'} (AUC {v.comparison.auc:.2f})"
@@ -134,34 +185,6 @@ for isolation, found in table.items():
 for isolation, found in table.items():  # shared exactly when attacker and victim get the same salt
     assert {p: v.shared for p, v in found.items()} == \
         {p: ISOLATIONS[isolation](PAIRINGS[p]) == ISOLATIONS[isolation](VICTIM) for p in PAIRINGS}
-
-# %% [markdown]
-# ## 4. How many probes does an attacker need?
-#
-# Fewer probes mean a cheaper, quieter attack. `power_curve` redraws audits of each size from the
-# measured timings and counts how often they reach p < 10⁻³. A server can add a random delay to every
-# response; `behind_delay` shows what the attacker then sees. The delay does not close the leak: it only
-# raises the number of probes, and every user pays it.
-
-# %%
-SIZES = [4, 6, 8, 10, 15, 20, 30, 40, 60]
-shared = big["global"]
-figure = go.Figure()
-needed = {}
-for delay_ms in (0, 5, 10):
-    curve = power_curve(behind_delay(shared.hits, delay_ms / 1e3, seed=3), behind_delay(shared.misses, delay_ms / 1e3,
-                        seed=4), SIZES, resamples=100)
-    needed[delay_ms] = probes_needed(curve)
-    figure.add_scatter(x=[n for n, _ in curve], y=[f for _, f in curve], mode="lines+markers",
-                       name=f"random delay up to {delay_ms} ms: {needed[delay_ms] or 'more than 60'} probes for 90%")
-    if delay_ms == 10:
-        delayed_curve = curve  # exercise 2 reads it
-figure.update_layout(title="Audits that find the sharing (p < 10⁻³), by probes per side", xaxis_title="probes per side",
-                     yaxis_title="share of audits", yaxis_tickformat=".0%", height=360)
-figure.show()
-assert needed[0] is not None and (needed[10] is None or needed[10] >= needed[0])
-print(f"Without a delay {needed[0]} probes per side suffice 90% of the time; a random delay of up to 10 ms costs every "
-      f"user 5 ms on average and the attacker {'more than 60' if needed[10] is None else needed[10]} probes.")
 
 # %% [markdown]
 # ## 5. What an attacker does with it
@@ -193,25 +216,37 @@ for page in (16, 64):
 #
 # ## 6. Mitigations, measured
 #
-# Each row audits the cross-organisation pairing once more (24 trials) after one change, and says what
-# the change costs. A salt costs the sharing it forbids: a system prompt common to two organisations is
-# now cached once for each.
+# Each row audits the cross-organisation pairing after one change (the first three rows are section 4's
+# audits) and says what the change costs. A salt costs the sharing it forbids: a system prompt common to
+# two organisations is now cached once for each.
+#
+# **Padding** must leave nothing to tell a hit from a miss. Padding hits to a copy of an earlier miss's
+# time would not do: an attacker who logs their own misses spots the copies. So the padded deployment
+# holds *every* response until one deadline well above a miss's time, and really sleeps.
+#
+# **A minimum cached length** is audited twice: with the probes used so far, and with probes of 1,024
+# tokens, the minimum itself. Those are slow to prefill, so that row runs twice section 3's floor (at the floor
+# itself one slow hit would hide the sharing) and no warm-up: a hit there skips about a thousand tokens of prefill.
 
 # %%
-MITIGATED = {
-    "none (global cache)": ("global", Mitigations()),
-    "salt per organisation": ("per-org", Mitigations()),
-    "salt per user": ("per-user", Mitigations()),
-    "pad hits to a miss time": ("global", Mitigations(pad_hits=True)),
-    "random delay up to 20 ms": ("global", Mitigations(jitter_s=0.020)),
-    "no caching under 1,024 tokens": ("global", Mitigations(min_cached_tokens=1024)),
-    "pages of 64 tokens": ("global", Mitigations(page_size=64)),
+PROBE = PREFIX_TOKENS + SUFFIX_TOKENS  # tokens in every probe so far
+LONG = 1024  # the minimum length itself
+MITIGATED = {  # name: (isolation, mitigations, tokens per probe)
+    "pad every response to a deadline": ("global", Mitigations(pad_to_deadline=True), PROBE),
+    "random delay up to 20 ms": ("global", Mitigations(jitter_s=0.020), PROBE),
+    "no caching under 1,024 tokens": ("global", Mitigations(min_cached_tokens=LONG), PROBE),
+    "the same, probes of 1,024 tokens": ("global", Mitigations(min_cached_tokens=LONG), LONG),
+    "pages of 64 tokens": ("global", Mitigations(page_size=64), PROBE),
 }
-results = {}
-for name, (isolation, mitigation) in MITIGATED.items():
-    deployment = Deployment(model, tokenizer, isolation, mitigation)
-    samples = collect(deployment.send, VICTIM, ATTACKER, trials=24, vocab_size=VOCAB, seed=7)
-    results[name] = (compare(samples.hits, samples.misses), statistics.fmean(samples.hits))
+samples = {name: table[isolation]["another organisation"].samples for name, isolation in
+           (("none (global cache)", "global"), ("salt per organisation", "per-org"), ("salt per user", "per-user"))}
+deployments = {}
+for name, (isolation, mitigation, tokens) in MITIGATED.items():
+    deployments[name] = Deployment(model, tokenizer, isolation, mitigation)
+    trials, warmup = (2 * FLOOR, 0) if tokens == LONG else (AUDIT_TRIALS, 2)
+    samples[name] = collect(deployments[name].send, VICTIM, ATTACKER, trials=trials, warmup=warmup, vocab_size=VOCAB,
+                            prefix_tokens=tokens - SUFFIX_TOKENS, seed=7)
+results = {name: compare(s.hits, s.misses) for name, s in samples.items()}
 
 
 def shared_prompt_reads(isolation: str) -> float:
@@ -226,31 +261,48 @@ def shared_prompt_reads(isolation: str) -> float:
 
 
 reads = {isolation: shared_prompt_reads(isolation) for isolation in ISOLATIONS}
+padded = "pad every response to a deadline"
+probe_ms = {name: statistics.fmean(s.hits + s.misses) * 1e3 for name, s in samples.items()}
+deadline_ms = deployments[padded].deadline_s(PROBE) * 1e3
 costs = {
     "none (global cache)": f"nothing: {reads['global']:.0%} of a shared system prompt read from cache",
     "salt per organisation": f"{reads['per-org']:.0%} of the shared system prompt read (each organisation writes its own)",
     "salt per user": f"{reads['per-user']:.0%} read: every user writes their own copy",
-    "pad hits to a miss time": f"hits answer in {results['pad hits to a miss time'][1] * 1e3:.0f} ms instead of "
-                               f"{results['none (global cache)'][1] * 1e3:.0f} ms (compute is still saved)",
-    "random delay up to 20 ms": "10 ms more for every response, on average",
-    "no caching under 1,024 tokens": "no caching at all for shorter prompts",
-    "pages of 64 tokens": "up to 63 more tokens recomputed per request (page rounding)",
+    padded: f"every response waits {deadline_ms:.0f} ms ({PAD_FACTOR}x a cold request's median): a probe took "
+            f"{probe_ms[padded]:.0f} ms on average, against {probe_ms['none (global cache)']:.0f} ms unpadded "
+            f"(compute is still saved)",
+    "random delay up to 20 ms": f"{MITIGATED['random delay up to 20 ms'][1].jitter_s * 1e3 / 2:.0f} ms more a response, on average",
+    "no caching under 1,024 tokens": f"no caching at all for prompts under {LONG:,} tokens",
+    "the same, probes of 1,024 tokens": f"it protects only prompts under {LONG:,} tokens; the attacker just sends longer ones",
+    "pages of 64 tokens": f"up to {MITIGATED['pages of 64 tokens'][1].page_size - 1} more tokens recomputed a request",
 }
-for name, (c, _) in results.items():
-    print(f"{name:>30}: AUC {c.auc:.2f}, p = {c.p_value:.0e}, {'SHARED' if c.shared else 'not found'}; cost: {costs[name]}")
-assert results["none (global cache)"][0].shared and not results["salt per organisation"][0].shared
-assert not results["pad hits to a miss time"][0].shared and not results["no caching under 1,024 tokens"][0].shared
+for name, c in results.items():
+    n = len(samples[name].hits)
+    print(f"{name:>32}: AUC {c.auc:.2f}, p = {c.p_value:.0e}, {'SHARED' if c.shared else 'not found'} ({n} a side); "
+          f"cost: {costs[name]}")
+assert results["none (global cache)"].shared and not results["salt per organisation"].shared
+assert not results[padded].shared and not results["no caching under 1,024 tokens"].shared
+assert results["the same, probes of 1,024 tokens"].shared  # the minimum hides nothing at or over it
+padded_times = samples[padded].hits + samples[padded].misses
+assert min(padded_times) >= deadline_ms / 1e3 and len(set(padded_times)) == len(padded_times)  # waited; no copies
 
 # %% [markdown]
 # Read the table with the attacks in mind. A salt removes the leak at its boundary and costs exactly the
-# sharing across that boundary. Padding hides the hit and gives up its speed but keeps its compute saving.
-# A random delay and coarser pages leave membership visible: the delay only raises the number of probes,
-# and coarser pages only slow extraction.
+# sharing across that boundary. Padding hides the hit because every response, hit or miss, waits for the
+# same deadline: it gives up the hit's speed and slows every miss too, keeps the compute saving, and holds
+# only while no miss overruns the deadline (one that does goes out late, and is known to be a miss). A
+# minimum cached length protects only prompts shorter than it: against 1,024-token probes the same
+# deployment is found again. So were real providers: Gu et al. audited with prompts of about 5,000 tokens
+# (`--n_prompt_tokens 5000` in [their code's README](https://github.com/chenchenygu/auditing-prompt-caching)),
+# far over the 1,024 tokens from which OpenAI caches
+# ([prompt caching guide](https://platform.openai.com/docs/guides/prompt-caching)). A random delay and
+# coarser pages leave membership visible: the delay only raises the number of probes, and coarser pages
+# only slow extraction.
 #
 # ## 7. The audit bench
 #
 # Pick an isolation, one mitigation and who the attacker is, then run a small audit (20 trials, a few
-# seconds).
+# seconds; padding really waits, so it takes longer).
 
 # %%
 bench = AuditView(model, tokenizer, trials=20)
@@ -289,8 +341,9 @@ bench.widget
 # - A shared prefix cache is a side channel: a hit is visible from outside as speed.
 # - An audit needs fresh random prefixes, randomised trials, a rank test and enough probes; on our engine,
 #   tens of probes give the victim away.
-# - Salt the cache at the trust boundary (tenant, or user). Padding hides hits at the price of their
-#   speed; random delays and coarser pages only slow an attacker down.
+# - Salt the cache at the trust boundary (tenant, or user). Padding hides hits only when every response
+#   waits for one deadline above a miss's time, at the price of the hit's speed; a minimum length protects
+#   only shorter prompts; random delays and coarser pages only slow an attacker down.
 #
 # ## Check yourself
 #
@@ -305,16 +358,17 @@ answer_1 = None
 check_leaks(answer_1)
 
 # %% [markdown]
-# **Exercise 2.** Behind a random delay of up to 10 ms, how many probes per side does the audit need to find
-# the sharing at least 90% of the time? Read `delayed_curve` (the chart in section 4).
+# **Exercise 2.** An attacker who can simply run the audit again settles for finding the sharing half the
+# time. Behind a random delay of up to 10 ms, how many probes per side does that take? Read `delayed_curve`
+# (the 10 ms curve in section 3).
 
 # %%
 answer_2 = None
 check_probes(answer_2, delayed_curve)
 
 # %% [markdown]
-# **Exercise 3.** With hits padded to a miss's time, the attacker guesses among 20 documents 100 times. How
-# many guesses should come out right?
+# **Exercise 3.** Every response is padded to a deadline, as in section 6. The attacker guesses which of 8
+# documents a victim pasted, 200 times over. How many guesses should come out right?
 
 # %%
 answer_3 = None

@@ -6,14 +6,18 @@ an AUC near 1) and on verdicts and rank statistics, never on a threshold in mill
 """
 
 import random
+import statistics
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import workbook
 from workbook.audit import (ALPHA, ISOLATIONS, PAIRINGS, Deployment, Mitigations, Party, audit_sharing, behind_delay,
-                            collect, compare, extract_pages, guess_document, power_curve, probes_needed)
+                            collect, compare, extract_pages, fewest_probes, guess_document, power_curve, probes_needed)
 from workbook.audit.procedure import PREFIX_TOKENS, SUFFIX_TOKENS, VICTIM, reordered
+from workbook.audit.target import CALIBRATION_RUNS, PAD_FACTOR, hold_until
 from workbook.errors import WorkbookError
 
 MALLORY = Party("globex", "mallory")
@@ -124,6 +128,30 @@ def test_probes_needed_picks_the_first_size_at_or_above_the_confidence():
     assert probes_needed([]) is None
 
 
+def test_fewest_probes_is_where_a_perfect_separation_first_passes_the_test():
+    """With fewest_probes() a side, every miss slower than every hit gives p < ALPHA; with one fewer it cannot, so a
+    power curve is 0 below it even on perfectly separated timings. A looser alpha needs fewer probes."""
+    n = fewest_probes()
+    assert compare(list(range(n)), list(range(n, 2 * n))).p_value < ALPHA
+    assert compare(list(range(n - 1)), list(range(n - 1, 2 * n - 2))).p_value >= ALPHA
+    assert n == 7  # exact test: 1 / C(14, 7) = 1 / 3,432 < 10^-3 <= 1 / C(12, 6) = 1 / 924
+    curve = power_curve([0.0, 1.0, 2.0], [10.0, 11.0, 12.0], [n - 1, n], resamples=50)
+    assert curve[0][1] == 0
+    assert fewest_probes(0.05) < n
+
+
+def test_power_curve_tests_every_redrawn_audit_like_compare_would():
+    """The vectorised curve equals a loop of one-sided tests on the same draws."""
+    hits, misses = [0.1 * i for i in range(30)], [0.1 * i + 1.5 for i in range(30)]
+    rng = np.random.default_rng(9)
+    expected = []
+    for n in (9, 12):
+        drawn_misses, drawn_hits = rng.choice(misses, size=(40, n)), rng.choice(hits, size=(40, n))
+        expected.append((n, float(np.mean([compare(h, m).p_value < ALPHA for h, m in zip(drawn_hits, drawn_misses)]))))
+    assert power_curve(hits, misses, [9, 12], resamples=40, seed=9) == expected
+    assert 0 < expected[0][1] < expected[1][1] < 1  # a curve with something to check: neither all found nor none
+
+
 def test_behind_delay_adds_a_reproducible_delay_in_0_to_jitter():
     """Each time gets its own delay in [0, jitter); a seed fixes them; another seed changes them; no jitter, no delay."""
     times = [0.010 + 0.001 * i for i in range(200)]
@@ -232,17 +260,64 @@ def test_the_rule_gives_each_isolation_a_different_pattern():
 
 
 @pytest.mark.parametrize("mitigation, shared", [
-    (Mitigations(pad_hits=True), False),
+    (Mitigations(pad_to_deadline=True), False),
     (Mitigations(min_cached_tokens=1024), False),
     (Mitigations(page_size=64), True),  # membership of a 64-token prefix survives 64-token pages
 ])
 def test_mitigations_on_a_global_cache(shipped, mitigation, shared):
-    """Padding and a minimum cached length hide a cross-organisation hit; coarser pages do not."""
+    """Padding and a minimum cached length hide a cross-organisation hit on 72-token probes; coarser pages do not."""
     deployment = Deployment(*shipped, "global", mitigation)
     samples = collect(deployment.send, VICTIM, MALLORY, trials=30, vocab_size=vocab(shipped), seed=2)
     assert compare(samples.hits, samples.misses).shared is shared
     if mitigation.min_cached_tokens:
         assert deployment.engine.prefix_cache.pages_in_use == 0  # nothing this short was ever cached
+    if mitigation.pad_to_deadline:  # every probe, hit or miss, waited for the deadline, and no two came back equal
+        times = samples.hits + samples.misses
+        assert min(times) >= deployment.deadline_s(PREFIX_TOKENS + SUFFIX_TOKENS)
+        assert len(set(times)) == len(times)
+
+
+def test_padding_really_waits_until_the_deadline():
+    """hold_until sleeps out the rest of the deadline and reports the time the caller saw; a response already past
+    the deadline goes out at once, unchanged."""
+    start = time.perf_counter()
+    seen = hold_until(0.030, 0.010)
+    waited = time.perf_counter() - start
+    assert seen >= 0.030 and waited >= 0.019 and seen == pytest.approx(0.010 + waited, abs=0.002)
+    start = time.perf_counter()
+    assert hold_until(0.010, 0.025) == 0.025 and time.perf_counter() - start < 0.005
+
+
+def test_the_deadline_is_pad_factor_times_the_median_cold_time_timed_once_per_length(shipped):
+    """The deadline of a length is PAD_FACTOR x the median of CALIBRATION_RUNS cold requests of that length, timed the
+    first time the length is seen and then kept."""
+    deployment = Deployment(*shipped, "global", Mitigations(pad_to_deadline=True))
+    fake = iter([0.05, 0.01, 0.04, 0.02, 0.03] * 2)
+    calls = []
+
+    def cold(ids, max_new_tokens):
+        calls.append(len(ids))
+        return SimpleNamespace(timings=SimpleNamespace(ttft_s=next(fake)))
+
+    deployment.uncached.generate = cold
+    assert CALIBRATION_RUNS == 5
+    assert deployment.deadline_s(72) == pytest.approx(PAD_FACTOR * statistics.median([0.05, 0.01, 0.04, 0.02, 0.03]))
+    assert deployment.deadline_s(72) == pytest.approx(PAD_FACTOR * 0.03) and calls == [72] * 5  # kept, not retimed
+    deployment.deadline_s(100)
+    assert calls == [72] * 5 + [100] * 5
+
+
+def test_a_minimum_length_caches_every_prompt_at_or_over_it(shipped):
+    """With min_cached_tokens=1024 a 1,023-token prompt is never cached and a 1,024-token one is: the mitigation
+    protects only prompts shorter than the minimum, so probes of 1,024 tokens are as visible as without it."""
+    deployment = Deployment(*shipped, "global", Mitigations(min_cached_tokens=1024))
+    ids = [(7 * i) % 4000 + 1 for i in range(1024)]
+    deployment.send(ids[:1023], VICTIM)
+    assert deployment.engine.prefix_cache.pages_in_use == 0
+    deployment.send(ids, VICTIM)
+    assert deployment.engine.prefix_cache.pages_in_use > 0
+    again = deployment.engine.generate(ids[:1016] + [1] * 8, max_new_tokens=1)
+    assert again.usage.cache_read_tokens >= 1000  # the attacker's 1,024-token probe would hit
 
 
 def test_mitigations_and_deployment_reject_bad_settings(shipped):

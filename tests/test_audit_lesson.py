@@ -5,7 +5,8 @@ import pytest
 import workbook
 from workbook.audit import ALPHA, ISOLATIONS, PAIRINGS, compare
 from workbook.audit.procedure import VICTIM
-from workbook.exercises.lesson10 import check_chance, check_leaks, check_probes, leak_options
+from workbook.exercises.lesson10 import (CONFIDENCE, GUESS_CANDIDATES, GUESS_TRIALS, check_chance, check_leaks,
+                                        check_probes, leak_options)
 from workbook.widgets.audit_view import AuditView
 
 TRIALS = 16
@@ -90,32 +91,37 @@ def test_exercise_1_options_follow_the_rule_for_every_isolation():
         assert [pairing for pairing, _, _ in options.values()] == list(PAIRINGS)
 
 
-CURVE = [(4, 0.0), (8, 0.4), (12, 0.9), (16, 0.97), (24, 1.0)]
+CURVE = [(7, 0.0), (8, 0.4), (10, 0.6), (12, 0.9), (16, 0.97), (24, 1.0)]
 
 
-def test_exercise_2_wants_the_first_size_reaching_90_percent():
-    """On a hand-made curve 12 is right (exactly 90% counts), 16 and 8 are wrong, None is not answered."""
-    assert check_probes(12, CURVE).correct is True
-    assert check_probes(12.0, CURVE).correct is True
-    assert check_probes(16, CURVE).correct is False
+def test_exercise_2_wants_the_first_size_reaching_half():
+    """On a hand-made curve 10 is right (the first share of at least 50%); 12, where 90% is reached and which the
+    lesson's legend prints, is wrong, as is 8; None is not answered."""
+    assert CONFIDENCE == 0.5
+    assert check_probes(10, CURVE).correct is True
+    assert check_probes(10.0, CURVE).correct is True
+    assert check_probes(12, CURVE).correct is False
     assert check_probes(8, CURVE).correct is False
     assert check_probes(None, CURVE).correct is None
-    assert check_probes("12", CURVE).correct is False
+    assert check_probes("10", CURVE).correct is False
+    assert check_probes(8, [(8, 0.4), (10, 0.5)]).correct is False and check_probes(10, [(8, 0.4), (10, 0.5)]).correct
 
 
-def test_exercise_2_has_no_answer_when_no_size_reaches_90_percent():
-    """A curve that stays under 90% gives the not-answered verdict, whatever was answered, and says to extend it."""
-    low = [(n, found) for n, found in CURVE if found < 0.9]
+def test_exercise_2_has_no_answer_when_no_size_reaches_half():
+    """A curve that stays under 50% gives the not-answered verdict, whatever was answered, and says to extend it."""
+    low = [(n, found) for n, found in CURVE if found < CONFIDENCE]
     for answer in (8, None, 60):
         result = check_probes(answer, low)
         assert result.correct is None and "sizes" in result.message
 
 
-def test_exercise_3_wants_the_chance_count():
-    """100 guesses among 20 documents with no signal win 100 / 20 = 5 on average."""
-    expected = 100 // 20
+def test_exercise_3_wants_the_chance_count_on_numbers_the_lesson_does_not_use():
+    """200 guesses among 8 documents with no signal win 200 / 8 = 25 on average; the lesson's own guessing uses 20
+    candidates, so its printed chance does not answer the exercise."""
+    assert (GUESS_TRIALS, GUESS_CANDIDATES) == (200, 8) and GUESS_CANDIDATES != 20
+    expected = 200 // 8
     assert check_chance(expected).correct is True
     assert check_chance(float(expected)).correct is True
     assert check_chance(expected + 1).correct is False
-    assert check_chance(1).correct is False
+    assert check_chance(200 // 20).correct is False  # the lesson's 20 candidates
     assert check_chance(None).correct is None

@@ -2,8 +2,12 @@
 
 Hits are faster than misses, so "a random miss is slower than a random hit" is what the audit tests.
 Mann-Whitney's U counts exactly those (miss, hit) pairs, so U / (n_miss * n_hit) is the area under the
-ROC curve (AUC) of the best one-threshold detector: 0.5 means timing tells nothing, 1.0 means it
-tells everything. SciPy does the test; scikit-learn draws the curve.
+ROC curve (AUC) traced by the family of detectors "call it a hit when the probe is faster than t", one
+for each threshold t: 0.5 means timing tells nothing, 1.0 means it tells everything. SciPy does the
+test; scikit-learn draws the curve.
+
+- p-value: how often timings at least this separated would turn up if hits and misses took the same time.
+- power: the share of audits of a given size that find a leak that is really there (`power_curve`).
 """
 
 from __future__ import annotations
@@ -55,17 +59,30 @@ def power_curve(hits: Sequence[float], misses: Sequence[float], sizes: Sequence[
     """(probes per side, share of audits that call the cache shared) when an audit draws that many of each.
 
     Draws with replacement from the measured timings: how many probes an attacker needs for a given
-    confidence, without running the engine again for every size.
+    confidence, without running the engine again for every size. Each row of the drawn arrays is one
+    audit; SciPy tests all the rows at once.
     """
     if min(sizes) < 2:
         raise WorkbookError("An audit needs at least two probes on each side.")
-    rng = random.Random(seed)
+    rng = np.random.default_rng(seed)
+    hits, misses = np.asarray(hits, dtype=float), np.asarray(misses, dtype=float)
     curve = []
     for n in sizes:
-        found = sum(mannwhitneyu(rng.choices(misses, k=n), rng.choices(hits, k=n), alternative="greater").pvalue < alpha
-                    for _ in range(resamples))
-        curve.append((n, found / resamples))
+        audits_misses, audits_hits = rng.choice(misses, size=(resamples, n)), rng.choice(hits, size=(resamples, n))
+        p_values = mannwhitneyu(audits_misses, audits_hits, alternative="greater", axis=1).pvalue
+        curve.append((n, float(np.mean(p_values < alpha))))
     return curve
+
+
+def fewest_probes(alpha: float = ALPHA) -> int:
+    """The fewest probes per side with which even a perfect separation (every miss slower than every hit) has p < alpha.
+
+    Below it no audit can call a cache shared, however clear the timings: the test needs enough pairs to rule out luck.
+    """
+    n = 2
+    while mannwhitneyu(range(n, 2 * n), range(n), alternative="greater").pvalue >= alpha:
+        n += 1
+    return n
 
 
 def probes_needed(curve: Sequence[tuple[int, float]], confidence: float = 0.9) -> int | None:

@@ -4,14 +4,18 @@ A deployment decides whose requests may share cached prefixes (its isolation: th
 cache key) and which mitigations hide the timing of a hit. The audit only ever calls `send`, so the same
 procedure runs against anything with that shape, a real endpoint on your own machine included.
 
-The delay-type mitigations (padding a hit up to a miss's time, a random delay) are added to the time the
-caller sees rather than slept: an observer on the wire sees exactly the same, and the lesson stays fast.
+Padding really waits: a padded deployment holds every response, hit or miss, until one deadline for its
+prompt length, set well above a miss's time, so the caller sees the deadline plus the machine's own
+wake-up noise whatever the cache did. (Padding only hits, to a copy of some earlier miss time, would leak:
+an attacker who logs their own misses spots the copies.) The random delay is added to the time the caller
+sees instead of slept: a caller cannot tell the two apart, and the lesson stays fast.
 """
 
 from __future__ import annotations
 
 import random
-from collections import deque
+import statistics
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -39,8 +43,8 @@ class Party:
 class Mitigations:
     """Defences a deployment can add on top of its isolation. The defaults add none."""
 
-    min_cached_tokens: int = 0  # prompts shorter than this are never cached (providers use 1,024)
-    pad_hits: bool = False  # report a hit as slow as a cold request of the same length (a time drawn from those seen)
+    min_cached_tokens: int = 0  # prompts shorter than this are never cached (OpenAI caches from 1,024 tokens)
+    pad_to_deadline: bool = False  # hold every response until PAD_FACTOR x a cold request's median time (really waiting)
     jitter_s: float = 0.0  # add a uniform random delay in [0, jitter_s)
     page_size: int = 16  # the prefix cache's page: coarser pages make each guessable step bigger
 
@@ -49,7 +53,8 @@ class Mitigations:
             raise WorkbookError("min_cached_tokens and jitter_s cannot be negative, and a page holds at least 1 token.")
 
 
-RECENT_COLD = 8  # a padded hit borrows one of the last this-many cold times of its length
+PAD_FACTOR = 2  # a padded response waits until this many times the median cold time of its prompt length
+CALIBRATION_RUNS = 5  # cold requests timed, once per prompt length, to set that deadline
 
 
 class Deployment:
@@ -61,9 +66,9 @@ class Deployment:
             raise WorkbookError(f"isolation is one of {list(ISOLATIONS)}, got {isolation!r}.")
         self.isolation, self.mitigations = isolation, mitigations
         self.engine = Engine(model, tokenizer, PrefixCache(mitigations.page_size, capacity_tokens))
-        self.uncached = Engine(model, tokenizer)  # for prompts below the minimum length
+        self.uncached = Engine(model, tokenizer)  # for prompts below the minimum length, and to set deadlines
         self._rng = random.Random(seed)
-        self._cold_s: dict[int, deque[float]] = {}  # prompt length -> recent cold times: what a padded hit waits for
+        self._deadline_s: dict[int, float] = {}  # prompt length -> how long a padded response takes at least
 
     def send(self, ids: Sequence[int], party: Party) -> float:
         """Run a one-token request for `party`; return the time to first token the caller would see."""
@@ -71,22 +76,30 @@ class Deployment:
         m = self.mitigations
         if len(ids) < m.min_cached_tokens:
             seconds = self.uncached.generate(ids, max_new_tokens=1).timings.ttft_s
-            self._note_cold(len(ids), seconds)
         else:
-            result = self.engine.generate(ids, max_new_tokens=1, tenant=ISOLATIONS[self.isolation](party))
-            seconds = result.timings.ttft_s
-            if result.usage.cache_read_tokens == 0:
-                self._note_cold(len(ids), seconds)
-            elif m.pad_hits:
-                seconds = max(seconds, self._cold_time(len(ids)))
+            seconds = self.engine.generate(ids, max_new_tokens=1,
+                                           tenant=ISOLATIONS[self.isolation](party)).timings.ttft_s
+        if m.pad_to_deadline:
+            seconds = hold_until(self.deadline_s(len(ids)), seconds)
         return seconds + (self._rng.uniform(0, m.jitter_s) if m.jitter_s else 0.0)
 
-    def _note_cold(self, length: int, seconds: float) -> None:
-        self._cold_s.setdefault(length, deque(maxlen=RECENT_COLD)).append(seconds)
+    def deadline_s(self, length: int) -> float:
+        """A padded response's deadline for prompts of `length` tokens: PAD_FACTOR x the median of CALIBRATION_RUNS
+        cold requests of that length, timed on the uncached engine the first time the length is seen."""
+        if length not in self._deadline_s:
+            cold = [self.uncached.generate([0] * length, max_new_tokens=1).timings.ttft_s
+                    for _ in range(CALIBRATION_RUNS)]
+            self._deadline_s[length] = PAD_FACTOR * statistics.median(cold)
+        return self._deadline_s[length]
 
-    def _cold_time(self, length: int) -> float:
-        """One of the last few cold times at this length (timed now on the uncached engine if none was seen), so
-        padded hits are spread like the misses of the moment, even while the machine speeds up or slows down."""
-        if length not in self._cold_s:
-            self._note_cold(length, self.uncached.generate([0] * length, max_new_tokens=1).timings.ttft_s)
-        return self._rng.choice(self._cold_s[length])
+
+def hold_until(deadline_s: float, seconds: float) -> float:
+    """Hold a response that took `seconds` until `deadline_s` by really sleeping; return the time the caller sees.
+
+    One that already took longer goes out at once: the deadline cannot hide it, so it must sit above nearly every miss.
+    """
+    if seconds >= deadline_s:
+        return seconds
+    start = time.perf_counter()
+    time.sleep(deadline_s - seconds)
+    return seconds + (time.perf_counter() - start)

@@ -19,7 +19,7 @@ from .style import PROVENANCE_COLOURS
 
 MITIGATIONS = {
     "none": Mitigations(),
-    "pad hits to a miss's time": Mitigations(pad_hits=True),
+    "pad every response to a deadline": Mitigations(pad_to_deadline=True),
     "random delay up to 20 ms": Mitigations(jitter_s=0.020),
     "no caching under 1,024 tokens": Mitigations(min_cached_tokens=1024),
     "pages of 64 tokens": Mitigations(page_size=64),
