@@ -37,7 +37,7 @@ from workbook.widgets.pipeline import show_pipeline
 from workbook.widgets.style import use_workbook_palette
 
 use_workbook_palette()  # every chart below: orange means computed, blue means loaded from a cache
-show_pipeline(10)  # the whole pipeline, from text to the next token; this lesson's stages are blue
+show_pipeline(10)  # the whole pipeline, from text to the next token; this lesson's stages are yellow
 
 # %%
 import statistics

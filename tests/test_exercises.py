@@ -181,7 +181,7 @@ def _semantic_cache(request):
     from workbook.semantic import SemanticCache, load_intents, load_query_log, replay
     cache = SemanticCache(request.getfixturevalue("embedder"))
     replay(load_query_log()[:120], cache, load_intents())
-    truth = sum(e.meta.get("policy") == lesson8.REFUNDS for e in cache.entries())
+    truth = sum(e.meta.get("policy") == lesson8.CHANGED_POLICY for e in cache.entries())
     return (lambda a, **kw: lesson8.check_invalidated(a, cache, **kw)), truth, truth + 1, "four", f"{truth} entries"
 
 

@@ -14,8 +14,10 @@ import torch
 from workbook.errors import EmptyInputError, WorkbookError
 from workbook.pricing import Usage, cost, load_price_sheets
 from workbook.semantic import (DEFAULT_THRESHOLD, ExactCache, LoggedQuery, Pair, PairScores, achievable_hit_rate,
-                               load_embedder, load_intents, load_pairs, load_query_log, loosest_threshold,
-                               recommended_threshold, replay, replay_cost, train_adapter)
+                               cross_validated_scores, load_embedder, load_intents, load_pairs, load_query_log,
+                               loosest_threshold, recommended_threshold, replay, replay_cost, split_day, train_adapter,
+                               wrong_share)
+from workbook.semantic.tuning import MAX_WRONG
 from workbook.semantic.pairs import GRID
 
 SHEET = "anthropic/claude-sonnet-4-5"
@@ -315,9 +317,35 @@ def test_achievable_hit_rate_needs_queries():
 
 # --- the real model ----------------------------------------------------------------------------------------
 
+def test_split_day_keeps_time_order_and_halves_the_day():
+    """The first half (tuning) is the earlier queries, the second (held out) the later ones, and nothing is lost."""
+    log = load_query_log()
+    first, second = split_day(log)
+    assert first + second == log and abs(len(first) - len(second)) <= 1
+    assert max(q.t_s for q in first) <= min(q.t_s for q in second)
+
+
 def test_the_default_threshold_is_the_recommended_one(embedder):
-    """cache.DEFAULT_THRESHOLD is what lesson 8's rule derives for the bundled model (tuning pairs + replayed log)."""
+    """cache.DEFAULT_THRESHOLD is what lesson 8's rule derives for the bundled model (tuning pairs + the first
+    half of the replayed day), and the rule looks at the first half only: the next looser threshold fails there."""
     assert DEFAULT_THRESHOLD == recommended_threshold(embedder)
+    first, _ = split_day(load_query_log())
+    looser = round(DEFAULT_THRESHOLD - 0.01, 2)
+    tune = PairScores(load_pairs("tune"), embedder)
+    assert wrong_share(embedder, DEFAULT_THRESHOLD, log=first) <= MAX_WRONG
+    assert wrong_share(embedder, looser, log=first) > MAX_WRONG or tune.rates(looser).false_hits > MAX_WRONG
+
+
+def test_cross_validated_scores_score_each_pair_with_a_map_that_never_saw_it(embedder):
+    """Each fold's similarities come from an adapter trained on the other fold only, not on the pairs themselves."""
+    pairs = load_pairs("tune")
+    scores = cross_validated_scores(pairs, embedder)
+    for fold in range(2):
+        adapter = train_adapter([p for i, p in enumerate(pairs) if i % 2 != fold], embedder)
+        np.testing.assert_allclose(scores.similarities[fold::2],
+                                   PairScores(pairs[fold::2], adapter, verify=None).similarities, atol=1e-6)
+    memorised = PairScores(pairs, train_adapter(pairs, embedder), verify=None).rates(0.8)
+    assert scores.rates(0.8).paraphrase_hits < memorised.paraphrase_hits  # unseen pairs are harder than learned ones
 
 
 def test_train_adapter_needs_both_labels(embedder):

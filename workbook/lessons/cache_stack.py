@@ -9,25 +9,29 @@ Seed 000 combines the two kinds of prompt cache with a small model:
   (its own confidence in its answer) decides whether to serve that or escalate to the large model,
   whose answers alone are cached, so the cache fills with the large model's answers.
 
-Latency is measured on this machine; dollars come from the price sheets, the small model priced as a
-provider's small model and the large one as its large model, with each request's usage as our
-engine counted it (prompt rows read from the prefix cache are billed as cache reads).
+Latency is measured on this machine. Dollars are what a provider would bill for the same requests
+(`workbook.providers`): the small model priced as a provider's small model and the large one as its
+large model, each call sent at the query's time to that model's own provider cache. In the arrangements
+with a prefix cache the request marks a 5-minute breakpoint after the system prompt; the provider reads
+it only when it is over that model's minimum length and still live, whatever our engine reused.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
 
 from ..engine import Engine
 from ..errors import WorkbookError
-from ..pricing import PriceSheet, cost
+from ..pricing import PriceSheet
 from ..prefix_cache import PrefixCache
+from ..providers import ProviderCache, Request
 from ..semantic import SemanticCache
 from ..semantic.querylog import LoggedQuery
+from .provider_bills import chat_request
 from .scenarios import DEFAULT_SYSTEM_PROMPT, chat
 
 ARRANGEMENTS = ("model only", "prefix cache", "semantic + prefix", "semantic + small first")
@@ -44,6 +48,16 @@ class Step:
     seconds: float
     usd: float
     wrong_hit: bool  # a semantic hit whose stored answer was for another intent
+
+
+def call_request(tokenizer, system_prompt: str, query: str, *, at_s: float, output_tokens: int,
+                 marked: bool) -> Request:
+    """One model call as a provider receives it: the system prompt, then the query, sent at `at_s`. `marked` puts
+    a 5-minute breakpoint after the system prompt, which is what an arrangement with a prefix cache asks for."""
+    request = chat_request(tokenizer, chat(system_prompt, query), at_s=at_s, output_tokens=output_tokens)
+    if marked:
+        return request
+    return replace(request, blocks=[replace(block, cache_control=None) for block in request.blocks])
 
 
 def confidence(model, prompt_ids: list[int], output_ids: list[int]) -> float:
@@ -67,8 +81,16 @@ class CacheStack:
         self.large = Engine(large, tokenizer, PrefixCache() if prefix else None)
         self.small = Engine(small, tokenizer, PrefixCache()) if arrangement == "semantic + small first" else None
         self.semantic = SemanticCache(embedder) if arrangement.startswith("semantic") else None
-        self.sheets = {"large": large_sheet, "small": small_sheet}
-        self.system_prompt = system_prompt
+        self.tokenizer, self.system_prompt, self.prefix = tokenizer, system_prompt, prefix
+        # Each model's provider keeps its own cache across the replay, as a real one would.
+        self.providers = {size: ProviderCache(sheet.key, sheets={sheet.key: sheet})
+                          for size, sheet in (("large", large_sheet), ("small", small_sheet))}
+
+    def bill(self, size: str, logged: LoggedQuery, output_tokens: int) -> float:
+        """What the `size` model's provider bills for this call (with a breakpoint if this arrangement prefix-caches)."""
+        request = call_request(self.tokenizer, self.system_prompt, logged.query, at_s=logged.t_s,
+                               output_tokens=output_tokens, marked=self.prefix)
+        return self.providers[size].send(request).cost_usd
 
     def answer(self, logged: LoggedQuery) -> Step:
         start = time.perf_counter()
@@ -76,18 +98,20 @@ class CacheStack:
         if hit is not None:
             return Step(logged, "semantic hit", time.perf_counter() - start, 0.0, hit.meta["intent"] != logged.intent)
         messages = chat(self.system_prompt, logged.query)
-        route, usd = "model", 0.0
+        route, calls = "model", []  # calls: (which model, tokens it wrote), billed once the clock has stopped
         if self.small is not None:
             draft = self.small.generate(messages, max_new_tokens=MAX_NEW_TOKENS)
-            usd += cost(draft.usage, self.sheets["small"])
-            if confidence(self.small.model, draft.prompt_ids, draft.output_ids) >= CONFIDENCE:
-                return Step(logged, "small model", time.perf_counter() - start, usd, False)
-            route = "large model"
-        result = self.large.generate(messages, max_new_tokens=MAX_NEW_TOKENS)
-        usd += cost(result.usage, self.sheets["large"])
-        if self.semantic is not None:
-            self.semantic.put(logged.query, result.text, meta={"intent": logged.intent}, now=logged.t_s)
-        return Step(logged, route, time.perf_counter() - start, usd, False)
+            calls.append(("small", len(draft.output_ids)))
+            sure = confidence(self.small.model, draft.prompt_ids, draft.output_ids) >= CONFIDENCE
+            route = "small model" if sure else "large model"
+        if route != "small model":
+            result = self.large.generate(messages, max_new_tokens=MAX_NEW_TOKENS)
+            calls.append(("large", len(result.output_ids)))
+            if self.semantic is not None:
+                self.semantic.put(logged.query, result.text, meta={"intent": logged.intent}, now=logged.t_s)
+        seconds = time.perf_counter() - start
+        usd = sum(self.bill(size, logged, output_tokens) for size, output_tokens in calls)
+        return Step(logged, route, seconds, usd, False)
 
 
 def run_stack(stack: CacheStack, log: Sequence[LoggedQuery]) -> list[Step]:

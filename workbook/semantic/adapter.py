@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import WorkbookError
-from .pairs import Pair
+from .pairs import Pair, PairScores
 
 MARGIN = 0.5  # near misses are pushed below this cosine; paraphrases pulled toward 1
 
@@ -51,3 +51,18 @@ def train_adapter(pairs: Sequence[Pair], base, *, steps: int = 100, learning_rat
         loss.backward()
         optimiser.step()
     return AdaptedEmbedder(base, matrix.detach().numpy())
+
+
+def cross_validated_scores(pairs: Sequence[Pair], base, *, folds: int = 2) -> PairScores:
+    """A tuned embedding scored on tuning pairs it did not learn, so methods can be compared on tuning pairs alone.
+
+    The pairs are dealt into `folds` parts; each part is scored by a map trained on the other parts (cross-validation).
+    Scoring the map on the pairs it was trained on would only measure how well it memorised them.
+    """
+    pairs = list(pairs)
+    scores = PairScores(pairs, base, verify=None)  # the plain similarities, replaced fold by fold below
+    for fold in range(folds):
+        trained_on = [p for i, p in enumerate(pairs) if i % folds != fold]
+        scored = PairScores(pairs[fold::folds], train_adapter(trained_on, base), verify=None)
+        scores.similarities[fold::folds] = scored.similarities
+    return scores

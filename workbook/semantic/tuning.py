@@ -3,8 +3,9 @@
 The labelled pairs test one kind of wrong answer: a near miss with close wording. Real traffic has
 another: a query of a *related* intent ("when will my order arrive?" against "if I order today,
 when will it arrive?") that no pair contains. So the recommended threshold must pass two checks on
-tuning material: the tuning pairs' near misses, and the day's query log replayed through the cache.
-The held-out pairs are never looked at here.
+tuning material: the tuning pairs' near misses, and the first half of the day's query log replayed
+through the cache (`split_day`). The held-out pairs and the second half of the day are never looked at
+here: they are what the chosen threshold is judged on.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ..errors import WorkbookError
 from ..pricing import PriceSheet
 from .cache import SemanticCache
 from .pairs import GRID, PairScores, load_pairs
-from .querylog import load_intents, load_query_log, replay, replay_cost
+from .querylog import LoggedQuery, load_intents, load_query_log, replay, replay_cost
 from .verify import disagreement
 
 MAX_WRONG = 0.05  # the share of wrong answers the recommended threshold may serve, on each check
@@ -34,6 +35,12 @@ def loosest_threshold(is_safe: Callable[[float], bool], thresholds: Sequence[flo
     return chosen
 
 
+def split_day(log: Sequence[LoggedQuery]) -> tuple[list[LoggedQuery], list[LoggedQuery]]:
+    """The day's queries in two halves, in time order: the first tunes the threshold, the second judges it."""
+    half = len(log) // 2
+    return list(log[:half]), list(log[half:])
+
+
 def wrong_share(embedder, threshold: float, verify=disagreement, log=None, intents=None) -> float:
     """The share of the answers a cache serves on the replayed query log that belong to another intent."""
     served = replay(load_query_log() if log is None else log, SemanticCache(embedder, threshold=threshold,
@@ -44,9 +51,10 @@ def wrong_share(embedder, threshold: float, verify=disagreement, log=None, inten
 
 def recommended_threshold(embedder, verify=disagreement, max_wrong: float = MAX_WRONG) -> float:
     """The loosest threshold at which at most `max_wrong` of the tuning near misses, and of the answers served
-    on the replayed log, are wrong. Lesson 8 derives it; `cache.DEFAULT_THRESHOLD` is its value for the bundled model."""
+    on the first half of the replayed day, are wrong. Lesson 8 derives it; `cache.DEFAULT_THRESHOLD` is its value
+    for the bundled model."""
     tune = PairScores(load_pairs("tune"), embedder, verify)
-    log, intents = load_query_log(), load_intents()
+    log, intents = split_day(load_query_log())[0], load_intents()
     return loosest_threshold(lambda t: tune.rates(t).false_hits <= max_wrong
                              and wrong_share(embedder, t, verify, log, intents) <= max_wrong)
 
