@@ -143,3 +143,12 @@ def test_the_doctor_benchmark_runs(capsys):
     assert payload["requests"] == 200 and payload["diagnose"].median_s > 0
     assert payload["prompt_tokens"] > 200 * 1_000  # every synthetic request carries the example's long system prompt
     assert "Cache doctor on a synthetic log: 200 requests" in capsys.readouterr().out
+
+
+def test_the_html_report_uses_the_widgets_provenance_colours():
+    from workbook.doctor import report_html
+    from workbook.widgets.style import PROVENANCE_COLOURS
+
+    assert (report_html.SHARED, report_html.LOST, report_html.NEW) == tuple(
+        PROVENANCE_COLOURS[name] for name in ("loaded", "invalidated", "computed"))
+    assert f"background: {report_html.LOST}" in report_html.STYLE

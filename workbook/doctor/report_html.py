@@ -17,8 +17,10 @@ from .causes import CAUSES
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-# The provenance palette of the widgets (Okabe & Ito), with the same meanings: reused, thrown away, new.
-SHARED, LOST, NEW = "#0072B2", "#D55E00", "#E69F00"
+# The widgets' provenance colours (`workbook.widgets.style.PROVENANCE_COLOURS`: loaded, invalidated, computed), with the
+# same meanings: reused, thrown away, new. Written out here because that module imports ipywidgets and the doctor's
+# command line does not; tests/test_doctor_cli.py keeps the two equal.
+SHARED, LOST, NEW = "#0072B2", "#882255", "#E69F00"
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -26,7 +28,7 @@ th, td { border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 code { white-space: pre-wrap; word-break: break-all; font-size: 0.85em; }
 td.snip { min-width: 30em; }
-mark { background: #D55E00; color: #fff; }
+mark { background: #882255; color: #fff; }
 .note { color: #555; max-width: 60em; }
 """
 
