@@ -181,19 +181,19 @@ class ProviderCache:
 
     def send(self, request: Request) -> Bill:
         """Bill one request and update the cache. A refused request (a `WorkbookError`) changes nothing."""
-        blocks = self._checked(request)
+        blocks, prices = self._checked(request)
         options = dict(request.options or {})
         rule = {"anthropic": self._anthropic, "openai": self._openai, "google": self._google}[self.sheet.provider]
         # Each rule checks everything it needs before it changes an entry, so a refusal leaves the cache as it was.
         usage, write_1h, storage_usd, why = rule(self.entries, request, blocks, options)
         self.last_s = request.at_s
-        prices = self.sheet.for_prompt(sum(map(len, blocks)))  # the tier of the prompt's length
         return Bill(usage, price(usage, write_1h, prices) + storage_usd, why, storage_usd)
 
     # ----- checks shared by every provider -------------------------------------------------------
 
-    def _checked(self, request: Request) -> list[list[int]]:
-        """Each block's token ids, once the request is known to be well formed (nothing is changed before this)."""
+    def _checked(self, request: Request) -> tuple[list[list[int]], PriceSheet]:
+        """Each block's token ids and the prices of the prompt's length (`PriceSheet.for_prompt`), once the request
+        is known to be well formed (nothing is changed before this)."""
         if not isinstance(request, Request):
             raise WorkbookError(f"send() takes a Request(blocks, at_s, output_tokens, options), not {type(request).__name__}.")
         if not isinstance(request.at_s, Real) or request.at_s < 0:
@@ -218,8 +218,7 @@ class ProviderCache:
         total = sum(map(len, blocks))
         if total == 0:
             raise WorkbookError("The request has no tokens: every block is empty.")
-        self.sheet.for_prompt(total)  # refuses a prompt past the context window
-        return blocks
+        return blocks, self.sheet.for_prompt(total)  # refuses a prompt past the context window
 
     def _ids(self, block: Block) -> list[int]:
         if not isinstance(block, Block):
@@ -328,7 +327,7 @@ class ProviderCache:
     # ----- OpenAI ----------------------------------------------------------------------------------
 
     def _openai(self, entries: dict, request: Request, blocks: list[list[int]], options: dict):
-        offered = self.sheet.retention or ("in_memory",)
+        offered = retentions(self.sheet)
         retention = options.get("prompt_cache_retention", offered[0])
         if retention not in offered:
             # "Available values depend on the model"; "For gpt-5.5 and gpt-5.5-pro, only 24h is supported".
@@ -444,9 +443,17 @@ def simulate(model_key: str, requests: Sequence[Request], tokenizer=None, *, imp
 def as_sent_to(provider: str, request: Request) -> Request:
     """`request` as sent to `provider`: breakpoints are Anthropic's. OpenAI caches automatically and Google
     implicitly, so their requests carry none (on Google a marker would buy an explicit, stored cache)."""
-    if provider == "anthropic":
-        return request
+    return request if provider == "anthropic" else without_breakpoints(request)
+
+
+def without_breakpoints(request: Request) -> Request:
+    """`request` with no block marked `cache_control`."""
     return replace(request, blocks=[replace(block, cache_control=None) for block in request.blocks])
+
+
+def retentions(sheet: PriceSheet) -> tuple[str, ...]:
+    """The `prompt_cache_retention` values an OpenAI model takes, its default first (in memory where the sheet is silent)."""
+    return sheet.retention or ("in_memory",)
 
 
 def breakpoints(blocks: Sequence[Block], automatic: Ttl | None) -> list[tuple[int, Ttl]]:

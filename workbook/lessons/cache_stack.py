@@ -19,7 +19,7 @@ it only when it is over that model's minimum length and still live, whatever our
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -28,7 +28,7 @@ from ..engine import Engine
 from ..errors import WorkbookError
 from ..pricing import PriceSheet
 from ..prefix_cache import PrefixCache
-from ..providers import ProviderCache, Request
+from ..providers import ProviderCache, Request, without_breakpoints
 from ..semantic import SemanticCache
 from ..semantic.querylog import LoggedQuery
 from .provider_bills import chat_request
@@ -55,9 +55,7 @@ def call_request(tokenizer, system_prompt: str, query: str, *, at_s: float, outp
     """One model call as a provider receives it: the system prompt, then the query, sent at `at_s`. `marked` puts
     a 5-minute breakpoint after the system prompt, which is what an arrangement with a prefix cache asks for."""
     request = chat_request(tokenizer, chat(system_prompt, query), at_s=at_s, output_tokens=output_tokens)
-    if marked:
-        return request
-    return replace(request, blocks=[replace(block, cache_control=None) for block in request.blocks])
+    return request if marked else without_breakpoints(request)
 
 
 def confidence(model, prompt_ids: list[int], output_ids: list[int]) -> float:

@@ -22,8 +22,8 @@ from typing import Literal, Sequence
 
 from ..errors import WorkbookError
 from ..pricing import PriceSheet, Usage, break_even_reuses, cacheable_tokens, cost, get_sheet
-from ..providers import (ASSUMED_FIRST_TOKEN_S, GEMINI_IMPLICIT_IDLE_S, RETENTION_S, TTL_SECONDS, Bill, Block, Request, duration,
-                         simulate)
+from ..providers import (ASSUMED_FIRST_TOKEN_S, GEMINI_IMPLICIT_IDLE_S, RETENTION_S, TTL_SECONDS, Bill, Block,
+                         Request, duration, retentions, simulate)
 
 SECONDS_PER_DAY = 24 * 60 * 60
 Arrivals = Literal["fixed", "poisson", "bursty"]
@@ -191,7 +191,7 @@ def lifetimes(sheet: PriceSheet) -> dict[str, str]:
     """The lifetimes `sheet`'s model offers, its default first, each with what it means."""
     offered = LIFETIMES[sheet.provider]
     if sheet.provider == "openai":
-        return {key: offered[key] for key in sheet.retention or ("in_memory",)}
+        return {key: offered[key] for key in retentions(sheet)}
     return offered
 
 
