@@ -383,6 +383,13 @@ for key, sheet in sheets.items():
 # caching places), charges extra for the write and reports `cache_creation_input_tokens` and
 # `cache_read_input_tokens` separately. Google's explicit caches are named objects with a lifetime you
 # set, and they bill storage by the hour on top.
+#
+# What that looks like on the wire, for Anthropic: the request marks its breakpoint on a block,
+# `"system": [{"type": "text", "text": "<the long system prompt>", "cache_control": {"type": "ephemeral"}}]`,
+# and the counts come back in the **body** of the response, under `"usage"`:
+# `{"input_tokens": 21, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 2048, "output_tokens": 180}`.
+# OpenAI reports its reads in `usage.prompt_tokens_details.cached_tokens`. (Seed 001's code comment says to
+# "check cache performance in response headers": the numbers are in the body, not the headers.)
 # The dates and sources of every number are in `data/pricing.json`.
 #
 # ## 4. Many requests: the radix tree

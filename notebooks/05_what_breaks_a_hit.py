@@ -354,6 +354,24 @@ for what, r in others.items():
     assert (r.loaded, r.divergence) == (clean.loaded, clean.divergence), what
 
 # %% [markdown]
+# Something outside the prompt's text *does* break a hit at a provider. A provider's cache lives on the
+# machines that computed it, so the request has to reach them: OpenAI's guide says "Requests are routed
+# to a machine based on a hash of the initial prefix of the prompt", typically its first 256 tokens, and
+# that `prompt_cache_key` is combined with that hash (the prompt caching guide, read 2026-12-06). A key
+# shared by everyone sending this prompt keeps them on one route; a fresh key per request (a request id,
+# a UUID) sends each to a cold one (the simulator keys its cache by both, as the guide describes). The
+# same 3,000-token prompt, sent three times a minute apart:
+
+# %%
+prompt = list(range(3_000))  # token ids; only their sameness matters here
+routes = {"one key for everyone": ["app", "app", "app"], "a fresh key per request": ["r1", "r2", "r3"]}
+for label, keys in routes.items():
+    sent = [Request([Block(prompt)], at_s=60.0 * i, options={"prompt_cache_key": key}) for i, key in enumerate(keys)]
+    read = [bill.usage.cache_read_tokens for bill in simulate(gpt.key, sent)]
+    print(f"{label:24} OpenAI reads {read} tokens")
+    assert (read[1] > 0) == (label == "one key for everyone")
+
+# %% [markdown]
 # ## 5. Why a small change costs more than its own tokens
 #
 # **Whole pages.** A prefix cache stores and loads whole pages of K/V rows (vLLM's blocks, our

@@ -206,7 +206,9 @@ print("Every request, preempted or not, gave exactly the tokens it gives alone."
 # A long prompt arriving in the middle of a chat is computed in one step unless told otherwise, and that
 # step is long: every chat that is decoding waits for it, and their next token comes late. **Chunked
 # prefill** (Sarathi-Serve) computes a long prompt a slice at a time, beside the decodes, so no step is
-# very long; the long prompt's own first token comes later. Short chats are decoding while 512-token
+# very long; the long prompt's own first token comes later. (The paper is Agrawal et al., "Taming
+# Throughput-Latency Tradeoff in LLM Inference with Sarathi-Serve", OSDI 2024; seed 003 cites it under
+# another title.) Short chats are decoding while 512-token
 # prompts arrive every 8 steps; the same arrivals run with whole prefills and with 128-token chunks.
 
 # %%
@@ -343,7 +345,10 @@ print(f"int8 kept {by_kind['int8'].agreement:.0%} of the greedy tokens, int4 {by
 
 # %% [markdown]
 # A greedy output that differs from float32's at some token then continues differently, so "same tokens"
-# counts only up to the first difference. A quantised pool must still reuse exactly: a hit reads the very
+# counts only up to the first difference. Seed 003's table says inference optimization has "No quality
+# impact (same model, same outputs)". That holds for the exact ones (a prefix hit, below; speculative
+# decoding, lesson 6), not for the lossy ones: a quantised cache is the same model, and the KL column
+# above is how far its outputs moved. A quantised pool must still reuse exactly: a hit reads the very
 # rows a cold run on the same pool computed and stored.
 
 # %%
