@@ -5,7 +5,8 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from workbook.doctor.causes import CAUSES, CHECKS, Cause, classify, find_divergence, span_around, tool_names
+from workbook.doctor.causes import (ALL_CAUSES, CAUSES, CHECKS, HEALTHY, Cause, classify, find_divergence, span_around,
+                                   tool_names)
 from workbook.doctor.parts import Part
 from workbook.errors import WorkbookError
 
@@ -178,25 +179,25 @@ def test_seam_names_a_cut_when_no_value_changed():
     assert classify(before, after).name == "content"  # without the cut, it is an edit
 
 
-def test_a_new_last_user_message_is_content_and_not_a_bug():
+def test_a_new_last_user_message_is_a_new_turn_and_not_a_bug():
     cause = classify(request("", QUESTION), request("", "My front tyre is flat. What should I do?"))
-    assert cause.name == "content"
+    assert cause.name == "new_turn"
     assert "Not a cache bug" in cause.rule
     assert "'Hi! Can I still canc' became 'My front tyre is fla'" in cause.detail
 
 
-def test_a_growing_conversation_with_a_sliding_breakpoint_is_content():
+def test_a_growing_conversation_with_a_sliding_breakpoint_is_a_new_turn():
     before = request("", QUESTION, marks=(1, 2))
     after = request("", QUESTION, "Yes, until Friday 12:00.", "Great, please cancel it.", marks=(1, 4))
     cause = classify(before, after)
-    assert cause.name == "content"
+    assert cause.name == "new_turn"
     assert "continues where the earlier one ended" in cause.rule
     assert "message 2 (assistant) goes on with 'Yes, until Friday" in cause.detail
 
 
 def test_a_later_request_inside_the_earlier_one_broke_nothing():
     cause = classify(request("", QUESTION, "Yes, until Friday."), request("", QUESTION))
-    assert cause.name == "content"
+    assert cause.name == "new_turn"
     assert "nothing broke" in cause.rule
 
 
@@ -210,14 +211,14 @@ def test_an_edited_system_prompt_is_content_that_says_so():
 
 # ----- the tempting cause that must not be named --------------------------------------------------------------------
 
-def test_a_number_in_a_new_user_question_is_content_not_number():
+def test_a_number_in_a_new_user_question_is_a_new_turn_not_number():
     cause = classify(request("", "Where is order 8812?"), request("", "Where is order 8813?"))
-    assert cause.name == "content"
+    assert cause.name == "new_turn"
 
 
-def test_a_date_in_a_new_user_question_is_content_not_datetime():
+def test_a_date_in_a_new_user_question_is_a_new_turn_not_datetime():
     cause = classify(request("", "Is the shop open on 14 Mar 2026?"), request("", "Is the shop open on 15 Mar 2026?"))
-    assert cause.name == "content"
+    assert cause.name == "new_turn"
 
 
 def test_a_year_in_an_edited_sentence_is_content_not_a_date_or_number():
@@ -257,13 +258,46 @@ def test_whitespace_followed_by_other_words_is_not_whitespace():
 def test_a_name_in_a_user_message_is_not_user_text():
     cause = classify(request("", "I'm Ana.", "Hello Ana!", "Cancel it."),
                      request("", "I'm Ben.", "Hello Ben!", "Cancel it."))
-    assert cause.name == "content"  # message 1 is the user's own text, not a static part
+    assert cause.name == "new_turn"  # another conversation: message 1 is the user's own text, not a static part
+    assert "Another conversation" in cause.rule
 
 
 def test_text_changes_win_over_a_breakpoint_move():
     cause = classify(request("Today is 14 Mar 2026.", QUESTION, marks=(1,)),
                      request("Today is 15 Mar 2026.", QUESTION, marks=(0,)))
     assert cause.name == "datetime"
+
+
+# ----- history rewritten, and names that are code ---------------------------------------------------------------
+
+def test_an_earlier_turn_edited_while_the_conversation_goes_on_is_history_rewritten():
+    before = request("", QUESTION, "Yes, until Friday noon.", "Great, cancel it.")
+    after = request("", QUESTION, "Yes, you can (summary).", "Great, cancel it.", "Done?")
+    cause = classify(before, after)
+    assert cause.name == "history_rewritten"
+    assert "message 2 (assistant)" in cause.detail
+
+
+def test_oldest_turns_dropped_is_history_rewritten():
+    before = request("", "First question?", "First answer.", QUESTION, "Yes.")
+    after = request("", QUESTION, "Yes.", "Please cancel.")  # a sliding window dropped the first exchange
+    assert classify(before, after).name == "history_rewritten"
+
+
+@pytest.mark.parametrize("old, new", [
+    ("Context: `UserService` validates logins.", "Context: `OrderService` validates logins."),
+    ("Context: class Invoice validates logins.", "Context: class Payment validates logins."),
+    ("Context: Invoice.total() validates logins.", "Context: Payment.total() validates logins."),
+    ("Context: from Flask validates logins.", "Context: from Django validates logins."),
+    ("Context: HttpClient validates logins.", "Context: OrderRepository validates logins."),
+])
+def test_a_class_or_module_name_is_not_a_persons_name(old, new):
+    assert classify(request(old, QUESTION), request(new, QUESTION)).name == "content"
+
+
+def test_a_persons_name_beside_code_is_still_user_text():
+    cause = classify(request("You help Ana Silva with `git`.", QUESTION), request("You help Ben Okafor with `git`.", QUESTION))
+    assert cause.name == "user_text" and "'Ana Silva' became 'Ben Okafor'" in cause.detail
 
 
 # ----- the machinery ------------------------------------------------------------------------------------------------
@@ -275,8 +309,8 @@ def test_identical_requests_are_refused():
 
 def test_checks_run_in_the_documented_order_and_name_only_known_causes():
     names = [name for name, _ in CHECKS]
-    assert names[1] == "content"  # expected differences (a new question) are set aside before the text checks
-    assert names[:1] + names[2:] == list(CAUSES)
+    assert names[1] == "new_turn"  # expected differences (a new question) are set aside before the text checks
+    assert names[:1] + names[2:] == list(CAUSES) and set(HEALTHY) == {"new_turn"}
 
 
 def test_a_boundary_on_one_side_belongs_to_the_part_that_ends_there():
@@ -305,4 +339,4 @@ def test_any_differing_pair_gets_a_known_cause(a, b):
             classify(before, after)
     else:
         cause = classify(before, after)
-        assert isinstance(cause, Cause) and cause.name in CAUSES and cause.rule and cause.detail
+        assert isinstance(cause, Cause) and cause.name in ALL_CAUSES and cause.rule and cause.detail

@@ -25,10 +25,27 @@ CAUSES: dict[str, str] = {
     "number": "A number that changes per request changed: an id, a counter, a price.",
     "user_text": "User-specific text (a name, a preference) sits in a part meant to be the same for everyone.",
     "seam": "The characters agree further than the tokens: text before the difference tokenized another way.",
-    "content": "New or edited content: expected for a new question, a real edit anywhere else.",
+    "history_rewritten": "Earlier turns of the conversation changed: edited, truncated or summarised.",
+    "content": "An instruction part (tools, system prompt) was edited: a real change.",
 }
+# Causes outside the prompt text, found by `diagnosis` from the request's metadata and its time.
+REQUEST_CAUSES: dict[str, str] = {
+    "model_switch": "Another model served this request: each model has its own cache.",
+    "cache_key": "Another prompt_cache_key: OpenAI routes a request by its key and prefix, so a new key finds no cache.",
+    "ttl_expiry": "The matching prefix was idle longer than its cache lifetime (TTL) and expired.",
+}
+# Problems with a request's breakpoints, found on the request itself.
+BREAKPOINT_PROBLEMS: dict[str, str] = {
+    "too_many_breakpoints": "More than four cache_control breakpoints: the API refuses the request (400).",
+    "ttl_order": "A 1-hour breakpoint after a 5-minute one: the API refuses the request (400).",
+    "volatile_breakpoint": "A breakpoint ends a part that changes on every request: its cache write is never read.",
+}
+# The healthy difference: a new question or a new conversation after a shared prefix. Nothing is lost.
+HEALTHY = {"new_turn": "A new turn or a new conversation after the shared prefix: expected, nothing lost."}
+ALL_CAUSES = {**HEALTHY, **CAUSES, **REQUEST_CAUSES, **BREAKPOINT_PROBLEMS}
 
 STATIC_ROLES = ("system", "developer")  # messages that carry instructions, not a conversation
+TURN_KINDS = ("message", "tool_call", "tool_result", "thinking", "image")  # the parts a conversation is made of
 
 _MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
           r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
@@ -53,6 +70,8 @@ NUMBER = re.compile(r"(?<!\w)[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}(?!\w)" 
                     r"|\d+(?:[.,]\d+)*", re.IGNORECASE)
 NAME = re.compile(r"(?<!\w)[A-ZÀ-ÖØ-Þ]\w*(?: [A-ZÀ-ÖØ-Þ]\w*)*")  # capitalised words in a row: 'Ana Silva'
 WORD = re.compile(r"\w+")
+CODE_WORD = re.compile(r"[a-z0-9][A-Z]|_|\d")  # a capital inside a word ('UserService'), an underscore or a digit
+CODE_KEYWORD = re.compile(r"\b(?:class|import|from|new|extends|implements|def|interface|struct|type)\s+$")
 # Where a JSON object or array can start: a bracket followed by what JSON allows next (prose like '{date}' is skipped).
 JSON_START = re.compile(r'[{\[](?=\s*(?:["{\[\]}\d-]|true|false|null))')
 
@@ -128,10 +147,12 @@ def _part_ending_before(parts: list[Part], i: int) -> tuple[int, int]:
 def part_label(parts: list[Part], i: int) -> str:
     """A part in words: 'the tool list', 'the system prompt', 'message 2 (user)', 'the prompt'."""
     part = parts[i]
-    if part.kind == "message":
-        number = sum(1 for p in parts[: i + 1] if p.kind == "message")
-        return f"message {number} ({part.role})" if part.role else f"message {number}"
-    return {"tools": "the tool list", "system": "the system prompt", "prompt": "the prompt"}[part.kind]
+    if part.kind in TURN_KINDS:
+        number = sum(1 for p in parts[: i + 1] if p.kind in TURN_KINDS)
+        what = "message" if part.kind == "message" else part.kind.replace("_", " ")
+        return f"{what} {number} ({part.role})" if part.role else f"{what} {number}"
+    return {"tools": "the tool list", "system": "the system prompt", "prompt": "the prompt",
+            "tool_choice": "tool_choice"}.get(part.kind, part.kind)
 
 
 def span_around(text: str, at: int, width: int = 20) -> str:
@@ -175,7 +196,12 @@ def tool_name(tool) -> str | None:
 
 def _is_static(part: Part) -> bool:
     """Whether a part should read the same for every user: the tools, the system prompt, instruction messages."""
-    return part.kind in ("tools", "system") or (part.kind == "message" and part.role in STATIC_ROLES)
+    return part.kind in ("tools", "system", "tool_choice") or (part.kind == "message" and part.role in STATIC_ROLES)
+
+
+def is_turn(part: Part) -> bool:
+    """Whether a part belongs to the conversation: a message, a tool call or result, a thinking block, an image."""
+    return part.kind in TURN_KINDS and not _is_static(part)
 
 
 def _span_at(pattern: re.Pattern, text: str, at: int, window: int = 80) -> tuple[int, int] | None:
@@ -266,7 +292,8 @@ def is_seam(div: Divergence) -> Explanation | None:
 
 
 def is_new_input(div: Divergence) -> Explanation | None:
-    """Expected differences, not cache bugs: one request is a prefix of the other, or the newest user message."""
+    """Expected differences, not cache bugs: one request is a prefix of the other, the newest user message, or
+    another conversation that shares only the instructions."""
     a, b = full_text(div.before), full_text(div.after)
     old, new = div.snippets()
     if div.char == len(b):
@@ -278,13 +305,40 @@ def is_new_input(div: Divergence) -> Explanation | None:
             rule="The later request continues where the earlier one ended: all of the earlier text could be reused, "
                  "and what follows is new. Not a cache bug.",
             detail=f"{div.where} goes on with {new[:40]!r}")
-    last = div.after[-1]
-    if div.part_after == len(div.after) - 1 and last.kind == "message" and last.role == "user":
+    if div.part_after == len(div.after) - 1 and is_turn(div.after[-1]):
         return Explanation(
-            rule="The difference is in the newest user message, the new input of each request: everything before it "
+            rule="The difference is in the newest message, the new input of each request: everything before it "
                  "was shared and could be reused. Not a cache bug.",
             detail=f"{div.where}: {old!r} became {new!r}")
+    if is_turn(div.after[div.part_after]) and not is_rewritten_history(div):
+        return Explanation(
+            rule="Another conversation: the two requests share their instructions and part at the first turn that "
+                 "differs, and no later turn of one is in the other. Not a cache bug.",
+            detail=f"{div.where}: {old!r} became {new!r}")
     return None
+
+
+def is_rewritten_history(div: Divergence) -> bool:
+    """Whether the conversation goes on past the changed message with turns the earlier request also sent (an earlier
+    turn edited or summarised), or the changed message is a later turn of the earlier request (oldest turns dropped)."""
+    def texts(parts: list[Part], start: int, stop: int) -> set[str]:
+        return {p.text for p in parts[start:stop] if is_turn(p) and p.text}
+
+    later_before = texts(div.before, div.part_before + 1, len(div.before))
+    history_after = texts(div.after, div.part_after + 1, len(div.after) - 1)  # the newest message is new input
+    return bool(history_after & (later_before | {div.text_before})) or div.text_after in later_before
+
+
+def is_history_rewritten(div: Divergence) -> Explanation | None:
+    """The divergence is in an earlier turn of a conversation that goes on: it was edited, truncated or summarised."""
+    if not is_turn(div.after[div.part_after]) or not is_rewritten_history(div):
+        return None
+    old, new = div.snippets()
+    return Explanation(
+        rule="An earlier turn of the conversation changed (edited, truncated or summarised) while the conversation "
+             "goes on: everything after it is computed again. Keep the history append-only; if it must shrink, "
+             "shrink it rarely and all at once, not a little every turn.",
+        detail=f"{div.where}: {old!r} became {new!r}")
 
 
 def is_tool_list(div: Divergence) -> Explanation | None:
@@ -376,10 +430,14 @@ def is_number(div: Divergence) -> Explanation | None:
 
 
 def is_user_text(div: Divergence) -> Explanation | None:
-    """In a static part, a swapped capitalised name, or a swapped word the later request's user also wrote."""
+    """In a static part, a swapped capitalised name that is not code, or a swapped word the user also wrote."""
     if not _is_static(div.after[div.part_after]):
         return None
-    swap = _swapped(NAME, div) or _swapped(WORD, div)
+    swap = _swapped(NAME, div)
+    if swap and (is_code_name(div.text_before, _span_at(NAME, div.text_before, div.offset_before))
+                 or is_code_name(div.text_after, _span_at(NAME, div.text_after, div.offset_after))):
+        return None  # a class or module name in retrieved code or docs, not a person
+    swap = swap or _swapped(WORD, div)
     if not swap:
         return None
     user_text = "\n".join(p.text for p in div.after if p.kind == "message" and p.role == "user")
@@ -395,14 +453,29 @@ def is_user_text(div: Divergence) -> Explanation | None:
         detail=f"{div.where}: {swap[0]!r} became {swap[1]!r}")
 
 
+def is_code_name(text: str, span: tuple[int, int] | None) -> bool:
+    """Whether the capitalised word(s) at `span` read as code, not a person: CamelCase or with a digit or underscore
+    inside ('UserService', 'Http2', 'My_Class'), in backticks or a fenced code block, after a keyword that names a
+    type or module (`class`, `import`, `from`, `new`, `extends`, `def`, `interface`), or followed by '(', '.' or '::'."""
+    if span is None:
+        return False
+    start, end = span
+    word = text[start:end]
+    if CODE_WORD.search(word):
+        return True
+    before, after = text[max(0, start - 20):start], text[end:end + 2]
+    in_backticks = before.endswith("`") or text[:start].count("```") % 2 == 1
+    return bool(in_backticks or CODE_KEYWORD.search(before) or re.match(r"\(|\.\w|::", after))
+
+
 def is_content(div: Divergence) -> Explanation:
-    """What is left is new or edited text; say whether an edit of a static part is expected."""
+    """What is left is an edit of text; say whether an edit of a static part is expected."""
     old, new = div.snippets()
     if _is_static(div.after[div.part_after]):
         rule = (f"None of the specific causes fits, and {div.where} was edited: a real change costs one cache write. "
                 "If it changes on every request, find what rewrites it.")
     else:
-        rule = ("None of the specific causes fits: new or edited content. If this text should repeat across "
+        rule = ("None of the specific causes fits: edited content. If this text should repeat across "
                 "requests, find what changed it.")
     return Explanation(rule=rule, detail=f"{div.where}: {old!r} became {new!r}")
 
@@ -414,7 +487,7 @@ def is_content(div: Divergence) -> Explanation:
 # before names, since a date is made of numbers and a weekday is capitalised.
 CHECKS: list[tuple[str, Callable[[Divergence], Explanation | None]]] = [
     ("breakpoint_moved", is_breakpoint_moved),
-    ("content", is_new_input),
+    ("new_turn", is_new_input),
     ("tool_list", is_tool_list),
     ("json_key_order", is_json_key_order),
     ("whitespace", is_whitespace),
@@ -424,6 +497,7 @@ CHECKS: list[tuple[str, Callable[[Divergence], Explanation | None]]] = [
     # After the value checks: a clock or id that changes often cuts its first token differently too, and then
     # the changing value is the cause to fix; the seam is what is left when nothing but the cut differs.
     ("seam", is_seam),
+    ("history_rewritten", is_history_rewritten),
     ("content", is_content),
 ]
 
