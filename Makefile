@@ -1,4 +1,5 @@
-# Two commands: `make lab` (set up, open the workbook) and `make test` (set up, run every test).
+# Two commands: `make lab` (set up, open the workbook) and `make test` (set up, run every test);
+# `make check` is the room check, a few minutes on each workshop laptop.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # The CPU build of torch keeps the install small; override with `make TORCH=torch test` for a CUDA build.
@@ -12,7 +13,7 @@ PINS   := constraints.txt
 RESOLVE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 --generate-hashes \
           --quiet -o $(LOCK)
 
-.PHONY: setup lab test book lock upgrade pins setup-uv clean
+.PHONY: setup lab test check book lock upgrade pins setup-uv clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +32,11 @@ lab: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Is this laptop ready for the workshop? Each lesson's models, main widget and a prefix hit, a kernel and Chromium
+# (where installed); the last line says `ready` or what to fix.
+check: setup
+	$(PY) -m workbook.room_check
 
 # Every lesson run and written out as static HTML under build/book/, to read without running (a few minutes).
 book: setup
