@@ -552,6 +552,28 @@ print(f"\nThe calculator's first answer took {calculator.state.latency_s * 1e3:.
       "(`python -m workbook.bench widgets` times a change).")
 
 # %% [markdown]
+# ### Pre-warming, for a launch
+#
+# Seed 000 advises to "pre-warm your cache" when you can predict the traffic, such as a product launch. With a
+# provider's prefix cache, what a pre-warm buys is a burst's first second. Anthropic says a cache entry is
+# available only once the first response has begun (the simulator assumes a first token 1 s after sending,
+# `ASSUMED_FIRST_TOKEN_S`, and says so in its bills), so requests that arrive together all miss and all pay the
+# write. One request sent a minute before the launch pays the write once; the burst then reads:
+
+# %%
+STATIC, BURST = 4_000, 20  # a 4,000-token system prompt; 20 users in the launch's first half second
+launch = [Request([Block(list(range(STATIC)), cache_control="5m"), Block([50_000 + i])], at_s=60.0 + i * 0.025)
+          for i in range(BURST)]
+warm_up = Request([Block(list(range(STATIC)), cache_control="5m")], at_s=0.0, output_tokens=1)
+cold_bills = simulate(sonnet.key, launch, sheets=sheets)
+warm_bills = simulate(sonnet.key, [warm_up, *launch], sheets=sheets)
+cold_usd, warm_usd = (sum(bill.cost_usd for bill in bills) for bills in (cold_bills, warm_bills))
+assert all(bill.usage.cache_read_tokens == 0 for bill in cold_bills)  # nobody's response had begun yet
+assert all(bill.usage.cache_read_tokens == STATIC for bill in warm_bills[1:])
+print(f"{BURST} requests in the launch's first half second at {sonnet.name}: ${cold_usd:.4f} cold (each writes the "
+      f"{STATIC:,} tokens), ${warm_usd:.4f} pre-warmed (one write, then {BURST} reads), the pre-warm included.")
+
+# %% [markdown]
 # ## 5. The seed articles' worked examples, recomputed
 #
 # The articles this workbook grew from include some napkin math. Checking it is a good exercise: most of
