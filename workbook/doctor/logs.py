@@ -1,85 +1,131 @@
-"""Reading request logs: OpenAI and Anthropic chat requests (JSONL), or a list of rendered prompts.
+"""Reading request logs, one request at a time: OpenAI and Anthropic requests (JSONL), proxy exports, or prompts.
 
-Each line of a JSONL log is one request as it was sent, optionally with `"timestamp"` (ISO 8601 or
-seconds) and the provider's `"usage"`. The shape is recognised per line:
+Each line of a JSONL log (`.jsonl`, or `.jsonl.gz`) is one request as it was sent, optionally with
+`"timestamp"` (ISO 8601 or seconds) and the provider's `"usage"`. The shape is recognised per line:
 
-- OpenAI Chat Completions: `{"messages": [{"role": "system", "content": ...}, ...], "tools": [...]}`;
-  usage `{"prompt_tokens_details": {"cached_tokens": N}, "completion_tokens": M}`.
-- Anthropic Messages: `{"system": ..., "tools": [...], "messages": [...]}`, where the system prompt and
-  message contents may be lists of blocks carrying `cache_control`; usage
-  `{"cache_read_input_tokens": N, "cache_creation_input_tokens": W, "output_tokens": M}`.
-- A rendered prompt: `{"prompt": "..."}`. A `.json` file holding a list of strings is read the same way.
+| shape | recognised by | renders (see `parts`) | usage read |
+|---|---|---|---|
+| OpenAI Chat Completions | `messages` (system/developer/tool roles, `tool_calls`) | `tools`, `tool_choice`, messages | `prompt_tokens` (all), `prompt_tokens_details.cached_tokens`, `completion_tokens` |
+| Anthropic Messages | `messages` with `system`, or Anthropic blocks (`tool_use`, `tool_result`, `thinking`, `cache_control`) | `tools`, `system` (string or blocks), `tool_choice`, messages | `input_tokens` + `cache_read_input_tokens` + `cache_creation_input_tokens` (all), the reads, the writes and their `cache_creation.ephemeral_1h_input_tokens`, `output_tokens` |
+| OpenAI Responses | `input` or `instructions` | `tools`, `instructions`, `tool_choice`, `input` (a string or items) | `input_tokens` (all), `input_tokens_details.cached_tokens`, `output_tokens` |
+| litellm, Langfuse, OpenTelemetry GenAI exports | see `proxies` | the request inside | mapped to the fields above |
+| a rendered prompt | `prompt`, or a `.json` list of strings | the prompt | — |
 
-A request renders as `Part`s in the order providers render it: the tool list (as JSON text, with the
-keys in the order they were logged), the system prompt, then each message.
+Sources, read 2026-12-06: https://platform.openai.com/docs/guides/prompt-caching ("cached_tokens" inside
+"prompt_tokens_details"; `prompt_cache_key`), https://platform.openai.com/docs/api-reference/responses
+(`input_tokens_details.cached_tokens`), https://platform.claude.com/docs/en/build-with-claude/prompt-caching
+("total_input_tokens = cache_read_input_tokens + cache_creation_input_tokens + input_tokens"; the
+`cache_creation` object's `ephemeral_5m_input_tokens` and `ephemeral_1h_input_tokens`).
+
+Top-level fields no shape uses (`temperature`, `metadata`, a logged `response`, ...) are kept in
+`Record.extra` as JSON text, never dropped. `iter_records` reads a JSONL file line by line, so a log of any
+size streams; a `.json` file (a list, or an export's `{"data": [...]}`) is read whole.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from ..errors import WorkbookError
-from .parts import Part
+from .parts import LogError, Part, chat_parts, responses_parts
+from .proxies import unwrap
 
+__all__ = ["LogError", "Record", "iter_records", "read_log", "record"]
 
-class LogError(WorkbookError):
-    """A log line the doctor cannot read; the message names the line."""
+ANTHROPIC_BLOCKS = {"tool_use", "tool_result", "thinking", "redacted_thinking"}
+USED = {"prompt", "messages", "system", "tools", "tool_choice", "input", "instructions", "timestamp", "usage", "model",
+        "prompt_cache_key", "provider"}
 
 
 @dataclass(frozen=True)
 class Record:
-    """One logged request: its rendered parts, when it was sent, and what the provider reported."""
+    """One logged request: its rendered parts, when it was sent, what it asked for and what the provider reported."""
 
     line: int  # 1-based line (or list position) in the log
-    shape: str  # "openai", "anthropic" or "prompt"
+    shape: str  # "openai", "anthropic", "responses" or "prompt": the request body's shape
     parts: tuple[Part, ...]
     at_s: float | None = None  # seconds after the log's first timestamp
-    reported_cached: int | None = None  # cached tokens the provider reported
+    reported_cached: int | None = None  # cached tokens the provider reported (cache reads)
     output_tokens: int = 0
+    model: str | None = None  # the request's "model"
+    cache_key: str | None = None  # OpenAI's prompt_cache_key
+    reported_input: int | None = None  # every prompt token, cached or not, as reported
+    reported_written: int | None = None  # Anthropic's cache_creation_input_tokens
+    reported_written_1h: int | None = None  # the part of them written with the 1-hour lifetime
+    provider: str | None = None  # "openai", "anthropic", "gemini", or None (a rendered prompt, an unknown model)
+    extra: tuple[tuple[str, str], ...] = ()  # top-level fields no shape uses: (name, JSON text)
 
 
 def read_log(source: str | Path | Iterable[dict | str]) -> list[Record]:
-    """Records from a JSONL path, a JSON list of prompts, or an iterable of request dicts or prompt strings."""
-    if isinstance(source, Path) or (isinstance(source, str) and source.endswith((".jsonl", ".json"))):
-        items = _read_file(Path(source))
-    elif isinstance(source, str):
-        raise LogError(f"{source!r} is not a .jsonl or .json file. Give a path, or a list of requests.")
-    else:
-        items = list(enumerate(source, start=1))
-    if not items:
+    """Every record of a log (see `iter_records`), in a list."""
+    return list(iter_records(source))
+
+
+def iter_records(source: str | Path | Iterable[dict | str]) -> Iterator[Record]:
+    """Records, one at a time, from a JSONL path, a JSON list of prompts, or an iterable of request dicts or prompt
+    strings; times become seconds after the first record's timestamp."""
+    first = previous = None
+    for line, item in _items(source):
+        current = record(item, line)
+        if previous is None:
+            first = current
+        elif (current.at_s is None) != (first.at_s is None):
+            missing = current.line if current.at_s is None else first.line
+            raise LogError(f"Line {missing} has no timestamp but others do: give every request one, or none.")
+        elif current.at_s is not None and current.at_s < previous.at_s:
+            raise LogError(f"Line {current.line} is earlier than line {previous.line}: sort the log by time.")
+        previous = current
+        yield current if current.at_s is None else replace(current, at_s=current.at_s - first.at_s)
+    if previous is None:
         raise LogError("The log holds no requests.")
-    records = [record(item, line) for line, item in items]
-    return _relative_times(records)
 
 
-def _read_file(path: Path) -> list[tuple[int, dict | str]]:
+def _items(source) -> Iterator[tuple[int, dict | str]]:
+    if isinstance(source, Path) or (isinstance(source, str) and source.endswith((".jsonl", ".json", ".jsonl.gz"))):
+        return _file_items(Path(source))
+    if isinstance(source, str):
+        raise LogError(f"{source!r} is not a .jsonl or .json file. Give a path, or a list of requests.")
+    return enumerate(source, start=1)
+
+
+def _file_items(path: Path) -> Iterator[tuple[int, dict | str]]:
     if not path.is_file():
         raise LogError(f"No log at {path}.")
+    if path.suffix == ".json":
+        yield from _json_items(path)
+        return
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise LogError(f"{path} is not UTF-8 text (line {number}, byte {error.start}): save the log as "
+                               "UTF-8.") from None
+            if not text.strip():
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as error:
+                raise LogError(f"Line {number} of {path} is not valid JSON: {error.msg} (column {error.colno}).") from None
+
+
+def _json_items(path: Path) -> Iterator[tuple[int, dict | str]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        items = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
         raise LogError(f"{path} is not UTF-8 text (byte {error.start}): save the log as UTF-8.") from None
-    if path.suffix == ".json":
-        try:
-            prompts = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise LogError(f"{path} is not valid JSON (line {error.lineno}): {error.msg}.") from None
-        if not isinstance(prompts, list):
-            raise LogError(f"{path} must hold a JSON list of prompts (strings).")
-        return list(enumerate(prompts, start=1))
-    items = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append((number, json.loads(line)))
-        except json.JSONDecodeError as error:
-            raise LogError(f"Line {number} of {path} is not valid JSON: {error.msg} (column {error.colno}).") from None
-    return items
+    except json.JSONDecodeError as error:
+        raise LogError(f"{path} is not valid JSON (line {error.lineno}): {error.msg}.") from None
+    if isinstance(items, dict) and isinstance(items.get("data"), list):
+        items = items["data"]  # an export page: Langfuse's and litellm's APIs wrap their rows so
+    if not isinstance(items, list):
+        raise LogError(f"{path} must hold a JSON list of prompts (strings) or requests.")
+    yield from enumerate(items, start=1)
 
 
 def record(item: dict | str, line: int) -> Record:
@@ -88,70 +134,89 @@ def record(item: dict | str, line: int) -> Record:
         item = {"prompt": item}
     if not isinstance(item, dict):
         raise LogError(f"Line {line}: a request is a JSON object (or a prompt string), not {type(item).__name__}.")
+    request, wrapper, parts = unwrap(item, line)
+    if parts is not None:
+        shape = "openai" if request.get("provider") != "anthropic" else "anthropic"
+    else:
+        shape, parts = _render(request, line)
+    model = request.get("model") if isinstance(request.get("model"), str) else None
+    extra = {**wrapper, **{k: v for k, v in request.items() if k not in USED}}
+    return Record(line, shape, parts, _timestamp(request.get("timestamp"), line), model=model,
+                  cache_key=request.get("prompt_cache_key"), provider=_provider(shape, model, request.get("provider")),
+                  extra=tuple((k, json.dumps(v, ensure_ascii=False, default=str)) for k, v in extra.items()),
+                  **_usage(request.get("usage"), line))
+
+
+def _render(item: dict, line: int) -> tuple[str, tuple[Part, ...]]:
     if "prompt" in item:
         if not isinstance(item["prompt"], str) or not item["prompt"]:
             raise LogError(f"Line {line}: \"prompt\" must be a non-empty string.")
-        shape, parts = "prompt", (Part("prompt", item["prompt"]),)
-    elif "messages" in item:
-        shape = "anthropic" if "system" in item or _has_cache_control(item) else "openai"
-        parts = _chat_parts(item, line)
-    else:
-        raise LogError(f"Line {line}: a request needs \"messages\" (OpenAI or Anthropic shape) or \"prompt\".")
-    usage = item.get("usage") or {}
-    return Record(line, shape, parts, _timestamp(item.get("timestamp"), line), _reported_cached(usage),
-                  int(usage.get("completion_tokens") or usage.get("output_tokens") or 0))
+        return "prompt", (Part("prompt", item["prompt"]),)
+    if "messages" in item:
+        return _chat_shape(item), chat_parts(item, line)
+    if "input" in item or "instructions" in item:
+        return "responses", responses_parts(item, line)
+    raise LogError(f"Line {line}: a request needs \"messages\" (OpenAI Chat or Anthropic), \"input\" (OpenAI "
+                   "Responses) or \"prompt\"; proxy exports from litellm, Langfuse and OpenTelemetry are read too.")
 
 
-def _chat_parts(item: dict, line: int) -> tuple[Part, ...]:
-    messages = item["messages"]
-    if not isinstance(messages, list) or not messages:
-        raise LogError(f"Line {line}: \"messages\" must be a non-empty list.")
-    parts = []
-    if item.get("tools"):
-        parts.append(Part("tools", json.dumps(item["tools"], ensure_ascii=False), cache_control=_tools_mark(item["tools"])))
+def _chat_shape(item: dict) -> str:
+    """"anthropic" for a top-level system prompt or Anthropic's blocks; "openai" for OpenAI's roles and tool calls."""
     if "system" in item:
-        parts.extend(_content_parts("system", "system", item["system"], line))
+        return "anthropic"
+    messages = item["messages"] if isinstance(item["messages"], list) else []
+    if any(isinstance(m, dict) and (m.get("role") in ("system", "developer", "tool") or m.get("tool_calls"))
+           for m in messages):
+        return "openai"
     for message in messages:
-        if not isinstance(message, dict) or "role" not in message:
-            raise LogError(f"Line {line}: each message needs a \"role\" and \"content\".")
-        kind = "system" if message["role"] in ("system", "developer") else "message"
-        parts.extend(_content_parts(kind, message["role"], message.get("content") or "", line))
-    return tuple(parts)
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(isinstance(b, dict) and (b.get("type") in ANTHROPIC_BLOCKS or
+                                                                      "cache_control" in b) for b in content):
+            return "anthropic"
+    return "openai"
 
 
-def _content_parts(kind: str, role: str, content, line: int) -> list[Part]:
-    """A system prompt or message: one part for a string, one per block for a list of blocks."""
-    if isinstance(content, str):
-        return [Part(kind, content, role)]
-    if not isinstance(content, list):
-        raise LogError(f"Line {line}: a {role} content is a string or a list of blocks.")
-    return [Part(kind, _block_text(block), role, _mark(block)) for block in content]
+def _provider(shape: str, model: str | None, named=None) -> str | None:
+    """Whose cache served the request: the shape says so, except that the Chat Completions shape is spoken by
+    proxies for every provider, so there the model's name decides (a name we do not know: OpenAI's)."""
+    name = str(named or model or "").lower()
+    if shape == "anthropic" or "claude" in name or name.startswith("anthropic"):
+        return "anthropic"
+    if "gemini" in name or name.startswith(("google", "vertex")):
+        return "gemini"
+    return None if shape == "prompt" else "openai"
 
 
-def _block_text(block) -> str:
-    """A content block's text: its "text", or the block itself as JSON (tool calls and results)."""
-    if isinstance(block, dict) and block.get("type") == "text":
-        return str(block.get("text", ""))
-    if isinstance(block, dict):
-        return json.dumps({k: v for k, v in block.items() if k != "cache_control"}, ensure_ascii=False)
-    return str(block)
+def _usage(usage, line: int) -> dict:
+    """Record fields from a usage object (see the table above)."""
+    if not usage:
+        return {}
+    if not isinstance(usage, dict):
+        raise LogError(f"Line {line}: \"usage\" is an object of token counts, not {type(usage).__name__}.")
+    try:
+        read, written = _count(usage, "cache_read_input_tokens"), _count(usage, "cache_creation_input_tokens")
+        split = usage.get("cache_creation") if isinstance(usage.get("cache_creation"), dict) else {}
+        written_5m, written_1h = _count(split, "ephemeral_5m_input_tokens"), _count(split, "ephemeral_1h_input_tokens")
+        if written is None and (written_5m is not None or written_1h is not None):
+            written = (written_5m or 0) + (written_1h or 0)
+        details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+        cached = _count(details, "cached_tokens") if isinstance(details, dict) else None
+        if "prompt_tokens" in usage:
+            given = _count(usage, "prompt_tokens")
+        elif "input_tokens" in usage and (read is not None or written is not None):  # Anthropic: uncached only
+            given = _count(usage, "input_tokens") + (read or 0) + (written or 0)
+        else:
+            given = _count(usage, "input_tokens")
+        output = _count(usage, "completion_tokens") or _count(usage, "output_tokens") or 0
+    except (TypeError, ValueError):
+        raise LogError(f"Line {line}: \"usage\" holds a count that is not a number: {usage}.") from None
+    return {"reported_cached": cached if cached is not None else read, "reported_input": given,
+            "reported_written": written, "reported_written_1h": written_1h, "output_tokens": output}
 
 
-def _mark(block) -> str | None:
-    """The block's Anthropic breakpoint lifetime ("5m" or "1h"), or None."""
-    control = block.get("cache_control") if isinstance(block, dict) else None
-    if not control:
-        return None
-    return "1h" if control.get("ttl") == "1h" else "5m"
-
-
-def _tools_mark(tools) -> str | None:
-    """A breakpoint on the last tool marks the whole tool list."""
-    return _mark(tools[-1]) if isinstance(tools, list) and tools else None
-
-
-def _has_cache_control(item: dict) -> bool:
-    return "cache_control" in json.dumps(item.get("messages", []))
+def _count(fields: dict, name: str) -> int | None:
+    value = fields.get(name)
+    return None if value is None else int(value)
 
 
 def _timestamp(value, line: int) -> float | None:
@@ -164,29 +229,9 @@ def _timestamp(value, line: int) -> float | None:
         try:
             stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise LogError(f"Line {line}: timestamp {value!r} is not ISO 8601 (e.g. 2026-03-15T09:00:47Z).") from None
+            try:
+                return float(value)
+            except ValueError:
+                raise LogError(f"Line {line}: timestamp {value!r} is not ISO 8601 (e.g. 2026-03-15T09:00:47Z).") from None
         return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc)).timestamp()
     raise LogError(f"Line {line}: a timestamp is an ISO 8601 string or a number of seconds.")
-
-
-def _reported_cached(usage: dict) -> int | None:
-    """Cached prompt tokens as the provider reported them (OpenAI's cached_tokens, Anthropic's cache reads)."""
-    if "cache_read_input_tokens" in usage:
-        return int(usage["cache_read_input_tokens"] or 0)
-    details = usage.get("prompt_tokens_details") or {}
-    return int(details["cached_tokens"]) if "cached_tokens" in details else None
-
-
-def _relative_times(records: list[Record]) -> list[Record]:
-    """Timestamps as seconds after the first request; a log without any keeps None."""
-    stamps = [r.at_s for r in records if r.at_s is not None]
-    if not stamps:
-        return records
-    if len(stamps) != len(records):
-        missing = next(r.line for r in records if r.at_s is None)
-        raise LogError(f"Line {missing} has no timestamp but others do: give every request one, or none.")
-    first = stamps[0]
-    for before, after in zip(records, records[1:]):
-        if after.at_s < before.at_s:
-            raise LogError(f"Line {after.line} is earlier than line {before.line}: sort the log by time.")
-    return [Record(r.line, r.shape, r.parts, r.at_s - first, r.reported_cached, r.output_tokens) for r in records]
