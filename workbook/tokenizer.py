@@ -335,7 +335,14 @@ class HFTokenizer:
 
 
 def load_tokenizer(name_or_path: str | Path, *, allow_download: bool = False) -> BPETokenizer | HFTokenizer:
-    """The tokenizer of a checkpoint: our written-out BPE when the checkpoint's is byte-level BPE, else `transformers`'."""
+    """The tokenizer of a checkpoint: our written-out BPE when the checkpoint's is byte-level BPE, else `transformers`'.
+
+    A GGUF file (see `load_model`) gives our BPE, read from the file's metadata.
+    """
+    from .gguf_loader import gguf_file, tokenizer_from_gguf
+
+    if (gguf := gguf_file(name_or_path)) is not None:
+        return tokenizer_from_gguf(gguf)
     folder = resolve_checkpoint(name_or_path, allow_download=allow_download)
     path = folder / "tokenizer.json"
     if path.is_file() and is_byte_level_bpe(json.loads(path.read_text(encoding="utf-8"))):
