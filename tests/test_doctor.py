@@ -144,10 +144,10 @@ def test_a_timestamp_at_the_top_is_found_and_its_fix_is_priced_by_hand(tok):
     assert report.diagnosis.achievable_hit_rate > report.diagnosis.hit_rate
 
 
-def test_a_new_question_after_a_shared_prompt_is_content_not_a_bug():
+def test_a_new_question_after_a_shared_prompt_is_a_new_turn_not_a_bug():
     log = [{"system": POLICY, "messages": [{"role": "user", "content": q}]} for q in ("Hi there", "Where is A1?")]
     finding = diagnose(log, provider=GPT).diagnosis.findings[1]
-    assert finding.cause.name == "content" and finding.lost_tokens == 0
+    assert finding.cause.name == "new_turn" and finding.lost_tokens == 0
 
 
 def test_reported_cached_tokens_sit_beside_the_simulated_ones():

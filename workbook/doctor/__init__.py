@@ -77,18 +77,22 @@ def diagnose(log: str | Path | Iterable[dict | str] | Sequence[Record],
         raise WorkbookError("Name at least one provider model, e.g. provider=\"anthropic/claude-sonnet-4-5\".")
     model_keys = [get_sheet(key).key for key in named]  # "provider/model", even from a bare model name
     tokens, name = _tokens(tokenizer)
-    diagnosis = diagnose_records(records, tokens, name)
-    return Report(records, diagnosis, costs(records, tokens, model_keys), fix_results(records, tokens, model_keys, name))
+    provider = model_keys[0].split("/")[0]
+    diagnosis = diagnose_records(records, tokens, name, provider=provider)
+    return Report(records, diagnosis, costs(records, tokens, model_keys),
+                  fix_results(records, tokens, model_keys, name, provider))
 
 
-def fix_results(records: Sequence[Record], tokens: Tokens, model_keys: Sequence[str], name: str) -> list[FixResult]:
+def fix_results(records: Sequence[Record], tokens: Tokens, model_keys: Sequence[str], name: str,
+                provider: str) -> list[FixResult]:
     """Each fix alone, then all of them, applied to the log and billed."""
     tried = [(fix.name, fix.does, fix.apply(records)) for fix in FIXES]
     tried.append(("all", "every fix above, in order", all_fixes(records)))
     results = []
     for fix, does, fixed in tried:
         billed = costs(fixed, tokens, model_keys)
-        results.append(FixResult(fix, does, diagnose_records(fixed, tokens, name, explain=False).hit_rate,
+        results.append(FixResult(fix, does, diagnose_records(fixed, tokens, name, explain=False,
+                                                                     provider=provider).hit_rate,
                                  {key: billed.total(key) for key in model_keys}))
     return results
 
