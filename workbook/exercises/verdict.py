@@ -3,6 +3,7 @@
 One rule for every exercise (`judge`): a right answer gets the worked explanation; the first wrong answer gets a hint
 that points at the idea; the second wrong try, or a call with `reveal=True`, gets the worked answer. An answer of the
 wrong shape ("Give a whole number, not 'abc'") is sent back by the check itself and is not counted as a try.
+When the facilitator's room is set (`workbook.room`), `judge` also sends it each answer, right or wrong.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Hashable
 from numbers import Integral, Real
+
+from ..room import client as room
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,16 @@ def judge(exercise: str, correct: bool | None, *, how: str, worked: str, hint: s
     `exercise` is the check function's name; `variant` tells apart exercises that share one (other arguments).
     Right: the `worked` answer. Wrong: `said` (what the learner answered), then the `hint` the first time and the
     `worked` answer from the second wrong try on. `reveal=True` shows the worked answer at once, answered or not.
+    An answer (right or wrong) is also sent to the facilitator's room when one is set (`workbook.room`).
     """
     if correct is None:
         return CheckResult(None, f"The worked answer: {worked}") if reveal else not_answered(how)
+    if not correct:
+        _wrong_tries[exercise, variant] += 1
+    # The try this answer was: the wrong ones so far, and this one if it is right. Sent only if a room is set.
+    room.send(exercise, correct=bool(correct), tries=_wrong_tries[exercise, variant] + bool(correct))
     if correct:
         return CheckResult(True, worked)
-    _wrong_tries[exercise, variant] += 1
     if reveal or _wrong_tries[exercise, variant] > 1:
         return CheckResult(False, f"{said}{worked}")
     return CheckResult(False, f"{said}{hint} Try again, or call {exercise}(..., reveal=True) for the worked answer.")
