@@ -81,7 +81,7 @@ def test_static_first_moves_lines_that_change_to_the_last_message():
     records = [chat(f"Time: 09:0{i}\nBe brief.", f"Q{i}") for i in range(4)]
     fixed = static_first(records)
     assert [r.parts[0].text for r in fixed] == ["Be brief."] * 4
-    assert fixed[2].parts[1].text == "Q2\n\nTime: 09:02"
+    assert fixed[2].parts[1].text == "Q2\nTime: 09:02"
 
 
 def test_tool_fixes_sort_keys_and_names():
@@ -137,7 +137,7 @@ def test_a_timestamp_at_the_top_is_found_and_its_fix_is_priced_by_hand(tok):
     assert report.cost_now_usd[SONNET] == pytest.approx(now)
     # Static first: the time line moves after the question; the policy is written once, then read at $0.30/M.
     policy = len(tok.encode(POLICY))
-    tails = [len(tok.encode(f"Where is order A1000{i}?\n\nTime: 09:0{i}:00")) for i in range(3)]
+    tails = [len(tok.encode(f"Where is order A1000{i}?\nTime: 09:0{i}:00")) for i in range(3)]
     fixed = (policy * 3.75 + policy * 0.30 * 2 + sum(tails) * 3) / 1e6
     result = next(f for f in report.fix_results if f.name == "static_first")
     assert result.cost_usd[SONNET] == pytest.approx(fixed) and fixed < now
@@ -182,6 +182,35 @@ def test_a_log_that_is_not_utf8_gets_a_clear_error(tmp_path):
     path.write_bytes('{"prompt": "café"}\n'.encode("latin-1"))
     with pytest.raises(LogError, match="not UTF-8"):
         read_log(path)
+
+
+def example_logs():
+    """Every shipped example log, the pattern logs included."""
+    return sorted(p for p in EXAMPLES.rglob("*") if p.name.endswith((".jsonl", ".json", ".jsonl.gz")))
+
+
+@pytest.mark.parametrize("path", example_logs(), ids=lambda p: p.name)
+def test_static_first_never_raises_the_bill_of_an_example_log(path):
+    report = diagnose(path, provider=[SONNET, GPT])
+    result = next(f for f in report.fix_results if f.name == "static_first")
+    for key in (SONNET, GPT):
+        assert result.cost_usd[key] <= report.cost_now_usd[key] + 1e-9
+
+
+def test_static_first_moves_instruction_lines_and_never_the_conversation():
+    records = read_log([{"messages": [{"role": "system", "content": f"Time: 09:0{i}\nBe kind."},
+                                      {"role": "user", "content": "Hi"}, {"role": "assistant", "content": f"Hello {i}"},
+                                      {"role": "user", "content": "Q"}]} for i in range(3)])
+    fixed = static_first(records)
+    assert [p.text for p in fixed[1].parts] == ["Be kind.", "Hi", "Hello 1", "Q\nTime: 09:01"]
+
+
+def test_sorting_the_tools_moves_their_cache_control_onto_the_last_tool():
+    tools = [{"name": "b", "cache_control": {"type": "ephemeral"}}, {"name": "a"}]
+    (fixed,) = pinned_tool_order(read_log([{"tools": tools, "messages": [{"role": "user", "content": "Q"}]}]))
+    assert json.loads(fixed.parts[0].text) == [{"name": "a"}, {"name": "b", "cache_control": {"type": "ephemeral"}}]
+    flipped = pinned_tool_order(read_log([{"tools": tools[::-1] + [], "messages": [{"role": "user", "content": "Q"}]}]))
+    assert flipped[0].parts[0].text == fixed.parts[0].text  # the same bytes whichever order the app sent
 
 
 def test_breakpoints_leave_a_rendered_prompt_as_it_is():

@@ -111,7 +111,8 @@ def test_five_breakpoints_are_a_finding_on_that_request_and_it_bills_nothing():
     problems = [[p.name for p in f.problems] for f in report.diagnosis.findings]
     assert problems == [[], ["too_many_breakpoints"], []]
     assert "5 breakpoints" in report.diagnosis.findings[1].problems[0].detail
-    assert report.now.bills[SONNET][1].cost_usd == 0 and "refused" in report.now.bills[SONNET][1].why
+    bill = report.now.bills[SONNET][1]  # refused, and billed as sent again without breakpoints: nothing cached
+    assert "refused" in bill.why and bill.usage.cache_read_tokens == bill.usage.cache_write_tokens == 0
 
 
 def test_a_1_hour_breakpoint_after_a_5_minute_one_is_a_finding():
@@ -208,3 +209,41 @@ def test_history_rewritten_on_a_log_loses_tokens_and_a_new_turn_does_not():
     assert findings[1].cause.name == "new_turn" and findings[1].lost_tokens == 0
     assert findings[2].cause.name == "history_rewritten" and findings[2].lost_tokens > 0
     assert findings[2].part == "message 2 (assistant)"
+
+
+# ----- fixes for these causes, simulated on the whole log ----------------------------------------------------
+
+def fix(report, name):
+    return next(f for f in report.fix_results if f.name == name)
+
+
+@pytest.mark.parametrize("name, log, provider", [
+    ("stable_cache_key", [openai(i, 10 * i, key=f"uuid-{i}") for i in range(4)], GPT),
+    ("one_hour_ttl", [anthropic(i, 420 * i) for i in range(4)], SONNET),  # 7-minute pauses
+    ("pinned_model", [anthropic(i, 10 * i, model=m) for i, m in enumerate(
+        ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-sonnet-4-5"])], SONNET),
+    ("breakpoint_limits", [anthropic(i, 10 * i, marks=5) for i in range(3)], SONNET),
+])
+def test_each_new_fix_lowers_the_bill_of_the_log_with_its_cause(name, log, provider):
+    report = diagnose(log, provider=provider)
+    assert fix(report, name).cost_usd[provider] < report.cost_now_usd[provider]
+    assert report.helps(fix(report, name))
+
+
+def test_the_doctor_combines_the_fixes_that_lower_the_bill_together():
+    # A clock line at the top and 7-minute pauses: neither moving the clock (the prefix expires anyway) nor the 1-hour
+    # TTL (the prefix changes anyway) saves much alone; together they do.
+    report = diagnose([anthropic(i, 420 * i, system=f"Time: 09:{i:02d}\n{POLICY}") for i in range(4)], provider=SONNET)
+    combined = fix(report, "all")
+    assert combined.does.endswith("static_first, one_hour_ttl")
+    assert not report.helps(fix(report, "one_hour_ttl"))  # alone it raises the bill: never recommended alone
+    assert combined.cost_usd[SONNET] < 0.6 * report.cost_now_usd[SONNET] and report.best_fix is combined
+    assert report.achievable_hit_rate > report.achieved_hit_rate
+
+
+def test_reported_usage_is_the_achieved_hit_rate():
+    log = [openai(i, 10 * i) for i in range(2)]
+    log[0]["usage"] = {"prompt_tokens": 1000, "prompt_tokens_details": {"cached_tokens": 0}}
+    log[1]["usage"] = {"prompt_tokens": 1000, "prompt_tokens_details": {"cached_tokens": 500}}
+    report = diagnose(log, provider=GPT)
+    assert report.reported and report.achieved_hit_rate == 0.25

@@ -27,16 +27,19 @@ from .logs import LogError, Record, read_log
 from .stability import assert_prefix_stable
 
 DEFAULT_TOKENIZER = "tiny"
+SAVED_USD = 1e-9  # a fix must save more than this (float noise) to count as lowering the bill
 
 
 @dataclass(frozen=True)
 class FixResult:
-    """One fix applied to the whole log: the hit rate and dollars it would give."""
+    """One fix applied to the whole log: the hit rate and dollars it would give, and the share of prompt tokens the
+    first provider's simulator reads from cache after it."""
 
     name: str
     does: str
     hit_rate: float
     cost_usd: dict[str, float]  # model key -> the log's total after the fix
+    cached_share: float = 0.0
 
 
 @dataclass
@@ -58,8 +61,34 @@ class Report:
 
     @property
     def best_fix(self) -> FixResult:
-        """The fix (or all of them together) that costs least at the first provider."""
+        """The fix (or the helpful ones together) that costs least at the first provider."""
         return min(self.fix_results, key=lambda f: f.cost_usd[self.model_keys[0]])
+
+    def helps(self, fix: FixResult) -> bool:
+        """Whether a fix lowers the simulated bill at the first provider: the doctor recommends no other."""
+        key = self.model_keys[0]
+        return fix.cost_usd[key] < self.cost_now_usd[key] - SAVED_USD
+
+    @property
+    def reported(self) -> bool:
+        """Whether the log reports its usage (cached and total prompt tokens): then it, not a model, is the truth."""
+        return any(r.reported_cached is not None and r.reported_input for r in self.records)
+
+    @property
+    def achieved_hit_rate(self) -> float:
+        """Share of prompt tokens read from cache: as the log reports it where it does, else as the first provider's
+        simulator bills the log."""
+        if self.reported:
+            pairs = [(r.reported_cached, r.reported_input) for r in self.records
+                     if r.reported_cached is not None and r.reported_input]
+            return sum(c for c, _ in pairs) / sum(n for _, n in pairs)
+        return cached_share(self.now.bills[self.model_keys[0]])
+
+    @property
+    def achievable_hit_rate(self) -> float:
+        """The same, simulated under the first provider's rules after the fixes that help (or as it is, if none do)."""
+        return max([cached_share(self.now.bills[self.model_keys[0]])]
+                   + [f.cached_share for f in self.fix_results if self.helps(f)])
 
     def reported_vs_simulated(self) -> list[tuple[int, int, int]]:
         """(line, cached tokens the provider reported, cached tokens the simulator bills) where the log has usage."""
@@ -85,16 +114,32 @@ def diagnose(log: str | Path | Iterable[dict | str] | Sequence[Record],
 
 def fix_results(records: Sequence[Record], tokens: Tokens, model_keys: Sequence[str], name: str,
                 provider: str) -> list[FixResult]:
-    """Each fix alone, then all of them, applied to the log and billed."""
-    tried = [(fix.name, fix.does, fix.apply(records)) for fix in FIXES]
-    tried.append(("all", "every fix above, in order", all_fixes(records)))
-    results = []
-    for fix, does, fixed in tried:
+    """Each fix alone, then the fixes that lower the bill at the first provider together: taken in order, each kept
+    if it lowers the bill of the log the fixes before it left (so two fixes that only help together are found)."""
+    def result(fix: str, does: str, fixed: list[Record]) -> FixResult:
         billed = costs(fixed, tokens, model_keys)
-        results.append(FixResult(fix, does, diagnose_records(fixed, tokens, name, explain=False,
-                                                                     provider=provider).hit_rate,
-                                 {key: billed.total(key) for key in model_keys}))
+        return FixResult(fix, does, diagnose_records(fixed, tokens, name, explain=False, provider=provider).hit_rate,
+                         {key: billed.total(key) for key in model_keys}, cached_share(billed.bills[model_keys[0]]))
+
+    def bill(log: Sequence[Record]) -> float:
+        return costs(log, tokens, model_keys[:1]).total(model_keys[0])
+
+    results = [result(fix.name, fix.does, fix.apply(records)) for fix in FIXES]
+    kept, fixed, cost = [], list(records), bill(records)
+    for fix in FIXES:
+        tried = fix.apply(fixed)
+        if (tried_cost := bill(tried)) < cost - SAVED_USD:
+            kept, fixed, cost = kept + [fix.name], tried, tried_cost
+    if len(kept) > 1:
+        results.append(result("all", "the fixes that lower the bill together, in order: " + ", ".join(kept), fixed))
     return results
+
+
+def cached_share(bills) -> float:
+    """Share of the billed prompt tokens read from cache."""
+    read = sum(b.usage.cache_read_tokens for b in bills)
+    total = sum(b.usage.input_tokens + b.usage.cache_write_tokens + b.usage.cache_read_tokens for b in bills)
+    return read / total if total else 0.0
 
 
 TIKTOKEN_ENCODINGS = ("o200k_base", "cl100k_base")  # OpenAI's: with the `doctor` extra, counts closer to OpenAI's

@@ -20,7 +20,7 @@ Dollars come from `workbook.providers.simulate`.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from bisect import bisect_right
 from functools import lru_cache
 from itertools import accumulate
@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 from ..errors import WorkbookError
 from ..pricing import Usage, get_sheet
 from ..providers import (GEMINI_IMPLICIT_IDLE_S, MAX_BREAKPOINTS, RETENTION_S, TTL_SECONDS, Bill, Block, ProviderCache,
-                         Request, as_sent_to, chained_keys, duration, retentions)
+                         Request, as_sent_to, chained_keys, duration, retentions, without_breakpoints)
 from ..tokenizer import first_divergence
 from .causes import BREAKPOINT_PROBLEMS, HEALTHY, REQUEST_CAUSES, Cause, breakpoints, classify, is_turn, part_label
 from .logs import Record
@@ -432,11 +432,22 @@ def bills(records: Iterable[Record], tokens: Tokens, model_key: str) -> list[Bil
     for i, record in enumerate(records):
         cache = caches.get(record.model) or caches.setdefault(record.model, ProviderCache(model_key))
         at_s = i * DEFAULT_GAP_S if record.at_s is None else record.at_s
+        request = provider_request(record, tokens.of(record.parts), provider, at_s)
         try:
-            out.append(cache.send(provider_request(record, tokens.of(record.parts), provider, at_s)))
+            out.append(cache.send(request))
         except WorkbookError as error:
-            out.append(Bill(Usage(), 0.0, f"refused by the API: {error}"))
+            out.append(resent(cache, request, error))
     return out
+
+
+def resent(cache: ProviderCache, request: Request, error: WorkbookError) -> Bill:
+    """A request the API refused, billed as the client sends it again without breakpoints (assumed: a client that
+    gets a 400 for its cache_control retries without it), or as nothing if that is refused too."""
+    try:
+        bill = cache.send(without_breakpoints(request))
+    except WorkbookError:
+        return Bill(Usage(), 0.0, f"refused by the API: {error}")
+    return replace(bill, why=f"refused by the API ({error}); sent again without breakpoints: {bill.why}")
 
 
 @dataclass

@@ -1,13 +1,23 @@
 """Fixes the doctor suggests, each a function that rewrites a whole log, so its savings are simulated, not promised.
 
-- static first: lines of the static region that change between requests (a timestamp, a name, an
-  id) move to the end of the last message, where they no longer cut the shared prefix short;
+- static first: lines of the instructions (system prompt, a rendered prompt's head) that change on
+  their own between requests (a timestamp, a name, an id) move to the end of the last message, where
+  they no longer cut the shared prefix short. The conversation is never moved: it grows by itself;
 - sorted JSON keys: the tool list serialised with its keys sorted, the same bytes every time;
-- pinned tool order: the tools sorted by name (and their keys sorted);
+- pinned tool order: the tools sorted by name (and their keys sorted), with the tool list's
+  cache_control moved onto the last tool after sorting, where Anthropic's docs place it;
 - stable seams: whitespace that ends a static part moves to the start of the next part, so the
   tokenizer cannot merge it with text that changes;
 - breakpoints (Anthropic): one breakpoint at the end of the static region and one on the newest
-  message, replacing whatever the log had, so each request reads the one before it.
+  message, replacing whatever the log had, so each request reads the one before it;
+- breakpoint limits (Anthropic): at most four breakpoints (the first three and the last), and none
+  of 1 hour after one of 5 minutes, so the API accepts every request;
+- 1-hour TTL (Anthropic): every breakpoint lives an hour, for logs whose pauses outlast 5 minutes;
+- stable cache key (OpenAI): one prompt_cache_key per call type instead of one per request;
+- pinned model: every request of a call type sent to its most common model (a fallback model starts
+  cold, its cache being its own).
+
+The doctor simulates each fix on the whole log and recommends only those that lower the bill.
 """
 
 from __future__ import annotations
@@ -17,7 +27,9 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-from .causes import tool_name
+from ..providers import MAX_BREAKPOINTS
+from .causes import is_turn, tool_name
+from .diagnosis import Streams
 from .logs import Record
 from .parts import Part
 
@@ -34,14 +46,15 @@ class Fix:
 
 
 def last_message(parts: Sequence[Part]) -> int | None:
-    """Index of the last message part (the dynamic end of a chat request), or None."""
-    return max((k for k, p in enumerate(parts) if p.kind == "message"), default=None)
+    """Index of the last part of the conversation (the dynamic end of a chat request), or None."""
+    return max((k for k, p in enumerate(parts) if is_turn(p)), default=None)
 
 
 def static_indices(record: Record) -> list[int]:
-    """Parts of the static region whose text a fix may rewrite: system parts and messages before the last one."""
-    last = last_message(record.parts)
-    return [k for k, p in enumerate(record.parts) if p.kind in ("system", "prompt") or (p.kind == "message" and k != last)]
+    """Parts whose lines may change on their own, which `static_first` may rewrite: the system prompt and
+    instruction messages, or a rendered prompt. Never the conversation, which changes by growing."""
+    return [k for k, p in enumerate(record.parts) if p.kind in ("system", "prompt")
+            or (p.kind == "message" and not is_turn(p))]
 
 
 def volatile_lines(records: Sequence[Record]) -> set[str]:
@@ -71,17 +84,25 @@ def _move_lines(record: Record, volatile: set[str]) -> Record:
         return replace(record, parts=tuple(parts))
     last = last_message(parts)
     if moved and last is not None:
-        parts[last] = replace(parts[last], text=parts[last].text + "\n\n" + "\n".join(moved))
+        parts[last] = replace(parts[last], text=parts[last].text + "\n" + "\n".join(moved))  # the newlines they had
     return replace(record, parts=tuple(parts))
 
 
 def _rewrite_tools(records: Sequence[Record], rewrite: Callable[[list], list]) -> list[Record]:
     out = []
     for r in records:
-        parts = [replace(p, text=json.dumps(rewrite(json.loads(p.text)), ensure_ascii=False, sort_keys=True))
-                 if p.kind == "tools" else p for p in r.parts]
+        parts = [replace(p, text=json.dumps(rewrite(tools), ensure_ascii=False, sort_keys=True))
+                 if p.kind == "tools" and isinstance(tools := _json(p.text), list) else p for p in r.parts]
         out.append(replace(r, parts=tuple(parts)))
     return out
+
+
+def _json(text: str):
+    """The JSON value of a tool list's text, or None if it is not JSON (a tool list rendered otherwise)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
 
 
 def sorted_json_keys(records: Sequence[Record]) -> list[Record]:
@@ -90,8 +111,19 @@ def sorted_json_keys(records: Sequence[Record]) -> list[Record]:
 
 
 def pinned_tool_order(records: Sequence[Record]) -> list[Record]:
-    """Sort every tool list by tool name (and its keys)."""
-    return _rewrite_tools(records, lambda tools: sorted(tools, key=lambda tool: str(tool_name(tool) or "")))
+    """Sort every tool list by tool name (and its keys); a cache_control inside the list moves onto the last tool."""
+    return _rewrite_tools(records, sort_tools)
+
+
+def sort_tools(tools: list) -> list:
+    """The tools sorted by name, the list's cache_control (if any tool had one) on the last tool only."""
+    dicts = all(isinstance(tool, dict) for tool in tools)
+    marks = [tool["cache_control"] for tool in tools if dicts and "cache_control" in tool]
+    tools = sorted(({k: v for k, v in tool.items() if k != "cache_control"} if dicts else tool for tool in tools),
+                   key=lambda tool: str(tool_name(tool) or ""))
+    if marks and tools:
+        tools[-1] = {**tools[-1], "cache_control": marks[-1]}
+    return tools
 
 
 def stable_seams(records: Sequence[Record]) -> list[Record]:
@@ -125,6 +157,44 @@ def two_breakpoints(records: Sequence[Record]) -> list[Record]:
     return out
 
 
+def breakpoint_limits(records: Sequence[Record]) -> list[Record]:
+    """Anthropic: at most `MAX_BREAKPOINTS` breakpoints (the first three and the last kept), and a 1-hour one after
+    a 5-minute one shortened to 5 minutes, so the API accepts the request."""
+    out = []
+    for r in records:
+        marked = [k for k, p in enumerate(r.parts) if p.cache_control]
+        keep = set(marked[:MAX_BREAKPOINTS - 1] + marked[-1:])
+        parts, short = [], False
+        for k, p in enumerate(r.parts):
+            control = p.cache_control if k in keep else None
+            short = short or control == "5m"
+            parts.append(replace(p, cache_control="5m" if short and control else control))
+        out.append(replace(r, parts=tuple(parts)))
+    return out
+
+
+def one_hour_ttl(records: Sequence[Record]) -> list[Record]:
+    """Anthropic: every breakpoint asks for the 1-hour lifetime (its writes cost more; reads survive long pauses)."""
+    return [replace(r, parts=tuple(replace(p, cache_control="1h") if p.cache_control else p for p in r.parts))
+            for r in records]
+
+
+def stable_cache_key(records: Sequence[Record]) -> list[Record]:
+    """OpenAI: one prompt_cache_key per call type (`diagnosis.Streams`) where the log sends one per request. Assumed:
+    the log does not say which user or conversation a request belongs to, so the call type stands in for it."""
+    streams = Streams()
+    return [replace(r, cache_key=f"call-type-{streams.of(r).number}") if r.cache_key else r for r in records]
+
+
+def pinned_model(records: Sequence[Record]) -> list[Record]:
+    """Every request sent to the log's most common model, so a fallback does not start on a cold cache."""
+    models = Counter(r.model for r in records if r.model)
+    if not models:
+        return list(records)
+    model = models.most_common(1)[0][0]
+    return [replace(r, model=model) if r.model else r for r in records]
+
+
 FIXES = [
     Fix("static_first", "move lines that change per request out of the static region, to the end of the request",
         static_first),
@@ -133,11 +203,15 @@ FIXES = [
     Fix("stable_seams", "end static parts without trailing whitespace", stable_seams),
     Fix("breakpoints", "Anthropic: breakpoints at the end of the static region and on the newest message",
         two_breakpoints),
+    Fix("breakpoint_limits", "Anthropic: at most four breakpoints, 1-hour ones first", breakpoint_limits),
+    Fix("one_hour_ttl", "Anthropic: the 1-hour cache lifetime on every breakpoint", one_hour_ttl),
+    Fix("stable_cache_key", "OpenAI: one prompt_cache_key per call type, not one per request", stable_cache_key),
+    Fix("pinned_model", "send every request to the log's main model (a fallback's cache is its own)", pinned_model),
 ]
 
 
 def all_fixes(records: Sequence[Record], fixes: Sequence[Fix] = FIXES) -> list[Record]:
-    """Every fix, applied in order."""
+    """Every fix in `fixes`, applied in order."""
     for fix in fixes:
         records = fix.apply(records)
     return list(records)

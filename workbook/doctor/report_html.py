@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import Finding, FixResult, Report
-from .causes import CAUSES
+from .causes import ALL_CAUSES
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -42,7 +42,7 @@ def tokenizer_note(report: Report) -> str:
 def cause_rows(report: Report) -> list[tuple[str, int, int, str]]:
     """(cause, requests it broke, tokens it lost, what it means) for each cause, most tokens lost first."""
     lost = report.diagnosis.lost_by_cause()
-    rows = [(name, count, lost.get(name, 0), CAUSES[name]) for name, count in report.diagnosis.causes.items()]
+    rows = [(name, count, lost.get(name, 0), ALL_CAUSES[name]) for name, count in report.diagnosis.causes.items()]
     return sorted(rows, key=lambda row: (-row[2], -row[1], row[0]))
 
 
