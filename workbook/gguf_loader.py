@@ -32,11 +32,14 @@ MODEL_PACKAGES = Path(sys.prefix) / "models"
 SETUP_COMMAND = "make setup"
 
 SUPPORTED_ARCHITECTURES = ("llama",)
-# GGUF tokenizer kinds our BPETokenizer reproduces, and the pre-tokenizers whose split is GPT-2's regex.
-# llama.cpp splits "smollm" text into single digits first; SmolLM2's merges never join a digit (a test checks), so
-# GPT-2's regex cuts every text into the same tokens. transformers' GGUF conversion makes the same choice.
+# GGUF tokenizer kinds our BPETokenizer reproduces, and each pre-tokenizer's split as one regular expression.
 SUPPORTED_TOKENIZERS = ("gpt2",)
-GPT2_STYLE_PRE_TOKENIZERS = ("gpt2", "smollm", "default")
+# llama.cpp (src/llama-vocab.cpp, read 2026-12-06) splits "smollm" text in two passes: `"\\p{N}"`, then GPT-2's
+# expression on what is left. One pass does the same when every number character is a piece of its own and a run
+# of spaces before one counts as the end of a piece. (Assumed: SmolLM2's own tokenizer.json, whose pre-tokenizer
+# is Digits(individual_digits=True) then ByteLevel, cuts the same way; the test compares with exactly that.)
+DIGITS_THEN_GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
+PRE_TOKENIZER_PATTERNS = {"gpt2": GPT2_PATTERN, "default": GPT2_PATTERN, "smollm": DIGITS_THEN_GPT2_PATTERN}
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp's token types for tokens matched whole in text
 
 
@@ -197,9 +200,9 @@ def tokenizer_from_gguf(path: Path) -> BPETokenizer:
     """The file's byte-level BPE: vocabulary, merges, tokens matched whole, BOS/EOS and chat template."""
     reader = read_gguf(path)
     kind, pre = metadata(reader, "tokenizer.ggml.model"), metadata(reader, "tokenizer.ggml.pre", "default")
-    if kind not in SUPPORTED_TOKENIZERS or pre not in GPT2_STYLE_PRE_TOKENIZERS:
+    if kind not in SUPPORTED_TOKENIZERS or pre not in PRE_TOKENIZER_PATTERNS:
         raise UnsupportedModelError(f"GGUF tokenizer {kind!r} with pre-tokenizer {pre!r} is not supported; supported: "
-                                    f"{', '.join(SUPPORTED_TOKENIZERS)} with {', '.join(GPT2_STYLE_PRE_TOKENIZERS)}.")
+                                    f"{', '.join(SUPPORTED_TOKENIZERS)} with {', '.join(PRE_TOKENIZER_PATTERNS)}.")
     tokens, types = metadata(reader, "tokenizer.ggml.tokens"), metadata(reader, "tokenizer.ggml.token_type")
     special = {t: i for i, (t, kind) in enumerate(zip(tokens, types)) if kind in (CONTROL, USER_DEFINED)}
     vocab = {t: i for i, t in enumerate(tokens) if t not in special}
@@ -210,6 +213,6 @@ def tokenizer_from_gguf(path: Path) -> BPETokenizer:
         index = metadata(reader, f"tokenizer.ggml.{key}")
         return tokens[index] if index is not None else None
 
-    return BPETokenizer(vocab, merges, special, pattern=GPT2_PATTERN,
+    return BPETokenizer(vocab, merges, special, pattern=PRE_TOKENIZER_PATTERNS[pre],
                         chat_templates={"default": template} if template else None,
                         bos_token=token("bos_token_id"), eos_token=token("eos_token_id"))
