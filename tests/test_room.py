@@ -241,6 +241,25 @@ def test_an_unreachable_collector_never_fails_a_check_and_says_so_once(monkeypat
     assert len(notice) == 1 and "refused" in notice[0].lower()
 
 
+def test_the_catalogue_read_from_source_holds_every_lessons_checks_in_order():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import workbook.exercises
+
+    known = exercises()
+    lessons = [int(m.name[6:]) for m in pkgutil.iter_modules(workbook.exercises.__path__) if m.name.startswith("lesson")]
+    assert sorted(lessons) == sorted({ex.lesson for ex in known.values()}) and len(lessons) >= 11
+    for lesson in lessons:
+        module = importlib.import_module(f"workbook.exercises.lesson{lesson}")
+        checks = [name for name, fn in vars(module).items()
+                  if name.startswith("check_") and inspect.isfunction(fn) and fn.__module__ == module.__name__]
+        assert [ex.name for ex in known.values() if ex.lesson == lesson] == checks
+        assert [ex.number for ex in known.values() if ex.lesson == lesson] == list(range(1, len(checks) + 1))
+    assert known["check_break_penalty"].label == "lesson 4 ex 2"
+
+
 def _record(seat: str, exercise: str, correct: bool, tries: int) -> Record:
     return Record(seat=seat, lesson=exercises()[exercise].lesson, exercise=exercise, correct=correct, tries=tries,
                   time=1.8e9)

@@ -1,18 +1,21 @@
 """Which exercises there are: every lesson's `check_*` functions, numbered in the order the lesson module defines them
-(the order the notebook asks them). The collector refuses records of any other exercise."""
+(the order the notebook asks them). The collector refuses records of any other exercise.
+
+The lesson modules are read as source, not imported: a learner's kernel that sends its first record has imported one
+lesson's checks, and importing the other ten would hold that check up for seconds.
+"""
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
+import ast
 import re
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import workbook.exercises
 
-_LESSON_MODULE = re.compile(r"lesson(\d+)")
+_LESSON_FILE = re.compile(r"lesson(\d+)\.py")
 
 
 @dataclass(frozen=True)
@@ -28,15 +31,19 @@ class Exercise:
         return f"lesson {self.lesson} ex {self.number}"
 
 
+def _checks(source: str) -> list[str]:
+    """The names of the `check_*` functions a module's source defines at its top level, in order."""
+    return [node.name for node in ast.parse(source).body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("check_")]
+
+
 @cache
 def exercises() -> dict[str, Exercise]:
     """Every exercise by its check function's name, in lesson order."""
     found: list[Exercise] = []
-    for module_info in pkgutil.iter_modules(workbook.exercises.__path__):
-        match = _LESSON_MODULE.fullmatch(module_info.name)
+    for path in Path(workbook.exercises.__file__).parent.iterdir():
+        match = _LESSON_FILE.fullmatch(path.name)
         if match:
-            module = importlib.import_module(f"workbook.exercises.{module_info.name}")
-            checks = [name for name, fn in vars(module).items()
-                      if name.startswith("check_") and inspect.isfunction(fn) and fn.__module__ == module.__name__]
-            found += [Exercise(int(match.group(1)), number, name) for number, name in enumerate(checks, start=1)]
+            found += [Exercise(int(match.group(1)), number, name)
+                      for number, name in enumerate(_checks(path.read_text(encoding="utf-8")), start=1)]
     return {ex.name: ex for ex in sorted(found, key=lambda ex: (ex.lesson, ex.number))}
