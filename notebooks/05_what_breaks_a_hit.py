@@ -690,7 +690,11 @@ print(f"(b) with the {len(results)} results as tool_result blocks: request {fan_
 # - Look for the breakers you did not write: chat templates that stamp dates, frameworks that
 #   re-serialise tools, editors that leave trailing spaces, and the seam where the static part meets the
 #   dynamic one.
-# - Sampling settings and the user's question never break a hit.
+# - Sampling settings and the user's question never break a hit. A fresh `prompt_cache_key` per request
+#   does, at OpenAI: it sends each request down a new route.
+# - Retrieved documents are a prefix like any other. A RAG chat whose follow-up questions re-send the same
+#   documents, in the same order and before the conversation, hits on them; re-retrieving and re-ranking
+#   them each turn changes the bytes and breaks the hit at the first document that moved.
 # - A change costs whole pages in an engine. At a provider it can cost much more: the whole prefix when
 #   what is left falls under the minimum length, and at Anthropic the whole block a breakpoint closes,
 #   written again at the premium. Price what the provider bills (`providers.simulate`), not what an

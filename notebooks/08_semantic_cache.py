@@ -327,7 +327,10 @@ print(f"The refund policy changed: {dropped} entries dropped, {len(semantic_cach
 # %% [markdown]
 # ## 6. Stacking the caches, and a small model first
 #
-# Seed 000 combines the levers. A semantic cache catches repeated questions before anything runs; on a miss,
+# Seed 000 combines the levers. They are separate: a cache cuts *how often* a model computes, a smaller model
+# cuts *what each computation costs*, so each saving multiplies the other's, and the seed's advice to test a small
+# model on your own queries before trusting it is what the check below does on ours. A semantic cache catches
+# repeated questions before anything runs; on a miss,
 # the prompt's static prefix (the system prompt) hits the **prefix cache** of our `Engine` (lesson 4); and a
 # **small model** can answer first, with a check deciding whether to escalate to the large one. Only the
 # large model's answers are cached, so the cache fills with its answers. We replay the first part of the

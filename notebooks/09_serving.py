@@ -401,7 +401,7 @@ answer_1 = None
 check_bytes_per_token(answer_1)
 
 # %% [markdown]
-# **Exercise 2.** Sixteen requests start from one cached 512-token system prompt, add 40 tokens of their own
+# **Exercise 2.** Fourteen requests start from one cached 512-token system prompt, add 40 tokens of their own
 # and each generate 24 tokens, with pages of 16 tokens. At most how many pool pages do they hold together?
 
 # %%

@@ -259,7 +259,7 @@ CASES = {
     "check_seed_yearly_cost": _simple(lesson7.check_seed_yearly_cost, 73_000, 219_000, "x", "$73,000"),
     "check_refusals": _refusals,
     "check_bytes_per_token": _simple(lesson9.check_bytes_per_token, 192, 960, "192", "192 KiB"),  # 960: query heads
-    "check_shared_pages": _simple(lesson9.check_shared_pages, 96, 97, "96", "= 96"),
+    "check_shared_pages": _simple(lesson9.check_shared_pages, 88, 89, "88", "= 88"),
     "check_hardware_cost": _simple(lesson9.check_hardware_cost, 0.084, 0.1, "0.084", "$0.084 a second"),
     "check_invalidated": _semantic_cache,
     "check_achievable": _achievable,

@@ -12,7 +12,7 @@ from .verdict import CheckResult, check_amount, check_number
 # Exercise 1's model: a made-up shape, so that no table or calculator in the lesson prints its answer.
 SHAPE = dict(num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8, hidden_size=5_120)
 # Exercise 2's workload: requests on one cached system prompt, pages of 16 tokens.
-SHARED = dict(requests=16, system_tokens=512, own_tokens=40, new_tokens=24, page_size=16)
+SHARED = dict(requests=14, system_tokens=512, own_tokens=40, new_tokens=24, page_size=16)
 # Exercise 3's vendor claims, (dollars per request, requests per second): seed 003's step 2 on other numbers.
 CLAIMED_BEFORE, CLAIMED_AFTER = (0.004, 25), (0.0012, 70)
 
