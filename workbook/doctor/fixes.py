@@ -196,7 +196,7 @@ def pinned_model(records: Sequence[Record]) -> list[Record]:
 
 
 FIXES = [
-    Fix("static_first", "move lines that change per request out of the static region, to the end of the request",
+    Fix("static_first", "move instruction lines that change per request to the end of the request",
         static_first),
     Fix("sorted_json_keys", "serialise the tool list with sorted keys", sorted_json_keys),
     Fix("pinned_tool_order", "sort the tools by name", pinned_tool_order),

@@ -1,6 +1,7 @@
-"""The doctor's report as one self-contained HTML page: summary, causes, a chart per request, every finding, the fixes.
+"""The doctor's report as one self-contained HTML page: summary, causes, a chart of every request, every finding, the fixes.
 
-plotly.js is written into the page, so it opens offline and fetches nothing. Every piece of log text is escaped.
+The page opens offline and fetches nothing. Every piece of log text is escaped.
+The chart is inline SVG (see `chart_html`); `tokens_chart` draws the same as a plotly figure for notebooks.
 The summary pieces (`cause_rows`, `cost_after`, `best_fix_line`, the notes) are shared with the command line.
 """
 
@@ -102,8 +103,10 @@ def summary_html(report: Report, source: str) -> str:
     """The headline numbers: requests, tokens, hit rates, today's cost per provider, the best fix."""
     d = report.diagnosis
     rows = [("log", escape(source) or "(given in Python)"), ("requests", f"{len(d.findings):,}"),
-            ("prompt tokens", f"{d.tokens:,}"), ("hit rate achieved", f"{d.hit_rate:.1%}"),
-            ("hit rate achievable", f"{d.achievable_hit_rate:.1%} (every static region byte-stable)")]
+            ("call types", f"{len(d.streams()):,}"), ("prompt tokens", f"{d.tokens:,}"),
+            ("hit rate achieved", f"{report.achieved_hit_rate:.1%} ("
+             + ("as the log reports it)" if report.reported else f"simulated at {escape(report.model_keys[0])})")),
+            ("hit rate achievable", f"{report.achievable_hit_rate:.1%} (simulated after the fixes that lower the bill)")]
     rows += [(f"cost now at {escape(key)}", f"${usd:,.4f}") for key, usd in report.cost_now_usd.items()]
     rows.append(("best fix", escape(best_fix_line(report))))
     body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
@@ -136,12 +139,31 @@ def tokens_chart(report: Report) -> go.Figure:
 
 
 def chart_html(report: Report) -> str:
-    """`tokens_chart` as HTML, with plotly.js written in."""
-    import plotly.io as pio
-
+    """`svg_chart` with its heading and legend. The page draws it as inline SVG, not with plotly: plotly.js alone
+    weighs more than 3 MB, and the page stays self-contained and small (tests keep 30 requests under 1 MB)."""
+    legend = " ".join(f'<span style="color:{colour}">&#9632;</span> {name}'
+                      for name, colour in (("shared", SHARED), ("lost", LOST), ("new", NEW)))
     return ("<h2>Tokens per request</h2><p class=\"note\">Shared: the prefix an earlier request already held. "
             "Lost: static tokens past the divergence, which a byte-stable static region would have shared. "
-            "New: the rest.</p>" + pio.to_html(tokens_chart(report), include_plotlyjs=True, full_html=False))
+            f"New: the rest.</p><p>{legend}</p>" + svg_chart(report))
+
+
+def svg_chart(report: Report, height: int = 240, bar: int = 14) -> str:
+    """One stacked bar per request (shared, lost, new tokens), as inline SVG with a tooltip per bar."""
+    findings = report.diagnosis.findings
+    top = max((f.tokens for f in findings), default=1) or 1
+    rects = []
+    for i, f in enumerate(findings):
+        y = height
+        for name, value, colour in (("shared", f.shared_tokens, SHARED), ("lost", f.lost_tokens, LOST),
+                                    ("new", new_tokens(f), NEW)):
+            h = value * height / top
+            y -= h
+            rects.append(f'<rect x="{i * bar}" y="{y:.1f}" width="{bar - 2}" height="{h:.1f}" fill="{colour}">'
+                         f"<title>line {f.line}: {value:,} {name}</title></rect>")
+    width = max(1, len(findings)) * bar
+    return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="tokens per request">{"".join(rects)}</svg>')
 
 
 def fixes_html(report: Report) -> str:
@@ -167,8 +189,8 @@ def findings_html(report: Report) -> str:
                  f"vs line {f.match_line}" + ("" if f.char_at is None else f", character {f.char_at:,}"))
         snippet = (f"<br><small>line {f.match_line}</small> <code>{before}</code>"
                    f"<br><small>line {f.line}</small> <code>{after}</code>") if f.before or f.after else ""
-        cause = "" if f.cause is None else (f"<b>{escape(f.cause.name)}</b>: {escape(f.cause.rule)}"
-                                            + (f"<br>{escape(f.cause.detail)}" if f.cause.detail else ""))
+        cause = "<br>".join(f"<b>{escape(c.name)}</b>: {escape(c.rule)}" + (f"<br>{escape(c.detail)}" if c.detail else "")
+                            for c in ([f.cause] if f.cause else []) + list(f.problems))
         numbers = "".join(f'<td class="n">{n:,}</td>' for n in (f.line, f.tokens, f.shared_tokens, f.lost_tokens))
         rows.append(f'<tr>{numbers}<td class="snip">{where}{snippet}</td><td>{cause}</td></tr>')
     return ("<h2>Every request</h2><table><tr><th>line</th><th>tokens</th><th>shared</th><th>lost</th>"
