@@ -53,6 +53,16 @@ def test_make_setup_installs_them_where_jupyterlab_reads_them(installed, tmp_pat
     assert "cp data/jupyterlab/overrides.json .venv/share/jupyter/lab/settings/overrides.json" in dry_run
 
 
+def test_binders_postbuild_installs_them_into_the_environment_it_runs_in(tmp_path):
+    """repo2docker runs postBuild with the environment's python first on PATH: the file lands in its prefix."""
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    path = f"{env_dir / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    subprocess.run(["bash", "postBuild"], cwd=REPO, env={**os.environ, "PATH": path}, check=True)
+    installed = env_dir / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    assert installed.read_bytes() == OVERRIDES.read_bytes()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
