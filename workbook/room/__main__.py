@@ -16,7 +16,8 @@ def serve(*, host: str, port: int, db: Path) -> None:
     from .store import Store
 
     store = Store(db)
-    print(f"The room: http://{host}:{port}/  (records kept in {store.path.resolve()}; Ctrl-C stops the collector)")
+    shown = "localhost" if host in ("0.0.0.0", "::") else host  # "every address" is not one a browser can open
+    print(f"The room: http://{shown}:{port}/  (records kept in {store.path.resolve()}; Ctrl-C stops the collector)")
     print(f"Learners set WORKBOOK_ROOM=http://<this machine's address>:{port} and WORKBOOK_SEAT=<a name they pick>, "
           "or call workbook.room.join(url, seat) in a notebook.")
     uvicorn.run(create_app(store), host=host, port=port, log_level="warning")

@@ -28,6 +28,7 @@ body { font: 15px system-ui, sans-serif; margin: 1.5em; color: #000; }
 #status { color: #555; font-size: .85em; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #fff; padding: 2px 6px; text-align: center; min-width: 2.2em; }
+.lesson-start { border-left: 2px solid #000; }
 th.seat { text-align: left; font-weight: normal; max-width: 14em; overflow: hidden; text-overflow: ellipsis; }
 .legend span { display: inline-block; margin-right: 1.2em; }
 .legend i { display: inline-block; width: 1.6em; text-align: center; border: 1px solid #333; font-style: normal; }
@@ -56,9 +57,12 @@ function draw(g) {
   lessons.append(el("th")); numbers.append(el("th", "seat"));
   let lesson = null;
   for (const c of g.columns) {
-    if (c.lesson !== lesson) { lesson = c.lesson; lessons.append(el("th", "lesson " + lesson, {colspan: 0})); }
+    if (c.lesson !== lesson) {
+      lesson = c.lesson;
+      lessons.append(el("th", "lesson " + lesson, {colspan: 0, class: "lesson-start"}));
+    }
     const span = lessons.lastChild; span.setAttribute("colspan", Number(span.getAttribute("colspan")) + 1);
-    numbers.append(el("th", "ex " + c.number, {title: c.exercise}));
+    numbers.append(el("th", "ex " + c.number, {title: c.exercise, class: c.number === 1 ? "lesson-start" : ""}));
   }
   table.append(lessons, numbers);
   const byKey = new Map(g.cells.map(c => [c.seat + "\\u0000" + c.exercise, c]));
@@ -68,7 +72,8 @@ function draw(g) {
     for (const c of g.columns) {
       const cell = byKey.get(seat + "\\u0000" + c.exercise);
       const tip = cell.state === "right" ? "right on try " + cell.right_on_try : cell.state + ", " + cell.wrong + " wrong";
-      row.append(el("td", LOOK[cell.state].mark, {"class": "state-" + cell.state.replace(" ", "-"),
+      const start = c.number === 1 ? " lesson-start" : "";
+      row.append(el("td", LOOK[cell.state].mark, {"class": "state-" + cell.state.replace(" ", "-") + start,
         "data-seat": seat, "data-exercise": c.exercise, "data-state": cell.state, title: seat + ", " + c.label + ": " + tip}));
     }
     table.append(row);
