@@ -287,6 +287,16 @@ def test_the_help_says_how_to_open_the_room_to_its_network(capsys):
     assert "--host 0.0.0.0" in capsys.readouterr().out
 
 
+def test_a_file_that_is_not_the_rooms_is_refused_and_left_as_it_was(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Workshop notes, not a database. " * 100)
+    before = notes.read_bytes()
+    with pytest.raises(SystemExit):
+        main(["serve", "--db", str(notes), "--port", str(_free_port())])
+    assert "is not a room's records file" in capsys.readouterr().err
+    assert notes.read_bytes() == before
+
+
 def _rgb(hex_colour: str) -> str:
     return "rgb({}, {}, {})".format(*(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import WorkbookError
+
 DEFAULT_DB = Path("workbook-room.sqlite3")
 
 
@@ -39,7 +41,10 @@ def main(argv: list[str] | None = None) -> None:
                            help=f"SQLite file that keeps the records (default ./{DEFAULT_DB}); a restart with the "
                                 "same file loses nothing, a new file starts an empty room")
     args = parser.parse_args(argv)
-    serve(host=args.host, port=args.port, db=args.db)
+    try:
+        serve(host=args.host, port=args.port, db=args.db)
+    except WorkbookError as error:
+        parser.error(str(error))
 
 
 if __name__ == "__main__":

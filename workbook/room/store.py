@@ -7,6 +7,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from ..errors import WorkbookError
 from .record import Record
 
 _FIELDS = tuple(Record.model_fields)  # seat, lesson, exercise, correct, tries, time
@@ -24,8 +25,12 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.execute(_SCHEMA)
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise WorkbookError(f"{self.path} is not a room's records file ({error}): name a new file, or the one "
+                                "an earlier collector kept, with --db.") from None
 
     def _connect(self) -> sqlite3.Connection:
         # One short-lived connection per call: the web server answers from several threads.
