@@ -4,6 +4,7 @@ Each request below is written from the shape's own documentation (the page is na
 
 import gzip
 import json
+import lzma
 
 import pytest
 
@@ -227,12 +228,15 @@ def test_iter_records_streams_a_file_line_by_line(tmp_path):
         next(records)
 
 
-def test_a_gzipped_log_reads_like_the_plain_one(tmp_path):
+def test_a_compressed_log_reads_like_the_plain_one(tmp_path):
     lines = [json.dumps({"prompt": p, "timestamp": t}) for p, t in (("a", 5), ("b", 9))]
     (tmp_path / "log.jsonl").write_text("\n".join(lines))
     with gzip.open(tmp_path / "log.jsonl.gz", "wt") as f:
         f.write("\n".join(lines))
-    assert read_log(tmp_path / "log.jsonl") == read_log(tmp_path / "log.jsonl.gz")
+    with lzma.open(tmp_path / "log.jsonl.xz", "wt") as f:
+        f.write("\n".join(lines))
+    plain = read_log(tmp_path / "log.jsonl")
+    assert plain == read_log(tmp_path / "log.jsonl.gz") == read_log(tmp_path / "log.jsonl.xz")
 
 
 def test_a_json_export_page_with_data_reads(tmp_path):

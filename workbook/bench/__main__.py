@@ -1,4 +1,4 @@
-"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu,real-engine,serving} [options]`: measure, print, save."""
+"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu,real-engine,serving,quantised} [options]`: measure, print, save."""
 
 import argparse
 import importlib
@@ -7,13 +7,16 @@ BENCHMARKS = {
     "prefix": "TTFT cold vs cached prefix, beside transformers' prompt reuse; a multi-user workload replay",
     "speculative": "speculative decoding vs target-only, beside transformers' assisted generation",
     "widgets": "what one click in each lesson widget costs on the shipped models",
-    "doctor": "the cache doctor's diagnose() on a synthetic 10,000-request log",
+    "doctor": "the cache doctor's time and peak memory on a synthetic log (--size 50MB), or its causes beside "
+              "promptcachelint's on the example and pattern logs (--against promptcachelint)",
     "semantic": "the semantic cache's lookup time at 1,000, 10,000 and 100,000 entries",
     "gpu": "one prepared GPU run: the equivalence tests on CUDA, then TTFT, decode and pass costs at real shapes",
     "real-engine": "vLLM (CPU) or llama.cpp beside our engine on the shipped model: same greedy ids, cached tokens, "
                    "TTFT and decode speed (run with that engine's own Python)",
     "serving": "the batched server: decode throughput at 1-32 concurrent requests, chunked prefill under a mixed "
                "load, pool pages for 16 requests sharing a 1,024-token prefix",
+    "quantised": "the real model's Q4_1 weights (dequantised) against bfloat16 weights and an int8 K/V cache: greedy "
+                 "agreement, KL and bytes saved",
 }
 
 

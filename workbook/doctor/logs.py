@@ -1,6 +1,6 @@
 """Reading request logs, one request at a time: OpenAI and Anthropic requests (JSONL), proxy exports, or prompts.
 
-Each line of a JSONL log (`.jsonl`, or `.jsonl.gz`) is one request as it was sent, optionally with
+Each line of a JSONL log (`.jsonl`, or compressed: `.jsonl.gz`, `.jsonl.xz`) is one request as it was sent, optionally with
 `"timestamp"` (ISO 8601 or seconds) and the provider's `"usage"`. The shape is recognised per line:
 
 | shape | recognised by | renders (see `parts`) | usage read |
@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import lzma
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -34,8 +35,9 @@ from typing import Iterable, Iterator
 from .parts import LogError, Part, chat_parts, responses_parts
 from .proxies import unwrap
 
-__all__ = ["LogError", "Record", "iter_records", "read_log", "record"]
+__all__ = ["LogError", "Record", "iter_items", "iter_records", "read_log", "record"]
 
+COMPRESSED = {".gz": gzip.open, ".xz": lzma.open}  # read line by line as they decompress
 ANTHROPIC_BLOCKS = {"tool_use", "tool_result", "thinking", "redacted_thinking"}
 USED = {"prompt", "messages", "system", "tools", "tool_choice", "input", "instructions", "timestamp", "usage", "model",
         "prompt_cache_key", "provider"}
@@ -69,7 +71,7 @@ def iter_records(source: str | Path | Iterable[dict | str]) -> Iterator[Record]:
     """Records, one at a time, from a JSONL path, a JSON list of prompts, or an iterable of request dicts or prompt
     strings; times become seconds after the first record's timestamp."""
     first = previous = None
-    for line, item in _items(source):
+    for line, item in iter_items(source):
         current = record(item, line)
         if previous is None:
             first = current
@@ -84,8 +86,9 @@ def iter_records(source: str | Path | Iterable[dict | str]) -> Iterator[Record]:
         raise LogError("The log holds no requests.")
 
 
-def _items(source) -> Iterator[tuple[int, dict | str]]:
-    if isinstance(source, Path) or (isinstance(source, str) and source.endswith((".jsonl", ".json", ".jsonl.gz"))):
+def iter_items(source: str | Path | Iterable[dict | str]) -> Iterator[tuple[int, dict | str]]:
+    """(line, request as logged) for each request of a log, one at a time, before any reading of its shape."""
+    if isinstance(source, Path) or (isinstance(source, str) and source.endswith((".jsonl", ".json", *COMPRESSED))):
         return _file_items(Path(source))
     if isinstance(source, str):
         raise LogError(f"{source!r} is not a .jsonl or .json file. Give a path, or a list of requests.")
@@ -98,7 +101,7 @@ def _file_items(path: Path) -> Iterator[tuple[int, dict | str]]:
     if path.suffix == ".json":
         yield from _json_items(path)
         return
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = COMPRESSED.get(path.suffix, open)
     with opener(path, "rb") as lines:
         for number, raw in enumerate(lines, start=1):
             try:

@@ -3,7 +3,7 @@
 
 | export | recognised by | request | time | usage | source (read 2026-12-06) |
 |---|---|---|---|---|---|
-| litellm spend log (a `LiteLLM_SpendLogs` row, `/spend/logs`) | `request_id` with `spend` or `call_type` | `proxy_server_request` when it holds the request body, else `messages` (a list, or its JSON text) and `model` | `startTime` | `metadata.usage_object` (litellm's OpenAI-style usage with its cache fields), else `prompt_tokens`, `completion_tokens` | https://docs.litellm.ai/docs/proxy/ui_logs, https://docs.litellm.ai/docs/proxy/cost_tracking |
+| litellm spend log (a `LiteLLM_SpendLogs` row, `/spend/logs`) | `request_id` with `spend` or `call_type` | `proxy_server_request` when it holds the request body, else `messages` (a list, or its JSON text); the row's `model` (the deployment that served it; the body's, a router alias, kept as `requested_model`) | `startTime` | `metadata.usage_object` (litellm's OpenAI-style usage with its cache fields), else `prompt_tokens`, `completion_tokens` | https://docs.litellm.ai/docs/proxy/ui_logs, https://docs.litellm.ai/docs/proxy/cost_tracking |
 | litellm `StandardLoggingPayload` (bare, or under `standard_logging_object`) | `call_type` with `response_cost` | `messages`, with `model_parameters` (tools, tool_choice, ...) | `startTime` (seconds) | as above | https://docs.litellm.ai/docs/proxy/logging_spec |
 | Langfuse observation (`GENERATION`) | `traceId` and `type` | `input`: a message list, a request object, or a string | `startTime` | `usageDetails` (Langfuse: "usage types that include the string input" are input; `usage` {input, output} in older exports) | https://langfuse.com/docs/model-usage-and-cost, the public API's Observation |
 | OpenTelemetry GenAI span | `gen_ai.*` attributes (a dict, or OTLP's `[{"key", "value"}]`) | `gen_ai.tool.definitions`, `gen_ai.system_instructions`, `gen_ai.input.messages` (parts `text`, `tool_call`, `tool_call_response`, `reasoning`, `blob`/`uri`/`file`) | `startTimeUnixNano` or `start_time` | `gen_ai.usage.input_tokens` (cache reads "SHOULD be included" in it), `gen_ai.usage.cache_read.input_tokens`, `gen_ai.usage.cache_creation.input_tokens`, `gen_ai.usage.output_tokens` | https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/ |
@@ -70,10 +70,12 @@ def litellm(item: dict, line: int) -> tuple[dict, dict, None]:
     metadata = loads_if_text(item.get("metadata"), line, "metadata") or {}
     usage = metadata.get("usage_object") if isinstance(metadata, dict) else None
     usage = usage or {k: item[k] for k in USAGE_KEYS if k in item}
-    request = {**body, "timestamp": item.get("startTime"), "usage": usage}
-    if item.get("model") and "model" not in body:
-        request["model"] = item["model"]
-    return request, {k: v for k, v in item.items() if k not in LITELLM_USED}, None
+    # The row's model is the deployment that served the request; the body's may be a router's alias for a group.
+    request = {**body, "timestamp": item.get("startTime"), "usage": usage, "model": item.get("model") or body.get("model")}
+    extra = {k: v for k, v in item.items() if k not in LITELLM_USED}
+    if body.get("model") not in (None, request["model"]):
+        extra["requested_model"] = body["model"]
+    return request, extra, None
 
 
 # ----- Langfuse ----------------------------------------------------------------------------------------------------
