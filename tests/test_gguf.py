@@ -167,3 +167,14 @@ def test_a_missing_file_and_an_uninstalled_model_say_what_to_do(tmp_path, monkey
     monkeypatch.setitem(loader.GGUF_MODELS, "not-installed", ("no-such-distribution-xyz", "x/model.gguf"))
     with pytest.raises(UnknownModelError, match="make setup"):
         workbook.load_tokenizer("not-installed")
+
+
+def test_use_model_switches_the_default_model_once_the_model_is_found(tiny_gguf, monkeypatch):
+    from workbook.checkpoints import MODEL_SETTING
+
+    monkeypatch.setenv(MODEL_SETTING, "tiny")
+    with pytest.raises(UnknownModelError):
+        workbook.use_model("no-such-model-here")
+    assert workbook.default_model() == "tiny"  # a refused name changes nothing
+    assert workbook.use_model(str(tiny_gguf)) == str(tiny_gguf) == workbook.default_model()
+    assert workbook.load_model(workbook.default_model(), device="cpu").config.hidden_size == 128

@@ -1,6 +1,6 @@
 """Prompt Cache Workbook: the inference machinery behind prompt caching, small enough to read."""
 
-from .checkpoints import default_draft_model, default_model
+from .checkpoints import default_draft_model, default_model, use_model
 from .engine import Engine, GenerationResult
 from .errors import (ContextLengthError, EmptyInputError, UnknownModelError, UnsupportedModelError,
                      WorkbookError)
@@ -20,5 +20,5 @@ __all__ = [
     "Server", "SpeculativeStep", "StepSnapshot", "TargetResult", "Transformer", "UnknownModelError", "UnsupportedModelError", "Usage",
     "WorkbookError", "cost", "default_draft_model", "default_model", "expected_tokens_per_pass", "first_divergence", "kv_memory",
     "load_model", "load_price_sheets", "load_tokenizer", "predicted_speedup", "speculative_generate",
-    "target_generate",
+    "target_generate", "use_model",
 ]

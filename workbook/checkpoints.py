@@ -25,6 +25,19 @@ def default_model() -> str:
     return os.environ.get(MODEL_SETTING, "tiny")
 
 
+def use_model(name_or_path: str) -> str:
+    """Make `name_or_path` the model every later `default_model()` returns (as $WORKBOOK_MODEL does), once it is found.
+
+    One line at the top of a notebook switches its lessons, e.g. `workbook.use_model("smollm2-135m-instruct")`.
+    """
+    from .gguf_loader import gguf_file
+
+    if gguf_file(name_or_path) is None:
+        resolve_checkpoint(name_or_path)
+    os.environ[MODEL_SETTING] = str(name_or_path)
+    return str(name_or_path)
+
+
 def default_draft_model() -> str:
     """The draft model for speculative decoding: $WORKBOOK_DRAFT_MODEL if set, else the shipped `tiny-draft`."""
     return os.environ.get(DRAFT_SETTING, "tiny-draft")
