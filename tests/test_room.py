@@ -97,7 +97,10 @@ class Collector:
 
 
 @pytest.fixture
-def collector(tmp_path):
+def collector(tmp_path, monkeypatch):
+    # These tests are about what arrives, in order: on a busy test machine a record may take longer than the half
+    # second a learner's check waits (test_an_unreachable_collector... keeps that wait).
+    monkeypatch.setattr(client, "WAIT_SECONDS", 60)
     room = Collector(tmp_path)
     room.start()
     try:
@@ -228,10 +231,10 @@ def test_an_unreachable_collector_never_fails_a_check_and_says_so_once(monkeypat
         waited = time.perf_counter() - started
     assert [v.correct for v in verdicts] == [False, True]
     assert "Try again" in verdicts[0].message  # the first wrong answer still gets its hint
-    # Each answer waits for the collector no longer than the client's timeout (the slack is for a busy machine).
-    assert waited < 2 * client.TIMEOUT_SECONDS + 5
+    # Each answer waits for the collector no longer than the client's wait (the slack is for a busy machine).
+    assert waited < 2 * client.WAIT_SECONDS + 5
     notice = capsys.readouterr().out.splitlines()
-    assert len(notice) == 1 and "did not take this answer" in notice[0] and "timed out" in notice[0]
+    assert len(notice) == 1 and "did not take this answer: no answer within 0.5 s" in notice[0]
 
     monkeypatch.setenv(client.ROOM_VARIABLE, f"http://127.0.0.1:{_free_port()}")  # nobody listening at all
     monkeypatch.setattr(client, "_noticed", False)

@@ -1,8 +1,10 @@
 """A learner's side of the room: once the facilitator's collector is named (`WORKBOOK_ROOM=http://host:port`, or
 `join(url, seat)`), each check-yourself answer is sent to it as one `Record`; without it nothing is sent.
 
-Sending never fails a notebook and never holds it up for long: each record gets `TIMEOUT_SECONDS`, and a record the
-collector does not take is dropped with a one-line notice, shown once.
+Sending never fails a notebook and never holds it up for long: the record goes from a background thread, and the
+check waits for it at most `WAIT_SECONDS` (a slow name lookup or a silent collector included). A record the collector
+refuses or does not answer in that time is reported by a one-line notice, shown once; one still on its way after the
+wait may yet arrive, within `DELIVERY_SECONDS`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 import time
 import urllib.request
 from urllib.parse import urlsplit
@@ -20,7 +23,8 @@ from urllib.parse import urlsplit
 from ..errors import WorkbookError
 
 ROOM_VARIABLE, SEAT_VARIABLE = "WORKBOOK_ROOM", "WORKBOOK_SEAT"
-TIMEOUT_SECONDS = 0.5
+WAIT_SECONDS = 0.5  # how long a check waits for the collector
+DELIVERY_SECONDS = 10  # how long the background thread keeps trying to deliver one record
 
 _joined: tuple[str, str] | None = None  # (url, seat) given to join(), which win over the environment
 _noticed = False
@@ -72,18 +76,30 @@ def send(exercise: str, *, correct: bool, tries: int) -> None:
         return
     record = {"seat": seat, "lesson": known.lesson, "exercise": exercise, "correct": correct, "tries": tries,
               "time": time.time()}
-    request = urllib.request.Request(f"{url}/records", data=json.dumps(record).encode(), method="POST",
+    failures: list[Exception] = []
+    delivery = threading.Thread(target=_post, args=(f"{url}/records", record, failures), daemon=True)
+    delivery.start()
+    delivery.join(WAIT_SECONDS)
+    if delivery.is_alive():
+        _notice(url, f"no answer within {WAIT_SECONDS:g} s")
+    elif failures:
+        _notice(url, str(failures[0]))
+
+
+def _post(address: str, record: dict, failures: list[Exception]) -> None:
+    """POST one record; a failure goes into `failures` (this runs in a thread, where raising would be lost)."""
+    request = urllib.request.Request(address, data=json.dumps(record).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS):
+        with urllib.request.urlopen(request, timeout=DELIVERY_SECONDS):
             pass
     except (OSError, ValueError, http.client.HTTPException) as error:
-        _notice(url, error)
+        failures.append(error)
 
 
-def _notice(url: str, error: Exception) -> None:
+def _notice(url: str, why: str) -> None:
     global _noticed
     if not _noticed:
         _noticed = True
-        print(f"(The room at {url} did not take this answer: {error}. Your notebook works as before; "
+        print(f"(The room at {url} did not take this answer: {why}. Your notebook works as before; "
               "this notice is shown once.)")
