@@ -186,7 +186,8 @@ def test_a_log_that_is_not_utf8_gets_a_clear_error(tmp_path):
 
 def example_logs():
     """Every shipped example log, the pattern logs included."""
-    return sorted(p for p in EXAMPLES.rglob("*") if p.name.endswith((".jsonl", ".json", ".jsonl.gz")))
+    return sorted(p for p in EXAMPLES.rglob("*") if p.name.endswith((".jsonl", ".jsonl.gz", ".jsonl.xz"))
+                  or p.name == "prompts.json")
 
 
 @pytest.mark.parametrize("path", example_logs(), ids=lambda p: p.name)

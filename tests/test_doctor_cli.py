@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from workbook.bench.__main__ import main as bench_main
 from workbook.doctor import diagnose
 from workbook.doctor.__main__ import main
 from workbook.doctor.report_html import highlight, report_html
@@ -55,7 +54,7 @@ def test_the_summary_shows_the_reports_numbers(report, capsys):
     total = line_starting(out, "total")
     assert total[1:] == [f"{sum(r for _, r, _ in report.reported_vs_simulated()):,}",
                          f"{sum(s for _, _, s in report.reported_vs_simulated()):,}"]
-    assert "workbook's tokenizer ('tiny')" in out and "close estimates" in out
+    assert "workbook's tokenizer ('tiny')" in out and "1.00 tokens for each of ours (the same)" in out
 
 
 def test_comparing_an_openai_log_with_anthropic_bills_says_so(capsys):
@@ -187,13 +186,6 @@ def test_html_for_30_requests_is_under_1_mb(tmp_path):
     log = [anthropic_request(i % 12, START + dt.timedelta(seconds=40 * i)) for i in range(30)]
     text = report_html(diagnose(log, provider=[SONNET, GPT]))
     assert len(text.encode()) < 1_000_000 and text.count("<rect ") == 3 * 30
-
-
-def test_the_doctor_benchmark_runs(capsys):
-    payload = bench_main(["doctor", "--quick"])
-    assert payload["requests"] == 200 and payload["diagnose"].median_s > 0
-    assert payload["prompt_tokens"] > 200 * 1_000  # every synthetic request carries the example's long system prompt
-    assert "Cache doctor on a synthetic log: 200 requests" in capsys.readouterr().out
 
 
 def test_the_html_report_uses_the_widgets_provenance_colours():

@@ -247,3 +247,22 @@ def test_reported_usage_is_the_achieved_hit_rate():
     log[1]["usage"] = {"prompt_tokens": 1000, "prompt_tokens_details": {"cached_tokens": 500}}
     report = diagnose(log, provider=GPT)
     assert report.reported and report.achieved_hit_rate == 0.25
+
+
+# ----- token counts against the provider's --------------------------------------------------------------------
+
+def test_reported_prompt_tokens_calibrate_the_counts(capsys):
+    from workbook.doctor.__main__ import causes_table
+    from workbook.doctor.report_html import tokenizer_note
+
+    log = [openai(i, 10 * i, system=f"Request {i}\n{POLICY}") for i in range(3)]
+    counted = diagnose(log, provider=GPT)
+    for request, f in zip(log, counted.diagnosis.findings):  # the provider counts 1.25 tokens for each of ours
+        request["usage"] = {"prompt_tokens": round(f.tokens * 1.25), "prompt_tokens_details": {"cached_tokens": 0}}
+    report = diagnose(log, provider=GPT)
+    assert report.calibration == pytest.approx(1.25, abs=1e-3)
+    assert "the provider counts 1.25 tokens for each of ours (ours run 20% low)" in tokenizer_note(report)
+    lost = report.diagnosis.lost_by_cause()["number"]
+    row = next(line for line in causes_table(report).splitlines() if line.startswith("number"))
+    assert f"{lost:,}" in row and f"{round(lost * report.calibration):,}" in row
+    assert counted.calibration is None and "close estimates" in tokenizer_note(counted)

@@ -75,6 +75,14 @@ class Report:
         return any(r.reported_cached is not None and r.reported_input for r in self.records)
 
     @property
+    def calibration(self) -> float | None:
+        """Prompt tokens the log reports per token the doctor counts, over the requests that report them (None if
+        none do): how far the counting tokenizer is from the provider's. Calibrated figures multiply by it."""
+        pairs = [(r.reported_input, f.tokens) for r, f in zip(self.records, self.diagnosis.findings)
+                 if r.reported_input and f.tokens]
+        return sum(n for n, _ in pairs) / sum(t for _, t in pairs) if pairs else None
+
+    @property
     def achieved_hit_rate(self) -> float:
         """Share of prompt tokens read from cache: as the log reports it where it does, else as the first provider's
         simulator bills the log."""

@@ -156,9 +156,12 @@ def causes_table(report: Report) -> str:
     rows = cause_rows(report)
     if not rows:
         return "No request broke the prefix of an earlier one."
-    return "Totals per cause\n" + table([[name + (" (healthy)" if name in HEALTHY else ""), f"{n:,}", f"{lost:,}", meaning]
+    scale = report.calibration
+    extra = [] if scale is None else ["calibrated"]
+    return "Totals per cause\n" + table([[name + (" (healthy)" if name in HEALTHY else ""), f"{n:,}", f"{lost:,}",
+                                          *([] if scale is None else [f"{round(lost * scale):,}"]), meaning]
                                          for name, n, lost, meaning in rows],
-                                        ["cause", "requests", "tokens lost", "what it means"])
+                                        ["cause", "requests", "tokens lost", *extra, "what it means"])
 
 
 def costs_table(report: Report) -> str:
@@ -218,6 +221,7 @@ def as_json(report: Report, source: str, top: int) -> dict:
     return {"log": str(source), "requests": len(d.findings), "call_types": len(d.streams()), "prompt_tokens": d.tokens,
             "hit_rate_achieved": report.achieved_hit_rate, "achieved_from": "reported" if report.reported else "simulated",
             "hit_rate_achievable": report.achievable_hit_rate, "tokenizer": d.tokenizer_name,
+            "reported_tokens_per_counted": report.calibration,
             "causes": causes, "cost_now_usd": report.cost_now_usd,
             "fixes": [{**asdict(fix), "lowers_the_bill": report.helps(fix)} for fix in report.fix_results],
             "best_fix": best_fix_line(report), "findings": findings}

@@ -35,9 +35,20 @@ mark { background: #882255; color: #fff; }
 
 
 def tokenizer_note(report: Report) -> str:
-    """What the token counts are, so nobody mistakes them for a provider's own."""
-    return (f"Token counts use the workbook's tokenizer ({report.diagnosis.tokenizer_name!r}); each provider's own "
-            "tokenizer splits text differently, so read counts and dollars as close estimates.")
+    """Which count the report uses, and how far it is from the provider's where the log reports usage."""
+    name = report.diagnosis.tokenizer_name
+    if report.calibration is None:
+        return (f"Token counts use the workbook's tokenizer ({name!r}); each provider's own tokenizer splits text "
+                "differently, so read counts and dollars as close estimates.")
+    return (f"Token counts use the workbook's tokenizer ({name!r}). Where the log reports usage, the provider counts "
+            f"{report.calibration:.2f} tokens for each of ours ({calibrated_gap(report)}): the calibrated column "
+            "multiplies by that; simulated dollars use our counts.")
+
+
+def calibrated_gap(report: Report) -> str:
+    """The calibration in words: 'ours run 38% high', 'ours run 5% low', 'the same'."""
+    gap = 1 / report.calibration - 1
+    return "the same" if round(gap, 2) == 0 else f"ours run {abs(gap):.0%} {'high' if gap > 0 else 'low'}"
 
 
 def cause_rows(report: Report) -> list[tuple[str, int, int, str]]:
