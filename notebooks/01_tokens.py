@@ -266,6 +266,37 @@ if hasattr(tokenizer, "readable_merges"):  # our written-out BPE; other checkpoi
     print("The workbook model's first merges:", tokenizer.readable_merges(8))
 
 # %% [markdown]
+# A real model's vocabulary, beside it: SmolLM2-135M-Instruct (Hugging Face's small chat model, which
+# `make setup` installed as one GGUF file) learned its merges from a large general corpus. Our same
+# `BPETokenizer` reads them from the file, so the two tokenizers below run the same code; only the
+# merges differ.
+
+# %%
+real_tokenizer = workbook.load_tokenizer("smollm2-135m-instruct")
+print(f"shipped: {tokenizer.vocab_size:,} tokens; SmolLM2: {real_tokenizer.vocab_size:,} tokens, "
+      f"{len(real_tokenizer.merges):,} merges, the first {real_tokenizer.readable_merges(4)}")
+samples = [text, "The photosynthesis of chlorophyll", "Grüße aus München 🙂",
+           "Where is my order A12345? It should have arrived on Monday."]
+sizes = {}
+for sample in samples:
+    shipped_ids, real_ids = tokenizer.encode(sample), real_tokenizer.encode(sample)
+    assert real_tokenizer.decode(real_ids) == sample  # the same round trip, with 49k tokens
+    sizes[sample] = (len(shipped_ids), len(real_ids))
+    print(f"{sample!r}\n  shipped {len(shipped_ids):2}: {tokenizer.token_texts(shipped_ids)}"
+          f"\n  SmolLM2 {len(real_ids):2}: {real_tokenizer.token_texts(real_ids)}")
+assert sum(real for _, real in sizes.values()) < sum(shipped for shipped, _ in sizes.values())
+assert len(real_tokenizer.encode(" photosynthesis")) == 1 and len(real_tokenizer.encode(" 🙂")) == 1
+assert real_tokenizer.token_texts(real_tokenizer.encode("12345")) == ["1", "2", "3", "4", "5"]
+assert sizes[samples[3]][1] > sizes[samples[3]][0]  # the order number: more tokens with the bigger vocabulary
+
+# %% [markdown]
+# The larger vocabulary holds whole words the shipped one never saw often enough to merge (` photosynthesis`
+# is one token there), and whole characters outside English (`ü`, `🙂`) where the shipped one falls back
+# to single bytes. But look at the order number: SmolLM2 writes every digit as its own token, by design
+# (its tokenizer splits numbers into digits before any merge), so `A12345` costs it more tokens, not fewer.
+# Fewer tokens for the same text means fewer K/V rows to compute, and to cache.
+
+# %% [markdown]
 # ## Check yourself
 #
 # Each exercise has an answer variable that starts as `None`. Put your answer in it and run
