@@ -102,6 +102,8 @@ def test_the_charts_and_widgets_draw_in_a_browser_that_cannot_reach_the_network(
             assert page.locator(".widget-text input").first.input_value().startswith("May the force")
             # The FigureWidget draws a plot of its own, inside a widget: more plots than the two charts.
             page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 2", timeout=30_000)
+            page.wait_for_function("[...document.fonts].some(f => f.family.startsWith('Font Awesome') && "
+                                   "f.status === 'loaded')", timeout=30_000)  # the buttons' icons
             assert not [url for url in refused if "require" in url or "html-manager" in url or "anywidget" in url]
         finally:
             browser.close()

@@ -28,10 +28,13 @@ from .paths import DATA_DIR, REPO_DIR
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 BOOK_DIR = REPO_DIR / "build" / "book"
 SCRIPTS = "widgets"  # the folder beside the pages that holds the widget scripts, named relative to each page
+# The manager's CSS asks for its icon font (Font Awesome's solid face) beside the module require.js loaded it as.
+ICON_FONT, ICON_FONT_DIR = "1551f4f60c37af51121f.woff2", "@jupyter-widgets/html-manager/dist"
 # Files of data/widgets/ (see its README: versions, sources, licences) and the SHA-256 of the copies committed.
 VENDORED = {
     "embed-amd.js": "ca87dff57c70ffb2658794fde0eab0e27e5f5472a1f5df7ab2b08e1039fc4b72",  # @jupyter-widgets/html-manager 1.0.15
     "require.js": "c1fc6b1d53af7522f78d664922abb32acac64ed0ecccb8f907f1e6fc7262563a",  # requirejs 2.3.8
+    ICON_FONT: "9834b82ad26e2a37583d22676a12dd2eb0fe7c80356a2114d0db1aa8b3899537",  # the same package's icon font
 }
 # require.js looks a module up by this path (relative to the page) before it would try a CDN.
 ANYWIDGET_PATH = f'\nrequire.config({{paths: {{anywidget: "{SCRIPTS}/anywidget"}}}});\n'
@@ -57,7 +60,8 @@ def plotly_renderer(name: str):
 
 
 def copy_widget_scripts(out_dir: Path, vendored_dir: Path = DATA_DIR / "widgets") -> Path:
-    """Put the widget manager, require.js (told where anywidget is) and anywidget's front end in `out_dir/widgets/`."""
+    """Put the widget manager, require.js (told where anywidget is) and anywidget's front end in `out_dir/widgets/`,
+    and the buttons' icon font where the manager looks for it."""
     for name, sha256 in VENDORED.items():
         if hashlib.sha256((vendored_dir / name).read_bytes()).hexdigest() != sha256:
             raise WorkbookError(f"{vendored_dir / name} is not the copy data/widgets/README.md describes: restore it "
@@ -68,6 +72,8 @@ def copy_widget_scripts(out_dir: Path, vendored_dir: Path = DATA_DIR / "widgets"
     (scripts / "require.js").write_text((vendored_dir / "require.js").read_text(encoding="utf-8") + ANYWIDGET_PATH,
                                         encoding="utf-8")
     (scripts / "anywidget.js").write_bytes((resources.files("anywidget") / "nbextension" / "index.js").read_bytes())
+    (out_dir / ICON_FONT_DIR).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(vendored_dir / ICON_FONT, out_dir / ICON_FONT_DIR / ICON_FONT)
     return scripts
 
 
