@@ -208,6 +208,37 @@ def test_a_room_set_without_a_seat_sends_one_that_is_the_same_every_time_and_nam
     assert getpass.getuser() not in record["seat"] and socket.gethostname() not in record["seat"]
 
 
+@pytest.mark.slow
+def test_a_notebooks_check_cells_in_a_real_kernel_report_to_the_room(collector, monkeypatch, tmp_path):
+    """The room set in the environment the kernel starts from, as a learner's `make lab` would have it."""
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv(client.ROOM_VARIABLE, collector.url)
+    monkeypatch.setenv(client.SEAT_VARIABLE, "Kernel seat")
+    cells = ["from workbook.exercises.lesson4 import check_loadable_tokens\n"
+             "from workbook.room import client\n"
+             "client.WAIT_SECONDS = 60  # a busy test machine; a refused connection still fails at once",
+             f"check_loadable_tokens({LOADABLE + 16})",
+             f"check_loadable_tokens({LOADABLE})",
+             # The collector gone (an address nobody listens on): the check still answers, with the notice once.
+             f"import os; os.environ['{client.ROOM_VARIABLE}'] = 'http://127.0.0.1:{_free_port()}'",
+             f"check_loadable_tokens({LOADABLE})",
+             f"check_loadable_tokens({LOADABLE})"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in cells])
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    def shown(cell) -> str:
+        return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+
+    assert shown(notebook.cells[1]).startswith("❌ Not quite.") and shown(notebook.cells[2]).startswith("✅ Right.")
+    assert [(r["exercise"], r["correct"], r["tries"]) for r in collector.records_of("Kernel seat")] == [
+        ("check_loadable_tokens", False, 1), ("check_loadable_tokens", True, 2)]
+    notice, verdict = shown(notebook.cells[4]).splitlines()[0], shown(notebook.cells[4]).splitlines()[-1]
+    assert "did not take this answer" in notice and verdict.startswith("✅ Right.")
+    assert shown(notebook.cells[5]).startswith("✅ Right.") and "did not take" not in shown(notebook.cells[5])
+
+
 GOOD = {"seat": "Good record", "lesson": 4, "exercise": "check_loadable_tokens", "correct": True, "tries": 1, "time": 1.8e9}
 BAD = {
     "a field missing": {k: v for k, v in GOOD.items() if k != "tries"},
