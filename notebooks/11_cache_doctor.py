@@ -29,6 +29,9 @@
 #   or from the command line, and read its per-request findings;
 # - tell the hit rate your app gets from the one it could get, and name the causes of the gap (a clock, a
 #   name or an id in the system prompt, reordered JSON keys, stray whitespace);
+# - find the causes that are not in the text at all: a cache that expired during a pause, a model fallback,
+#   a `prompt_cache_key` per request, too many breakpoints;
+# - read the terminal report as an engineer does: per cause, the first and the worst request, side by side;
 # - check a suggested fix by replaying the fixed log through the provider simulator, at several providers;
 # - compare the cached tokens your provider reported with the ones the simulator bills;
 # - guard your own prompt template in your test suite with `assert_prefix_stable`.
@@ -52,14 +55,15 @@ from pathlib import Path
 from IPython.display import HTML, display
 
 from workbook.doctor import diagnose, read_log
-from workbook.doctor.__main__ import main as doctor_command
-from workbook.doctor.causes import CAUSES
+from workbook.doctor.__main__ import main as doctor_command, summary
+from workbook.doctor.causes import ALL_CAUSES
 from workbook.doctor.fixes import static_first
 from workbook.doctor.report_html import cost_after, findings_html, fixes_html, tokens_chart
 from workbook.doctor.stability import assert_prefix_stable, prefix_divergence
 from workbook.exercises.lesson11 import TEMPLATES, check_costliest_cause, check_lost_tokens, check_stable_templates
 from workbook.paths import DATA_DIR
 from workbook.pricing import get_sheet
+from workbook.providers import TTL_SECONDS
 
 lesson_start = time.perf_counter()
 EXAMPLES = DATA_DIR / "examples"
@@ -72,10 +76,14 @@ SONNET, GPT = "anthropic/claude-sonnet-4-5", "openai/gpt-5.5"
 #
 # 1. **Read** each logged request and render it the way providers do: the tool list (as JSON text, keys
 #    in the order your app wrote them), then the system prompt, then each message.
-# 2. **Match** each request with the earlier request it shares the longest token prefix with.
+# 2. **Match** each request with the earlier request of the same **call type** (requests whose instructions
+#    share most of their lines) that shares the longest token prefix with it, and that the provider could
+#    still read: the same model, the same `prompt_cache_key`, not idle past its cache lifetime.
 # 3. **Locate** the first character where the two differ, and name the **cause**: `datetime`, `number`,
 #    `user_text`, `json_key_order`, `whitespace`, `tool_list`, `breakpoint_moved`, a tokenization `seam`,
-#    or plain `content` (a new question, a real edit). Each cause comes with the rule that decided it.
+#    `history_rewritten` (earlier turns edited or cut), `content` (an instruction edited), or the healthy
+#    `new_turn` (a new question). Where no text differs but the prefix could not be read, the cause is
+#    `ttl_expiry`, `model_switch` or `cache_key`. Each cause comes with the rule that decided it.
 # 4. **Count** what it cost. The *static region* of a request is everything before its last message (in a
 #    rendered prompt, everything before its last line). In a conversation it includes the earlier turns: it
 #    is what the request could reuse. Static tokens after the divergence are **lost**: a byte-stable static
@@ -150,7 +158,7 @@ assert all(f.shared_tokens + f.lost_tokens <= f.tokens for f in d.findings)
 # %%
 lost = d.lost_by_cause()
 for name, count in d.causes.most_common():
-    print(f"{name:16}{count:3} requests {lost[name]:7,} tokens lost   {CAUSES[name]}")
+    print(f"{name:20}{count:3} requests {lost[name]:7,} tokens lost   {ALL_CAUSES[name]}")
 costliest = max(lost, key=lost.get)
 print(f"\nthe costliest cause: {costliest}")
 assert {"datetime", "user_text", "json_key_order"} <= set(d.causes)
@@ -167,8 +175,10 @@ print(reordered.cause.detail)
 assert reordered.shared_tokens < reordered.tokens / 100
 
 # %% [markdown]
-# `content` is what no specific rule explains: the new question of each request, where nothing is lost,
-# and real edits. In this log the edits are where the app's first line changed kind:
+# `volatile_breakpoint` is not a cause of its own but a problem beside one: the app marks its system prompt
+# with a breakpoint, and that prompt changes with every request, so the cache entry written there is never read.
+# `content` is what no specific rule explains: a real edit of an instruction part. In this log the edits are
+# where the app's first line changed kind:
 
 # %%
 for f in d.findings:
@@ -179,7 +189,8 @@ for f in d.findings:
 # ## 5. Fixes, simulated
 #
 # A fix is a function that rewrites the whole log, so its saving is measured, not promised: the doctor
-# applies each fix, diagnoses the fixed log and bills it at every provider. `all` applies every fix in order.
+# applies each fix, diagnoses the fixed log and bills it at every provider. It recommends only a fix that lowers
+# the bill; `all` is the fixes that lower it together (each kept if it lowers what the ones before it left).
 
 # %%
 display(HTML(fixes_html(report)))
@@ -270,8 +281,8 @@ for line, bill in zip([r.line for r in report.records], report.now.bills[SONNET]
 #     --html report.html
 # ```
 #
-# It prints the tables of this lesson, and `--html` writes them to one page you can open anywhere: the
-# chart's JavaScript is inside the file, and nothing is fetched. `--tokenizer NAME` counts with another
+# It prints the report of section 9, and `--html` writes the tables to one page you can open anywhere: the
+# chart is drawn inside the file, and nothing is fetched. `--tokenizer NAME` counts with another
 # tokenizer (a checkpoint folder, or a Hugging Face name already in your cache). A bad line stops it with
 # a message naming the line, and exit status 2. The same command, run here on a small log we write:
 
@@ -364,6 +375,73 @@ print("\nthe fixed template keeps its prefix")
 #     assert_prefix_stable(build_prompt, {"now": ["2026-03-15 09:00", "2026-12-31 23:59"],
 #                                         "user": ["Ana", "Zoë"], "question": ["Hi", "Where is my order?"]})
 # ```
+
+# %% [markdown]
+# ## 9. Causes outside the text, and the report an engineer reads
+#
+# Some caches break with every byte of the prompt in place. `agent_log.jsonl` is one customer's conversation
+# with a support agent that calls a tool: two requests per question, the tool's result in the second. Three
+# things happen to it that no text comparison can see alone (`workbook/doctor/examples.py` writes it):
+#
+# - the customer pauses before the third question, and a prefix not read for longer than its **TTL** expires;
+# - the app keeps the conversation in a Postgres `jsonb` column, which gives object keys back shortest first, so
+#   every earlier **tool call** it sends again has its arguments in another order than the model wrote them;
+# - a rate limit sends one request to a **fallback model**, and each model has its own cache.
+#
+# The terminal report puts, per cause, the first request it broke and the worst, with the two texts side by
+# side and the first differing character marked (`^`), then the totals:
+
+# %%
+agent_path = EXAMPLES / "agent_log.jsonl"
+agent = diagnose(agent_path, provider=SONNET)
+print(summary(agent, agent_path.name).split("\n\nCost of the whole log")[0])
+by_cause = {f.cause.name: f for f in agent.diagnosis.findings if f.cause}
+assert {"ttl_expiry", "model_switch", "json_key_order"} <= set(by_cause)
+
+# %% [markdown]
+# The expiry comes from the timestamps alone. Anthropic's cache lives 5 minutes after its last use (a read
+# renews it, [Anthropic's caching page](https://platform.claude.com/docs/en/build-with-claude/prompt-caching)),
+# so the doctor asks, for the prefix a request shares, when a request last sent it:
+
+# %%
+expired = by_cause["ttl_expiry"]
+before = next(f for f in agent.diagnosis.findings if f.line == expired.line - 1)
+gap = expired.at_s - before.at_s
+print(f"line {expired.line} comes {gap / 60:.1f} minutes after line {before.line}: {expired.cause.detail}")
+print(f"it shares {expired.shared_tokens:,} tokens with a live prefix and loses {expired.lost_tokens:,}")
+assert gap > TTL_SECONDS["5m"] and expired.shared_tokens == 0
+
+# %% [markdown]
+# The reordered tool call is found where it is, in the assistant's tool call, not in the tool result after it;
+# the rendered call is the tool's name and its arguments as sent. The fallback is named by the `model` field:
+
+# %%
+reordered = by_cause["json_key_order"]
+print(f"line {reordered.line}, {reordered.part}: {reordered.cause.detail}")
+switched = by_cause["model_switch"]
+print(f"line {switched.line}: {switched.cause.detail}; {switched.lost_tokens:,} tokens lost")
+assert reordered.part.startswith("tool call") and switched.lost_tokens > 0
+
+# %% [markdown]
+# Each fix is billed on the whole log. Pinning the model pays here; the 1-hour TTL does not, because one pause
+# does not repay the dearer writes of every request, so the doctor does not recommend it:
+
+# %%
+pinned = next(f for f in agent.fix_results if f.name == "pinned_model")
+one_hour = next(f for f in agent.fix_results if f.name == "one_hour_ttl")
+for fix in (pinned, one_hour):
+    print(f"{fix.name:13} {cost_after(agent, fix, SONNET)}  recommended: {agent.helps(fix)}")
+assert agent.helps(pinned) and not agent.helps(one_hour)
+sheet = get_sheet(SONNET)
+print(f"a 1-hour write costs {sheet.cache_write_1h / sheet.input:g}x input, a 5-minute one "
+      f"{sheet.cache_write / sheet.input:g}x")
+
+# %% [markdown]
+# From a terminal, `--top N` shows the N worst requests per cause, `--json` prints the same for a script, and
+# `--request LINE` prints one request in full, with the simulator's bill and why:
+
+# %%
+assert doctor_command([str(agent_path), "--request", str(expired.line)]) == 0
 
 # %% [markdown]
 # ## Check yourself

@@ -266,3 +266,16 @@ def test_reported_prompt_tokens_calibrate_the_counts(capsys):
     row = next(line for line in causes_table(report).splitlines() if line.startswith("number"))
     assert f"{lost:,}" in row and f"{round(lost * report.calibration):,}" in row
     assert counted.calibration is None and "close estimates" in tokenizer_note(counted)
+
+
+def test_the_agent_example_log_shows_an_expiry_a_reordered_tool_call_and_a_fallback():
+    from workbook.doctor.examples import AGENT_FALLBACK, AGENT_PAUSE_BEFORE
+    from workbook.paths import DATA_DIR
+
+    report = diagnose(DATA_DIR / "examples" / "agent_log.jsonl", provider=SONNET)
+    by_line = {f.line: f for f in report.diagnosis.findings}
+    assert by_line[AGENT_PAUSE_BEFORE + 1].cause.name == "ttl_expiry"
+    assert by_line[AGENT_FALLBACK + 1].cause.name == "model_switch"
+    reordered = [f for f in report.diagnosis.findings if f.cause and f.cause.name == "json_key_order"]
+    assert reordered and all(f.part.startswith("tool call") for f in reordered)
+    assert report.helps(fix(report, "pinned_model")) and not report.helps(fix(report, "one_hour_ttl"))

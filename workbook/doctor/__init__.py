@@ -27,7 +27,8 @@ from .logs import LogError, Record, read_log
 from .stability import assert_prefix_stable
 
 DEFAULT_TOKENIZER = "tiny"
-SAVED_USD = 1e-9  # a fix must save more than this (float noise) to count as lowering the bill
+SAVED_USD = 1e-9  # a fix must save more than this (float noise) to be kept in the fixes combined
+WORTH = 0.001  # the share of the bill a fix must save to be recommended
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,10 @@ class Report:
         return min(self.fix_results, key=lambda f: f.cost_usd[self.model_keys[0]])
 
     def helps(self, fix: FixResult) -> bool:
-        """Whether a fix lowers the simulated bill at the first provider: the doctor recommends no other."""
+        """Whether a fix lowers the simulated bill at the first provider by at least `WORTH` of it: the doctor
+        recommends no other."""
         key = self.model_keys[0]
-        return fix.cost_usd[key] < self.cost_now_usd[key] - SAVED_USD
+        return fix.cost_usd[key] < self.cost_now_usd[key] * (1 - WORTH)
 
     @property
     def reported(self) -> bool:

@@ -8,6 +8,11 @@ Twelve requests of Harbor & Pine's support assistant, 20 to 90 seconds apart:
 - `openai_log.jsonl` (Chat Completions shape): a request id opens the system prompt (1-6), then a
   trailing space comes and goes (7-12).
 - `prompts.json`: rendered prompts that open with the time they were generated.
+- `agent_log.jsonl` (Messages shape, with tool calls): one customer's conversation with the agent, two
+  requests per question (the question, then the tool's result). The app keeps the conversation in a
+  Postgres `jsonb` column, which stores object keys shortest first, so every tool call it sends back
+  has its arguments reordered (from request 3 on); the customer pauses 7 minutes before question 3,
+  past the 5-minute cache lifetime; and a rate limit sends request 9 to Claude Haiku 4.5 instead.
 
 No provider served these requests: the `usage` figures are what `workbook.providers` bills for them,
 counted with the shipped tokenizer, so the doctor's reported and simulated columns agree on them.
@@ -53,6 +58,42 @@ def openai_request(i: int, when: dt.datetime) -> dict:
             "tools": [{"type": "function", "function": t} for t in SUPPORT_TOOLS]}
 
 
+AGENT_QUESTIONS = [("A12345", "Where is my order A12345?"), ("A20331", "And order A20331, has it shipped?"),
+                   ("A19870", "Can you check A19870 too?"), ("A12345", "Is A12345 still on time for Friday?"),
+                   ("A20331", "What is in A20331 again?"), ("A19870", "Thanks. Last one: A19870's status?")]
+AGENT_PAUSE_BEFORE = 4  # request index after the 7-minute pause: the first request of question 3
+AGENT_FALLBACK = 8  # request index served by the fallback model
+
+
+def jsonb(value: dict) -> dict:
+    """A JSON object as Postgres jsonb gives it back: keys shortest first, then in byte order."""
+    return {k: value[k] for k in sorted(value, key=lambda k: (len(k.encode()), k.encode()))}
+
+
+def agent_request(i: int, when: dt.datetime) -> dict:
+    """Request i of the agent log: question i // 2, before (even i) or after (odd i) its tool call."""
+    messages = []
+    for q, (order, question) in enumerate(AGENT_QUESTIONS[: i // 2 + 1]):
+        messages.append({"role": "user", "content": question})
+        if q < i // 2 or i % 2:
+            call = {"order_id": order, "fields": ["status", "delivery"]}  # the order the model wrote them in
+            stored = jsonb(call) if q < i // 2 and i >= 2 else call  # earlier turns come back from the database
+            messages.append({"role": "assistant", "content": [
+                {"type": "tool_use", "id": f"toolu_{q:02d}", "name": "lookup_order", "input": stored}]})
+            messages.append({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": f"toolu_{q:02d}", "content": f"{order}: shipped, arrives Friday."}]})
+        if q < i // 2:
+            messages.append({"role": "assistant", "content": f"{order} has shipped and arrives on Friday."})
+    last = messages[-1]
+    content = last["content"] if isinstance(last["content"], list) else [{"type": "text", "text": last["content"]}]
+    messages[-1] = {**last, "content": [*content[:-1], {**content[-1], "cache_control": {"type": "ephemeral"}}]}
+    tools = [dict(t) for t in SUPPORT_TOOLS]
+    tools[-1]["cache_control"] = {"type": "ephemeral"}
+    return {"timestamp": stamp(when), "model": "claude-haiku-4-5" if i == AGENT_FALLBACK else "claude-sonnet-4-5",
+            "system": [{"type": "text", "text": BASE, "cache_control": {"type": "ephemeral"}}],
+            "tools": tools, "messages": messages}
+
+
 def stamp(when: dt.datetime) -> str:
     return when.isoformat().replace("+00:00", "Z")
 
@@ -84,9 +125,13 @@ def example_files() -> dict[str, str]:
                            outputs, tokens)
     openai = with_usage([openai_request(i, w) for i, w in enumerate(times)], "openai/gpt-5.5", outputs, tokens)
     prompts = [f"Generated at {w:%H:%M:%S}\n{BASE}\nCustomer: {USERS[i]}\n{QUESTIONS[i]}" for i, w in enumerate(times)]
+    agent_times = [START + dt.timedelta(seconds=30 * i + (420 if i >= AGENT_PAUSE_BEFORE else 0)) for i in range(12)]
+    agent = with_usage([agent_request(i, w) for i, w in enumerate(agent_times)], "anthropic/claude-sonnet-4-5",
+                       outputs, tokens)
     return {"anthropic_log.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in anthropic),
             "openai_log.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in openai),
-            "prompts.json": json.dumps(prompts, ensure_ascii=False, indent=1)}
+            "prompts.json": json.dumps(prompts, ensure_ascii=False, indent=1),
+            "agent_log.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in agent)}
 
 
 def main(folder: Path = EXAMPLES_DIR) -> None:

@@ -5,7 +5,7 @@ the example logs and returns a `CheckResult`: right, wrong (with a hint), or not
 from __future__ import annotations
 
 from ..doctor import Report, diagnose
-from ..doctor.causes import CAUSES
+from ..doctor.causes import ALL_CAUSES as CAUSES
 from ..doctor.stability import prefix_divergence
 from ..paths import DATA_DIR
 from .verdict import CheckResult, check_letters, check_number, judge
