@@ -20,6 +20,12 @@ def _loopback_only(self, address):
     return _real_connect(self, address)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--record-lesson-seconds", action="store_true",
+                     help="write each lesson's run time, as tests/test_browser.py measured it, to "
+                          "tests/lesson_seconds.json: how long later runs wait for each lesson derives from it")
+
+
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Every test runs with outbound connections refused, except to this machine."""

@@ -1,6 +1,7 @@
 """Every lesson is a synced, output-free pair, opens with objectives and ends with checks.
 
-The notebooks themselves are executed by nbval (`--nbval-lax`, see pyproject.toml).
+The lessons themselves are executed once per run, by tests/test_browser.py (in JupyterLab under headless Chromium,
+or by nbclient where Chromium is missing), which makes nbval's cell checks on that one run.
 """
 
 import re
