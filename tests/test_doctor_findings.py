@@ -279,3 +279,12 @@ def test_the_agent_example_log_shows_an_expiry_a_reordered_tool_call_and_a_fallb
     reordered = [f for f in report.diagnosis.findings if f.cause and f.cause.name == "json_key_order"]
     assert reordered and all(f.part.startswith("tool call") for f in reordered)
     assert report.helps(fix(report, "pinned_model")) and not report.helps(fix(report, "one_hour_ttl"))
+    assert report.helps(fix(report, "sorted_tool_arguments"))
+    fixed = diagnose(fix_named("sorted_tool_arguments").apply(report.records), provider=SONNET)
+    assert "json_key_order" not in fixed.diagnosis.causes
+
+
+def fix_named(name):
+    from workbook.doctor.fixes import FIXES
+
+    return next(f for f in FIXES if f.name == name)

@@ -4,6 +4,8 @@
   their own between requests (a timestamp, a name, an id) move to the end of the last message, where
   they no longer cut the shared prefix short. The conversation is never moved: it grows by itself;
 - sorted JSON keys: the tool list serialised with its keys sorted, the same bytes every time;
+- sorted tool arguments: each tool call's arguments sent back with sorted keys, the same bytes
+  whichever way a database round trip (Postgres `jsonb`) gave them back;
 - pinned tool order: the tools sorted by name (and their keys sorted), with the tool list's
   cache_control moved onto the last tool after sorting, where Anthropic's docs place it;
 - stable seams: whitespace that ends a static part moves to the start of the next part, so the
@@ -110,6 +112,19 @@ def sorted_json_keys(records: Sequence[Record]) -> list[Record]:
     return _rewrite_tools(records, lambda tools: tools)
 
 
+def sorted_tool_arguments(records: Sequence[Record]) -> list[Record]:
+    """Every tool call's arguments (a `name(arguments)` part) written with sorted keys where they are a JSON object."""
+    return [replace(r, parts=tuple(_sorted_call(p) if p.kind == "tool_call" else p for p in r.parts)) for r in records]
+
+
+def _sorted_call(part: Part) -> Part:
+    name, _, arguments = part.text.partition("(")
+    value = _json(arguments[:-1]) if arguments.endswith(")") else None
+    if not isinstance(value, dict):
+        return part
+    return replace(part, text=f"{name}({json.dumps(value, ensure_ascii=False, sort_keys=True)})")
+
+
 def pinned_tool_order(records: Sequence[Record]) -> list[Record]:
     """Sort every tool list by tool name (and its keys); a cache_control inside the list moves onto the last tool."""
     return _rewrite_tools(records, sort_tools)
@@ -199,6 +214,7 @@ FIXES = [
     Fix("static_first", "move instruction lines that change per request to the end of the request",
         static_first),
     Fix("sorted_json_keys", "serialise the tool list with sorted keys", sorted_json_keys),
+    Fix("sorted_tool_arguments", "send tool-call arguments back with sorted keys", sorted_tool_arguments),
     Fix("pinned_tool_order", "sort the tools by name", pinned_tool_order),
     Fix("stable_seams", "end static parts without trailing whitespace", stable_seams),
     Fix("breakpoints", "Anthropic: breakpoints at the end of the static region and on the newest message",
