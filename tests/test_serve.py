@@ -262,6 +262,19 @@ def test_the_sdk_raises_its_own_error_types(client):
         client.chat.completions.create(model=MODEL, messages=chat("Hi"), max_tokens=0)
 
 
+def test_a_failing_step_fails_its_requests_and_the_endpoint_goes_on(served, client):
+    def fail_once(server):
+        def step():
+            del server.step  # the next step is the real one again
+            raise RuntimeError("a fault inside a step")
+        server.step = step
+    on_server(served, fail_once)
+    with pytest.raises(openai.InternalServerError, match="a fault inside a step"):
+        client.chat.completions.create(model=MODEL, messages=chat("Hi"), max_tokens=3)
+    assert_idle_and_no_leak(on_server(served, pool_state))
+    assert client.chat.completions.create(model=MODEL, messages=chat("Hi"), max_tokens=3).usage.completion_tokens
+
+
 # ----- a client that leaves -------------------------------------------------------------------------
 
 def test_client_leaving_mid_stream_frees_its_pages(served):

@@ -181,9 +181,10 @@ class ServerLoop:
                 self._end(rid, Failed(error), "failed")
 
     def _fail_all(self, error: Exception) -> None:
-        for rid in list(self._live):
-            if rid not in self.server.results:
+        for rid, live in list(self._live.items()):
+            if live.request in self.server.waiting or live.request in self.server.running:
                 self.server.cancel(rid)
+            self.server.results.pop(rid, None)
             self._end(rid, Failed(error), "failed")
 
     def _end(self, rid: int, event, outcome: str) -> None:
