@@ -19,6 +19,7 @@ Dollars come from `workbook.providers.simulate`.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field, replace
 from bisect import bisect_right
@@ -30,7 +31,7 @@ from ..errors import WorkbookError
 from ..pricing import Usage, get_sheet
 from ..providers import (GEMINI_IMPLICIT_IDLE_S, MAX_BREAKPOINTS, RETENTION_S, TTL_SECONDS, Bill, Block, ProviderCache,
                          Request, as_sent_to, chained_keys, duration, retentions, without_breakpoints)
-from ..tokenizer import first_divergence
+from ..tokenizer import GPT2_PATTERN, BPETokenizer, first_divergence
 from .causes import BREAKPOINT_PROBLEMS, HEALTHY, REQUEST_CAUSES, Cause, breakpoints, classify, is_turn, part_label
 from .logs import Record
 from .parts import Part, full_text, part_at
@@ -107,16 +108,24 @@ class Diagnosis:
 
 
 class Tokens:
-    """Token ids of parts, each part tokenized on its own (as blocks are) and remembered: logs repeat their parts."""
+    """Token ids of parts, each part tokenized on its own (as blocks are), each distinct text once: logs repeat their
+    parts. With the workbook's BPE tokenizer a part is cut into lines where the cut cannot change a token
+    (`LINE_CUT`), and each distinct line is tokenized once: a system prompt whose first line holds a clock costs one
+    short line per request, not the whole prompt."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        self.encode = lru_cache(maxsize=65_536)(tokenizer.encode)
-        self.ends = lru_cache(maxsize=65_536)(self._ends)
+        whole = lambda text: tuple(tokenizer.encode(text))  # noqa: E731
+        self.line = lru_cache(maxsize=LINES_KEPT)(whole)
+        self.encode = lru_cache(maxsize=PARTS_KEPT)(self._by_lines if cuts_lines_exactly(tokenizer) else whole)
+        self.ends = lru_cache(maxsize=PARTS_KEPT)(self._ends)
         self.length = lru_cache(maxsize=None)(lambda token: len(tokenizer.token_texts([token])[0]))
 
-    def of(self, parts: Sequence[Part]) -> list[list[int]]:
-        return [self.encode(part.text) if part.text else [] for part in parts]
+    def of(self, parts: Sequence[Part]) -> list[tuple[int, ...]]:
+        return [self.encode(part.text) if part.text else () for part in parts]
+
+    def _by_lines(self, text: str) -> tuple[int, ...]:
+        return tuple(i for line in LINE_CUT.split(text) for i in self.line(line))
 
     def _ends(self, text: str) -> tuple[int, ...]:
         """Where each token of `text` ends, in characters (token texts of byte-level BPE may split a character)."""
@@ -131,6 +140,18 @@ class Tokens:
                 return chars + (ends[k - 1] if k else 0)
             chars, k = chars + len(part.text), k - len(ends)
         return chars
+
+
+# A line break after a character that is not a space, before a letter or digit: the GPT-2 pre-tokenizer (which the
+# workbook's BPE tokenizer uses) always ends a piece at the break and starts one at the letter, and BPE never merges
+# across pieces, so tokenizing the text on either side of such a cut on its own gives the same ids.
+LINE_CUT = re.compile(r"(?<=\S\n)(?=[^\W_])")
+LINES_KEPT, PARTS_KEPT = 65_536, 4_096  # distinct lines and parts remembered: bounded memory on any log
+
+
+def cuts_lines_exactly(tokenizer) -> bool:
+    """Whether `LINE_CUT` keeps this tokenizer's ids: the workbook's BPE tokenizer with the GPT-2 pattern."""
+    return isinstance(tokenizer, BPETokenizer) and tokenizer._splitter.pattern == GPT2_PATTERN
 
 
 # ----- streams and their memory ------------------------------------------------------------------------
@@ -374,7 +395,7 @@ def common_prefix(a: list[list[int]], b: list[list[int]]) -> tuple[int, int]:
     """(leading tokens two requests share, leading parts they share whole), compared part by part."""
     shared = 0
     for k, (x, y) in enumerate(zip(a, b)):
-        if x != y:
+        if x is not y and x != y:  # `Tokens` hands out one list per distinct text: the same list is the same part
             return shared + common_tokens(x, y), k
         shared += len(x)
     return shared, min(len(a), len(b))
