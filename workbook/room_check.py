@@ -1,8 +1,8 @@
 """`make check` (`python -m workbook.room_check`): is this laptop ready for the workshop? Minutes, not the full suite.
 
-Each step does for real the first thing a lesson does: load its model(s), build its main widget, and send one
-prompt twice through the engine to see the second one load its prefix from the cache. Then a Jupyter kernel
-starts, and Chromium, where it is installed, opens a blank page. A progress line per step; the last line says
+Every module is imported; then, for each lesson, the first things it does are done for real: load its model(s),
+build its main widget, and send one prompt twice through the engine to see the second load its prefix from the
+cache. Then a Jupyter kernel starts, and Chromium, where it is installed, opens a page headless. A progress line per step; the last line says
 `ready`, or names each broken piece with its fix.
 """
 
@@ -37,6 +37,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Outcome:
+    """How one step went, and what to do when it failed."""
+
     name: str
     seconds: float
     note: str = ""  # what a passing step found
@@ -208,7 +210,6 @@ def chromium() -> str:
         browser = pw.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page()
-            page.goto("about:blank")
             page.set_content("<p id='ok'>ready</p>")
             if page.inner_text("#ok") != "ready":
                 raise RuntimeError("Chromium opened but drew nothing")
