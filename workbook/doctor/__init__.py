@@ -6,9 +6,12 @@
 
 `assert_prefix_stable` (`stability`) is the same idea as a test of your own prompt template; the
 command `python -m workbook.doctor LOG` prints the report and writes it as HTML (`report_html`).
-`diagnose` reads the log (`logs`), finds per request the earlier request it shares most with and why
-they part (`diagnosis`, `causes`), bills the log at each provider (`workbook.providers`), and applies
-each fix (`fixes`) to the whole log to simulate what it saves. Token counts come from the workbook's
+`diagnose` reads the log (`logs`), sorts its requests into call types, finds per request the earlier
+request of its type it shares most with and why they part, in the text or outside it (an expired cache, another
+model, another `prompt_cache_key`), with any breakpoint problems (`diagnosis`, `causes`), bills the log at each
+provider (`workbook.providers`), and applies each fix (`fixes`) to the whole log to simulate what it saves; it
+recommends only the fixes that lower the bill. Where the log reports usage, that is the achieved hit rate and the
+yardstick of the token counts (`Report.calibration`). Token counts come from the workbook's
 shipped tokenizer unless you pass another (any object with `encode` and `token_texts`), so they
 approximate another provider's tokenizer.
 """

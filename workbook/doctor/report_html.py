@@ -159,9 +159,11 @@ def chart_html(report: Report) -> str:
             f"New: the rest.</p><p>{legend}</p>" + svg_chart(report))
 
 
-def svg_chart(report: Report, height: int = 240, bar: int = 14) -> str:
-    """One stacked bar per request (shared, lost, new tokens), as inline SVG with a tooltip per bar."""
+def svg_chart(report: Report, height: int = 240, widest: int = 1400) -> str:
+    """One stacked bar per request (shared, lost, new tokens), as inline SVG with a tooltip per bar; bars are 14
+    pixels apart, or narrower so that a long log stays `widest` pixels wide."""
     findings = report.diagnosis.findings
+    bar = max(1.0, min(14.0, widest / max(1, len(findings))))
     top = max((f.tokens for f in findings), default=1) or 1
     rects = []
     for i, f in enumerate(findings):
@@ -170,9 +172,9 @@ def svg_chart(report: Report, height: int = 240, bar: int = 14) -> str:
                                     ("new", new_tokens(f), NEW)):
             h = value * height / top
             y -= h
-            rects.append(f'<rect x="{i * bar}" y="{y:.1f}" width="{bar - 2}" height="{h:.1f}" fill="{colour}">'
+            rects.append(f'<rect x="{i * bar:.1f}" y="{y:.1f}" width="{bar * 6 / 7:.1f}" height="{h:.1f}" fill="{colour}">'
                          f"<title>line {f.line}: {value:,} {name}</title></rect>")
-    width = max(1, len(findings)) * bar
+    width = round(max(1, len(findings)) * bar)
     return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" role="img" aria-label="tokens per request">{"".join(rects)}</svg>')
 
