@@ -159,9 +159,12 @@ def test_an_unsupported_quantisation_type_is_refused_by_name(tmp_path, hf_llama,
         workbook.load_model(str(path), device="cpu")
 
 
-def test_a_missing_file_and_an_uninstalled_model_say_what_to_do(tmp_path, monkeypatch):
+def test_a_missing_file_a_wrong_file_and_an_uninstalled_model_say_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(UnknownModelError, match="no GGUF file"):
         workbook.load_model(str(tmp_path / "absent.gguf"))
+    (tmp_path / "text.gguf").write_text("not a GGUF file at all", encoding="utf-8")
+    with pytest.raises(UnsupportedModelError, match="could not be read as a GGUF file"):
+        workbook.load_tokenizer(str(tmp_path / "text.gguf"))
     import workbook.gguf_loader as loader
 
     monkeypatch.setitem(loader.GGUF_MODELS, "not-installed", ("no-such-distribution-xyz", "x/model.gguf"))
@@ -178,3 +181,17 @@ def test_use_model_switches_the_default_model_once_the_model_is_found(tiny_gguf,
     assert workbook.default_model() == "tiny"  # a refused name changes nothing
     assert workbook.use_model(str(tiny_gguf)) == str(tiny_gguf) == workbook.default_model()
     assert workbook.load_model(workbook.default_model(), device="cpu").config.hidden_size == 128
+
+
+def test_quantised_benchmark_compares_each_variant_with_the_dequantised_reference(tiny_gguf, capsys):
+    from workbook.bench.quantised import run
+
+    result = run(model=str(tiny_gguf), quick=True, save=False)
+    reference, bf16, int8 = result["variants"]
+    assert reference["greedy_agreement"] == 1.0 and reference["first_token_kl_max"] == 0.0
+    assert bf16["first_token_kl_max"] > 0 and int8["first_token_kl_max"] > 0  # each variant really differs
+    assert bf16["kv_bytes_per_token"] == reference["kv_bytes_per_token"] / 2
+    assert int8["kv_bytes_per_token"] < bf16["kv_bytes_per_token"]
+    weights = result["weights"]
+    assert weights["in_file"] < weights["bfloat16"] < weights["float32"] == 4 * weights["parameters"]
+    assert "greedy agreement" in capsys.readouterr().out

