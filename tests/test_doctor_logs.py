@@ -259,3 +259,38 @@ def test_bad_requests_get_a_clear_error(request_, message):
 def test_a_missing_timestamp_after_the_first_is_named():
     with pytest.raises(LogError, match="Line 2 has no timestamp"):
         read_log([{"prompt": "a", "timestamp": 1}, {"prompt": "b"}])
+
+
+# ----- token counting: each distinct line once, the same ids as the whole part ----------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from workbook.doctor.diagnosis import LINE_CUT, Tokens, cuts_lines_exactly  # noqa: E402
+from workbook.paths import DATA_DIR  # noqa: E402
+from workbook.tokenizer import load_tokenizer  # noqa: E402
+
+TINY = load_tokenizer("tiny")
+
+
+def test_cutting_a_part_into_lines_keeps_the_ids_on_the_corpus():
+    tokens = Tokens(TINY)
+    text = (DATA_DIR / "corpus" / "heldout.txt").read_text(encoding="utf-8")
+    assert cuts_lines_exactly(TINY) and len(LINE_CUT.split(text)) > 500
+    for start in range(0, len(text), 5000):
+        part = text[start:start + 5000]
+        assert tokens.encode(part) == tuple(TINY.encode(part))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(list("ab Z9_.'\n\t/{}\"é") + ["<|user|>", "<|end|>", "'s", "\r\n"]), max_size=60)
+       .map("".join))
+def test_cutting_into_lines_keeps_the_ids_on_any_text(text):
+    assert Tokens(TINY).encode(text) == tuple(TINY.encode(text))
+
+
+def test_a_tokenizer_of_another_kind_is_not_cut():
+    class Words:
+        def encode(self, text):
+            return [len(w) for w in text.split(" ")]
+
+    assert not cuts_lines_exactly(Words()) and Tokens(Words()).encode("a\nbc d") == (4, 1)
