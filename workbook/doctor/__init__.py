@@ -18,7 +18,7 @@ approximate another provider's tokenizer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -137,11 +137,23 @@ def fix_results(records: Sequence[Record], tokens: Tokens, model_keys: Sequence[
     def bill(log: Sequence[Record]) -> float:
         return costs(log, tokens, model_keys[:1]).total(model_keys[0])
 
-    results = [result(fix.name, fix.does, fix.apply(records)) for fix in FIXES]
-    kept, fixed, cost = [], list(records), bill(records)
+    records = list(records)
+    unchanged = None  # the log as it is: what a fix that changes nothing gives, billed once
+    results = []
     for fix in FIXES:
+        fixed = fix.apply(records)
+        if fixed == records:
+            unchanged = unchanged or result(fix.name, fix.does, records)
+            results.append(replace(unchanged, name=fix.name, does=fix.does))
+        else:
+            results.append(result(fix.name, fix.does, fixed))
+    kept, fixed, cost = [], records, bill(records)
+    for fix, alone in zip(FIXES, results):
         tried = fix.apply(fixed)
-        if (tried_cost := bill(tried)) < cost - SAVED_USD:
+        if tried == fixed:
+            continue
+        tried_cost = alone.cost_usd[model_keys[0]] if fixed is records else bill(tried)
+        if tried_cost < cost - SAVED_USD:
             kept, fixed, cost = kept + [fix.name], tried, tried_cost
     if len(kept) > 1:
         results.append(result("all", "the fixes that lower the bill together, in order: " + ", ".join(kept), fixed))

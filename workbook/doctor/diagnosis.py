@@ -346,16 +346,20 @@ def finding(record: Record, ids: list[list[int]], stream: Stream, tokens: Tokens
     candidates = list({id(s): s for s in [*stream.recent, *([deepest] if deepest else [])]}.values())
     base = dict(reported_cached=record.reported_cached, stream=stream.number, at_s=record.at_s,
                 problems=tuple(breakpoint_problems(record)) if explain else ())
-    shared = {id(s): common_prefix(ids, s.ids) for s in candidates}
-    why = {id(s): unusable(s, record, shared[id(s)][0], stream.last_used(keys, shared[id(s)][1], s), provider)
-           for s in candidates}
-    shared = {k: n for k, (n, _) in shared.items()}
-    rank = lambda s: (shared[id(s)], why[id(s)] is None, s.record.line)  # noqa: E731 - most shared, usable, newest
-    best = max(candidates, key=rank, default=None)
-    match = max((s for s in candidates if why[id(s)] is None), key=rank, default=None)
+    prefixes = {id(s): common_prefix(ids, s.ids) for s in candidates}
+    shared = {k: n for k, (n, _) in prefixes.items()}
+    ranked = sorted(candidates, key=lambda s: (shared[id(s)], s.record.line), reverse=True)  # most shared, newest
+    why: dict[int, Cause | None] = {}
+    match = None  # the first usable candidate in that order: only as many are checked as it takes to find one
+    for s in ranked:
+        why[id(s)] = unusable(s, record, shared[id(s)], stream.last_used(keys, prefixes[id(s)][1], s), provider)
+        if why[id(s)] is None:
+            match = s
+            break
     stream.remember(Seen(record, ids, static), keys, record.at_s)
-    if best is None:
+    if not ranked:
         return Finding(record.line, total, static, None, 0, None, **base)
+    best = ranked[0]
     read = shared[id(match)] if match is not None else 0
     text = match and text_finding(record, ids, match, read, total, static, tokens, explain, base)
     if shared[id(best)] > read and not (text and text.cause and text.cause.name not in HEALTHY):
