@@ -237,6 +237,7 @@ BAD = {
     "five stop sequences": (body(stop=list("abcde")), 400, "stop", "invalid_value"),
     "unknown role": (body(messages=[{"role": "wizard", "content": "hi"}]), 400, "messages.0.role", "invalid_value"),
     "missing model": (json.dumps({"messages": chat("Hi")}).encode(), 400, "model", "missing_required_parameter"),
+    "an SGLang field asking for something": (body(ignore_eos=True), 400, "ignore_eos", "invalid_value"),
 }
 
 
@@ -273,6 +274,23 @@ def test_a_failing_step_fails_its_requests_and_the_endpoint_goes_on(served, clie
         client.chat.completions.create(model=MODEL, messages=chat("Hi"), max_tokens=3)
     assert_idle_and_no_leak(on_server(served, pool_state))
     assert client.chat.completions.create(model=MODEL, messages=chat("Hi"), max_tokens=3).usage.completion_tokens
+
+
+def test_bodies_as_sglang_router_forwards_them_are_served(served):
+    """sglang-router 0.3.2 adds SGLang's fields at their defaults to every body it routes (bodies seen on the wire)."""
+    routed = {
+        "/v1/chat/completions": {"messages": chat("Hi"), "model": MODEL, "logprobs": False, "max_completion_tokens": 2,
+                                 "stream": False, "temperature": 0.0, "no_stop_trim": False, "ignore_eos": False,
+                                 "continue_final_message": False, "skip_special_tokens": True,
+                                 "separate_reasoning": True, "stream_reasoning": True, "return_hidden_states": False},
+        "/v1/completions": {"model": MODEL, "prompt": "Hello", "max_tokens": 2, "temperature": 0.0, "stream": False,
+                            "echo": False, "no_stop_trim": False, "ignore_eos": False, "skip_special_tokens": True,
+                            "return_hidden_states": False},
+    }
+    for path, request in routed.items():
+        response = httpx.post(served[2] + path, json=request, timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json()["usage"]["completion_tokens"] <= 2
 
 
 # ----- a client that leaves -------------------------------------------------------------------------

@@ -55,6 +55,16 @@ class Sampling(BaseModel):
     stream_options: StreamOptions | None = None
     n: Literal[1] = 1  # one choice per request
     user: str | None = None  # accepted as OpenAI does; not used
+    logprobs: Literal[False] | None = None
+    # sglang-router 0.3.2 re-serialises every body it routes with SGLang's own request type, which adds SGLang's
+    # extensions at their defaults (seen on the wire, 2026-12-06: `echo`, `no_stop_trim`, `ignore_eos`,
+    # `skip_special_tokens`, `return_hidden_states`; for chats also `continue_final_message`, `separate_reasoning`,
+    # `stream_reasoning`). Each is accepted at the value that asks for nothing and refused at any other.
+    echo: Literal[False] = False
+    no_stop_trim: Literal[False] = False
+    ignore_eos: Literal[False] = False
+    skip_special_tokens: Literal[True] = True
+    return_hidden_states: Literal[False] = False
 
     @field_validator("stop")
     @classmethod
@@ -96,6 +106,9 @@ class Message(BaseModel):
 class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)  # the newer name for max_tokens
+    continue_final_message: Literal[False] = False  # SGLang's extensions, as above
+    separate_reasoning: Literal[True] = True
+    stream_reasoning: Literal[True] = True
 
     def settings(self, default_max_tokens: int) -> dict:
         return super().settings(self.max_completion_tokens or default_max_tokens)

@@ -1,0 +1,52 @@
+"""`workbook.fleet`: replicas of `python -m workbook.serve` behind sglang-router, on 127.0.0.1 only.
+
+The real run starts two replicas and, in turn, a round-robin and a cache-aware router in front of
+them, and replays the same sequential workload (prefixes of its own per run) through each.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from workbook.errors import WorkbookError
+from workbook.fleet import Fleet, run_policy, workload
+from workbook.fleet.processes import start_router
+
+needs_router = pytest.mark.skipif(importlib.util.find_spec("sglang_router") is None,
+                                  reason="sglang-router is not installed (pip install workbook[fleet])")
+
+
+def test_each_run_has_prefixes_of_its_own():
+    a, b = workload("cache_aware", requests=8, burst=4), workload("round_robin", requests=8, burst=4)
+    assert [len(burst) for burst in a] == [4, 4]
+    first = {m[0]["content"].split()[0] for burst in a for m in burst}
+    assert first.isdisjoint(m[0]["content"].split()[0] for burst in b for m in burst)
+    assert [[m[1] for m in burst] for burst in a] == [[m[1] for m in burst] for burst in b]  # same users, questions
+
+
+def test_unknown_router_or_policy_is_refused_before_anything_starts(tmp_path):
+    with pytest.raises(WorkbookError, match="router"):
+        start_router("nginx", "round_robin", ["http://127.0.0.1:1"], tmp_path)
+    with pytest.raises(WorkbookError, match="policy"):
+        start_router("sglang", "sticky", ["http://127.0.0.1:1"], tmp_path)
+    assert not list(tmp_path.iterdir())  # no log: no process was started
+
+
+@needs_router
+@pytest.mark.slow
+def test_two_replicas_behind_sglang_router():
+    with Fleet(2, prefix_cache_tokens=4096) as fleet:
+        reports = {p: run_policy(fleet, "sglang", p, workload(p, tenants=2, requests=12, burst=1))
+                   for p in ("round_robin", "cache_aware")}
+        replicas = fleet.replicas
+    assert all(r.proc.poll() is not None for r in replicas)  # the fleet stopped its children
+    for policy, rep in reports.items():
+        assert rep.requests == 12 == sum(r.requests for r in rep.replicas)  # each routed once, none lost or retried
+        served = sum(r.cached_tokens for r in rep.replicas) / sum(r.prompt_tokens for r in rep.replicas)
+        assert rep.hit_rate == pytest.approx(served)  # the clients' usage and the replicas' counters agree
+    assert sorted(r.requests for r in reports["round_robin"].replicas) == [6, 6]
+    # Sequential requests, two tenants, two replicas: round robin sends each tenant to both replicas (a cold miss
+    # on each), cache-aware routing keeps a tenant where its prefix is, so it misses less.
+    assert reports["cache_aware"].hit_rate > reports["round_robin"].hit_rate

@@ -1,0 +1,42 @@
+"""`python -m workbook.fleet --replicas 4 --router sglang --policy cache_aware round_robin`: start the replicas,
+replay one multi-tenant workload through the router once per policy (each run with prefixes of its own), report
+hit rate, TTFT and requests per replica, and stop every child process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import WorkbookError
+from . import Fleet, run_policy, workload
+from .processes import POLICIES, ROUTERS
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m workbook.fleet", description=__doc__)
+    parser.add_argument("--replicas", type=int, default=4)
+    parser.add_argument("--router", choices=ROUTERS, default="sglang")
+    parser.add_argument("--policy", nargs="+", choices=POLICIES, default=["cache_aware", "round_robin"])
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--tenants", type=int, default=4, help="system prompts (default 4)")
+    parser.add_argument("--requests", type=int, default=64, help="requests per policy (default 64)")
+    parser.add_argument("--burst", type=int, default=8, help="requests sent at once (default 8)")
+    parser.add_argument("--max-tokens", type=int, default=4)
+    parser.add_argument("--json", type=Path, help="also write the reports to this file")
+    args = parser.parse_args(argv)
+    reports = []
+    try:
+        with Fleet(args.replicas, model=args.model) as fleet:
+            for policy in args.policy:
+                bursts = workload(policy, tenants=args.tenants, requests=args.requests, burst=args.burst)
+                reports.append(run_policy(fleet, args.router, policy, bursts, args.max_tokens))
+                print("\n".join(reports[-1].lines()), flush=True)
+    except WorkbookError as error:
+        parser.error(str(error))
+    if args.json:
+        args.json.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
+
+
+if __name__ == "__main__":
+    main()
