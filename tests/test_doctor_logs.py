@@ -294,3 +294,26 @@ def test_a_tokenizer_of_another_kind_is_not_cut():
             return [len(w) for w in text.split(" ")]
 
     assert not cuts_lines_exactly(Words()) and Tokens(Words()).encode("a\nbc d") == (4, 1)
+
+
+# ----- Gemini generateContent (ai.google.dev/api/generate-content) ------------------------------------------------
+
+def test_a_gemini_request_renders_tools_system_tool_config_then_contents():
+    (r,) = read_log([{"model": "gemini-2.5-flash",
+                      "tools": [{"functionDeclarations": [{"name": "lookup", "parameters": {"type": "object"}}]}],
+                      "systemInstruction": {"parts": [{"text": "Be brief."}]},
+                      "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
+                      "contents": [{"role": "user", "parts": [{"text": "Where is A1?"},
+                                                              {"inlineData": {"mimeType": "image/png", "data": "iVBO"}}]},
+                                   {"role": "model", "parts": [{"text": "Look it up.", "thought": True},
+                                                               {"functionCall": {"name": "lookup", "args": {"id": "A1"}},
+                                                                "thoughtSignature": "CiQB"}]},
+                                   {"role": "user", "parts": [{"functionResponse": {"name": "lookup",
+                                                                                    "response": {"status": "shipped"}}}]}],
+                      "usageMetadata": {"promptTokenCount": 2100, "cachedContentTokenCount": 2048,
+                                        "candidatesTokenCount": 40}}])
+    assert r.shape == "gemini" and r.provider == "gemini"
+    assert [p.kind for p in r.parts] == ["tools", "system", "tool_choice", "message", "image", "thinking", "tool_call",
+                                         "tool_result"]
+    assert r.parts[6].text == 'lookup({"id": "A1"})\n[signature CiQB]' and r.parts[7].text == '{"status": "shipped"}'
+    assert (r.reported_input, r.reported_cached, r.output_tokens) == (2100, 2048, 40)

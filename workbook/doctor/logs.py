@@ -8,12 +8,14 @@ Each line of a JSONL log (`.jsonl`, or compressed: `.jsonl.gz`, `.jsonl.xz`) is 
 | OpenAI Chat Completions | `messages` (system/developer/tool roles, `tool_calls`) | `tools`, `tool_choice`, messages | `prompt_tokens` (all), `prompt_tokens_details.cached_tokens`, `completion_tokens` |
 | Anthropic Messages | `messages` with `system`, or Anthropic blocks (`tool_use`, `tool_result`, `thinking`, `cache_control`) | `tools`, `system` (string or blocks), `tool_choice`, messages | `input_tokens` + `cache_read_input_tokens` + `cache_creation_input_tokens` (all), the reads, the writes and their `cache_creation.ephemeral_1h_input_tokens`, `output_tokens` |
 | OpenAI Responses | `input` or `instructions` | `tools`, `instructions`, `tool_choice`, `input` (a string or items) | `input_tokens` (all), `input_tokens_details.cached_tokens`, `output_tokens` |
+| Gemini generateContent | `contents` | `tools`, `systemInstruction`, `toolConfig`, `contents` | `usageMetadata`: `promptTokenCount` (all), `cachedContentTokenCount`, `candidatesTokenCount` |
 | litellm, Langfuse, OpenTelemetry GenAI exports | see `proxies` | the request inside | mapped to the fields above |
 | a rendered prompt | `prompt`, or a `.json` list of strings | the prompt | — |
 
 Sources, read 2026-12-06: https://platform.openai.com/docs/guides/prompt-caching ("cached_tokens" inside
 "prompt_tokens_details"; `prompt_cache_key`), https://platform.openai.com/docs/api-reference/responses
-(`input_tokens_details.cached_tokens`), https://platform.claude.com/docs/en/build-with-claude/prompt-caching
+(`input_tokens_details.cached_tokens`), https://ai.google.dev/api/generate-content (`usageMetadata`),
+https://platform.claude.com/docs/en/build-with-claude/prompt-caching
 ("total_input_tokens = cache_read_input_tokens + cache_creation_input_tokens + input_tokens"; the
 `cache_creation` object's `ephemeral_5m_input_tokens` and `ephemeral_1h_input_tokens`).
 
@@ -32,7 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .parts import LogError, Part, chat_parts, responses_parts
+from .parts import LogError, Part, chat_parts, gemini_parts, responses_parts
 from .proxies import unwrap
 
 __all__ = ["LogError", "Record", "iter_items", "iter_records", "read_log", "record"]
@@ -40,7 +42,8 @@ __all__ = ["LogError", "Record", "iter_items", "iter_records", "read_log", "reco
 COMPRESSED = {".gz": gzip.open, ".xz": lzma.open}  # read line by line as they decompress
 ANTHROPIC_BLOCKS = {"tool_use", "tool_result", "thinking", "redacted_thinking"}
 USED = {"prompt", "messages", "system", "tools", "tool_choice", "input", "instructions", "timestamp", "usage", "model",
-        "prompt_cache_key", "provider"}
+        "prompt_cache_key", "provider", "contents", "systemInstruction", "system_instruction", "toolConfig",
+        "usageMetadata"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Record:
     """One logged request: its rendered parts, when it was sent, what it asked for and what the provider reported."""
 
     line: int  # 1-based line (or list position) in the log
-    shape: str  # "openai", "anthropic", "responses" or "prompt": the request body's shape
+    shape: str  # "openai", "anthropic", "responses", "gemini" or "prompt": the request body's shape
     parts: tuple[Part, ...]
     at_s: float | None = None  # seconds after the log's first timestamp
     reported_cached: int | None = None  # cached tokens the provider reported (cache reads)
@@ -147,7 +150,7 @@ def record(item: dict | str, line: int) -> Record:
     return Record(line, shape, parts, _timestamp(request.get("timestamp"), line), model=model,
                   cache_key=request.get("prompt_cache_key"), provider=_provider(shape, model, request.get("provider")),
                   extra=tuple((k, json.dumps(v, ensure_ascii=False, default=str)) for k, v in extra.items()),
-                  **_usage(request.get("usage"), line))
+                  **_usage(request.get("usage") or _gemini_usage(request.get("usageMetadata")), line))
 
 
 def _render(item: dict, line: int) -> tuple[str, tuple[Part, ...]]:
@@ -159,8 +162,11 @@ def _render(item: dict, line: int) -> tuple[str, tuple[Part, ...]]:
         return _chat_shape(item), chat_parts(item, line)
     if "input" in item or "instructions" in item:
         return "responses", responses_parts(item, line)
+    if "contents" in item:
+        return "gemini", gemini_parts(item, line)
     raise LogError(f"Line {line}: a request needs \"messages\" (OpenAI Chat or Anthropic), \"input\" (OpenAI "
-                   "Responses) or \"prompt\"; proxy exports from litellm, Langfuse and OpenTelemetry are read too.")
+                   "Responses), \"contents\" (Gemini) or \"prompt\"; proxy exports from litellm, Langfuse and "
+                   "OpenTelemetry are read too.")
 
 
 def _chat_shape(item: dict) -> str:
@@ -183,6 +189,8 @@ def _provider(shape: str, model: str | None, named=None) -> str | None:
     """Whose cache served the request: the shape says so, except that the Chat Completions shape is spoken by
     proxies for every provider, so there the model's name decides (a name we do not know: OpenAI's)."""
     name = str(named or model or "").lower()
+    if shape == "gemini":
+        return "gemini"
     if shape == "anthropic" or "claude" in name or name.startswith("anthropic"):
         return "anthropic"
     if "gemini" in name or name.startswith(("google", "vertex")):
@@ -215,6 +223,17 @@ def _usage(usage, line: int) -> dict:
         raise LogError(f"Line {line}: \"usage\" holds a count that is not a number: {usage}.") from None
     return {"reported_cached": cached if cached is not None else read, "reported_input": given,
             "reported_written": written, "reported_written_1h": written_1h, "output_tokens": output}
+
+
+def _gemini_usage(metadata) -> dict | None:
+    """Gemini's usageMetadata in OpenAI's names: promptTokenCount counts every prompt token, cached ones included."""
+    if not isinstance(metadata, dict) or "promptTokenCount" not in metadata:
+        return None
+    usage = {"prompt_tokens": metadata["promptTokenCount"],
+             "completion_tokens": metadata.get("candidatesTokenCount") or 0}
+    if "cachedContentTokenCount" in metadata:
+        usage["prompt_tokens_details"] = {"cached_tokens": metadata["cachedContentTokenCount"]}
+    return usage
 
 
 def _count(fields: dict, name: str) -> int | None:

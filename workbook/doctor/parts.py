@@ -14,10 +14,14 @@ Inside the conversation each block is a part of its own kind:
 |---|---|---|
 | `message` | a text block or string content | the text |
 | `system` | a system or developer message, `system`, `instructions` | the text |
-| `tool_call` | OpenAI `tool_calls[]`, Anthropic `tool_use`, Responses `function_call` | `name(arguments)`: OpenAI's arguments string exactly as logged (it is JSON *text*), Anthropic's `input` object as JSON in its logged key order |
-| `tool_result` | OpenAI `role: tool`, Anthropic `tool_result`, Responses `function_call_output` | the result's text (blocks joined) |
-| `thinking` | Anthropic `thinking` / `redacted_thinking`, litellm `thinking_blocks`, Responses `reasoning` | the thinking text and its signature (or the redacted data) |
+| `tool_call` | OpenAI `tool_calls[]`, Anthropic `tool_use`, Responses `function_call`, Gemini `functionCall` | `name(arguments)`: OpenAI's arguments string exactly as logged (it is JSON *text*), Anthropic's `input` object as JSON in its logged key order |
+| `tool_result` | OpenAI `role: tool`, Anthropic `tool_result`, Responses `function_call_output`, Gemini `functionResponse` | the result's text (blocks joined; Gemini's `response` as JSON) |
+| `thinking` | Anthropic `thinking` / `redacted_thinking`, litellm `thinking_blocks`, Responses `reasoning`, Gemini `thought` parts | the thinking text and its signature (or the redacted data) |
 | `image` | any image or file block | `[image MEDIA sha256:HASH]`: a changed image differs, an unchanged one matches |
+
+Gemini (https://ai.google.dev/api/generate-content, read 2026-12-06) renders `tools`, `systemInstruction`,
+`toolConfig` (as `tool_choice`), then `contents`; a part's `thoughtSignature` is kept in its text, since dropping
+it changes what is sent.
 
 Call ids (`tool_call_id`, `tool_use_id`) are left out of the text: the model makes them and the app sends them
 back unchanged (assumed; a relay that rewrote them would go unseen).
@@ -286,3 +290,46 @@ RESPONSE_ITEMS = {
     "custom_tool_call_output": lambda e: Part("tool_result", text_of(e.get("output")), "tool"),
     "reasoning": reasoning_item,
 }
+
+
+# ----- Gemini generateContent --------------------------------------------------------------------------------------
+
+def gemini_parts(item: dict, line: int) -> tuple[Part, ...]:
+    """A Gemini request: tools, systemInstruction (a string or a Content), toolConfig, then contents."""
+    contents = item["contents"]
+    if not isinstance(contents, list) or not contents:
+        raise LogError(f"Line {line}: \"contents\" must be a non-empty list.")
+    system = item.get("systemInstruction", item.get("system_instruction"))
+    parts = [tools_part(item["tools"])] if item.get("tools") else []
+    if isinstance(system, dict):
+        parts.extend(gemini_part(piece, "system", "system") for piece in system.get("parts") or [])
+    elif system is not None:
+        parts.append(Part("system", str(system), "system"))
+    if item.get("toolConfig") is not None:
+        parts.append(tool_choice_part(item["toolConfig"]))
+    for content in contents:
+        if not isinstance(content, dict):
+            raise LogError(f"Line {line}: each of \"contents\" is an object with \"role\" and \"parts\".")
+        role = content.get("role", "user")
+        parts.extend(gemini_part(piece, "message", role) for piece in content.get("parts") or [])
+    return tuple(parts)
+
+
+def gemini_part(piece, kind: str, role: str) -> Part:
+    """One Gemini part as a part of its kind, its thoughtSignature kept."""
+    if not isinstance(piece, dict):
+        return Part(kind, str(piece), role)
+    signature = f"\n[signature {piece['thoughtSignature']}]" if piece.get("thoughtSignature") else ""
+    if "functionCall" in piece:
+        call = piece["functionCall"] or {}
+        found = tool_call(call.get("name", ""), call.get("args"), role)
+    elif "functionResponse" in piece:
+        found = Part("tool_result", dumps((piece["functionResponse"] or {}).get("response")), role)
+    elif "inlineData" in piece or "fileData" in piece:
+        data = piece.get("inlineData") or piece.get("fileData") or {}
+        found = image(data.get("mimeType", "file"), data.get("data") or data.get("fileUri"), role=role)
+    elif "text" in piece:
+        found = Part("thinking" if piece.get("thought") else kind, str(piece["text"]), role)
+    else:
+        found = Part(kind, dumps(piece), role)
+    return Part(found.kind, found.text + signature, found.role) if signature else found
