@@ -82,7 +82,7 @@ print(f"{workbook.default_model()} on {device_name(model.device)}")
 # cache and on one salted per organisation, with 50 trials of each kind (section 3 asks how many suffice).
 
 # %%
-TRIALS = 50
+TRIALS = 30
 big = {isolation: collect(Deployment(model, tokenizer, isolation).send, VICTIM, ATTACKER, trials=TRIALS,
                           vocab_size=VOCAB, seed=1)
        for isolation in ("global", "per-org")}
@@ -143,7 +143,7 @@ assert not verdicts["per-org"].shared and abs(verdicts["per-org"].auc - 0.5) <= 
 # %%
 FLOOR = fewest_probes()
 AUDIT_TRIALS = 24  # probes a side in sections 4 and 6: checked against the curves below
-SIZES = list(range(FLOOR, 13)) + [14, 16, 18, 20, AUDIT_TRIALS, 30, 40]
+SIZES = list(range(FLOOR, 13)) + [14, 16, 18, 20, AUDIT_TRIALS, TRIALS]  # redrawn from TRIALS a side: none larger
 shared = big["global"]
 figure = go.Figure()
 curves, needed = {}, {}
@@ -225,8 +225,9 @@ for page in (16, 64):
 # holds *every* response until one deadline well above a miss's time, and really sleeps.
 #
 # **A minimum cached length** is audited twice: with the probes used so far, and with probes of 1,024
-# tokens, the minimum itself. Those are slow to prefill, so that row runs twice section 3's floor (at the floor
-# itself one slow hit would hide the sharing) and no warm-up: a hit there skips about a thousand tokens of prefill.
+# tokens, the minimum itself. Those are slow to prefill, so that row runs one probe a side past section 3's floor
+# (at the floor itself one slow hit would hide the sharing; one past it, p stays under 10⁻³ with up to four
+# hit-and-miss pairs in the wrong order) and no warm-up: a hit there skips about a thousand tokens of prefill.
 
 # %%
 PROBE = PREFIX_TOKENS + SUFFIX_TOKENS  # tokens in every probe so far
@@ -243,7 +244,7 @@ samples = {name: table[isolation]["another organisation"].samples for name, isol
 deployments = {}
 for name, (isolation, mitigation, tokens) in MITIGATED.items():
     deployments[name] = Deployment(model, tokenizer, isolation, mitigation)
-    trials, warmup = (2 * FLOOR, 0) if tokens == LONG else (AUDIT_TRIALS, 2)
+    trials, warmup = (FLOOR + 1, 0) if tokens == LONG else (AUDIT_TRIALS, 2)
     samples[name] = collect(deployments[name].send, VICTIM, ATTACKER, trials=trials, warmup=warmup, vocab_size=VOCAB,
                             prefix_tokens=tokens - SUFFIX_TOKENS, seed=7)
 results = {name: compare(s.hits, s.misses) for name, s in samples.items()}
