@@ -47,9 +47,10 @@ def ticks_for(samples, start=100.0):
 
 def test_sleep_of_20ms_measures_about_20ms():
     t = measure(lambda: time.sleep(0.020), warmup=1, repeats=5, device="cpu")
-    # sleep never returns early, so every sample is at least 20 ms; the upper bound is loose for a busy machine.
+    # sleep never returns early, so every sample is at least 20 ms. The upper bound only catches a wrong unit: a busy
+    # machine wakes a sleeper late by any amount (what each sample counts is checked exactly on a fake clock below).
     assert t.min_s >= 0.0199
-    assert 0.0199 <= t.median_s < 0.060
+    assert 0.0199 <= t.median_s < 0.5
     assert t.repeats == 5 and len(t.samples_s) == 5 and t.warmup == 1
 
 
