@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 from ..errors import WorkbookError
 from ..pricing import get_sheet
 from .diagnosis import Costs, Diagnosis, Finding, Tokens, costs, diagnose_records
-from .fixes import FIXES, Fix, all_fixes
+from .fixes import FIXES, Fix
 from .logs import LogError, Record, read_log
 from .stability import assert_prefix_stable
 

@@ -224,10 +224,3 @@ FIXES = [
     Fix("stable_cache_key", "OpenAI: one prompt_cache_key per call type, not one per request", stable_cache_key),
     Fix("pinned_model", "send every request to the log's main model (a fallback's cache is its own)", pinned_model),
 ]
-
-
-def all_fixes(records: Sequence[Record], fixes: Sequence[Fix] = FIXES) -> list[Record]:
-    """Every fix in `fixes`, applied in order."""
-    for fix in fixes:
-        records = fix.apply(records)
-    return list(records)
