@@ -4,7 +4,8 @@
 of the Harbor & Pine support bot cycled a few seconds apart, each with its own clock in the system prompt and
 a ticket number on its question, so most requests carry text no earlier one had, as real traffic does),
 streams it through `diagnose` in a fresh process, and prints the wall and CPU time and the peak memory
-(the process's maximum resident set, `ru_maxrss`).
+(the process's maximum resident set, `ru_maxrss`, and how much of it the imports took before the log was read:
+`import workbook` loads torch, which the doctor does not use).
 
 `python -m workbook.bench doctor --against promptcachelint` runs the doctor and promptcachelint (PyPI; its
 `promptcachelint report TRACE --json`) on the shipped example logs and the pattern logs
@@ -88,11 +89,13 @@ def measure(*, size: str, providers: list[str], save: bool) -> dict:
 CHILD = """
 import json, resource, sys, threading, time
 from workbook.doctor import diagnose
+import_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # importing workbook loads torch
 start_wall, start_cpu = time.perf_counter(), time.process_time()
 report = diagnose(sys.argv[1], provider=json.loads(sys.argv[2]))
 wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
 d = report.diagnosis
 print(json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "import_mb": import_mb,
                   "threads": threading.active_count(), "prompt_tokens": d.tokens, "hit_rate": d.hit_rate,
                   "causes": dict(d.causes)}))
 """
@@ -134,7 +137,8 @@ def _parse(stamp: str) -> dt.datetime:
 def print_measurement(p: dict) -> None:
     print(f"\nCache doctor on a synthetic log: {p['log_bytes'] / 1e6:.1f} MB, {p['requests']:,} requests, "
           f"{p['prompt_tokens']:,} prompt tokens, priced at {', '.join(p['providers'])}")
-    print(f"diagnose: {p['wall_s']:.1f} s wall, {p['cpu_s']:.1f} s CPU, peak {p['peak_mb']:.0f} MB resident, "
+    print(f"diagnose: {p['wall_s']:.1f} s wall, {p['cpu_s']:.1f} s CPU, peak {p['peak_mb']:.0f} MB resident "
+          f"({p['import_mb']:.0f} MB of it taken by the imports, before the log is read), "
           f"{p['threads']} Python thread(s); goal {GOAL_S:.0f} s and {GOAL_MB:.0f} MB; "
           f"{p['wall_s'] / p['requests'] * 1e3:.2f} ms per request")
     print(f"hit rate {p['hit_rate']:.1%}; causes: "
