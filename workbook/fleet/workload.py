@@ -116,5 +116,6 @@ def report(policy: str, answers: list[Answer], before: list[dict], after: list[d
     replicas = [ReplicaStats(url, int(b["requests"] - a["requests"]), int(b["prompt_tokens"] - a["prompt_tokens"]),
                              int(b["cached_tokens"] - a["cached_tokens"]), int(b["pages_in_use"]))
                 for url, a, b in zip(urls, before, after)]
-    return PolicyReport(policy, len(answers), sum(a.cached_tokens for a in answers) / sum(a.prompt_tokens for a in answers),
-                        statistics.median(ttfts), ttfts[min(len(ttfts) - 1, int(0.99 * len(ttfts)))], replicas)
+    hit_rate = sum(a.cached_tokens for a in answers) / sum(a.prompt_tokens for a in answers)
+    p99 = ttfts[min(len(ttfts) - 1, int(0.99 * len(ttfts)))]
+    return PolicyReport(policy, len(answers), hit_rate, statistics.median(ttfts), p99, replicas)

@@ -10,9 +10,10 @@ from .app import DEFAULT_PAGE_SIZE, DEFAULT_PREFIX_CACHE_TOKENS, MAX_BODY_BYTES,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m workbook.serve", description=__doc__)
-    parser.add_argument("--model", default="tiny", help="a shipped model name, a folder, or a .gguf file (default tiny); "
-                        "clients send this name as `model`")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--model", default="tiny",
+                        help="a shipped model name, a folder, or a .gguf file (default tiny); the `model` clients send")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     parser.add_argument("--prefix-cache-tokens", type=int, default=DEFAULT_PREFIX_CACHE_TOKENS,
                         help=f"the KV pool, shared by the prefix cache and running requests, in tokens "
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error))
     import uvicorn
 
-    print(f"Serving {args.model} at http://{args.host}:{args.port}/v1 (OpenAI API; /metrics for Prometheus)", flush=True)
+    print(f"Serving {args.model} at http://{args.host}:{args.port}/v1 (OpenAI API; /metrics for Prometheus)",
+          flush=True)
     uvicorn.run(create_app(server, args.model, max_body_bytes=args.max_body_bytes), host=args.host, port=args.port,
                 log_level="warning")
 

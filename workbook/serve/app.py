@@ -197,7 +197,7 @@ def _invalid(problem: dict) -> RequestError:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse a request body over `limit` bytes with 413, reading no more than one byte past it."""
+    """ASGI middleware: a body over `limit` bytes gets 413; reading stops at the chunk that passes the limit."""
 
     def __init__(self, app, limit: int, metrics: Metrics):
         self.app, self.limit, self.metrics = app, limit, metrics
