@@ -217,6 +217,24 @@ def test_metrics_count_what_usage_reported(served, client):
     assert metric(base, "workbook_pages_shared") == state[2]
 
 
+def test_without_a_prefix_cache_nothing_is_cached(served):
+    """`--prefix-cache-tokens 0`: a private pool, the same answers, and cached_tokens 0 every time."""
+    from fastapi.testclient import TestClient
+
+    from workbook import Server
+
+    server = Server(served[0].model, served[0].tokenizer, None)
+    request = {"model": MODEL, "messages": chat("When do you open?"), "max_tokens": 6, "temperature": 0}
+    with TestClient(create_app(server, MODEL)) as http:
+        replies = [http.post("/v1/chat/completions", json=request).json() for _ in range(2)]
+        metrics = http.get("/metrics").text
+    assert [r["usage"]["prompt_tokens_details"]["cached_tokens"] for r in replies] == [0, 0]
+    ids = served[0].tokenizer.encode_chat(request["messages"])
+    assert replies[1]["choices"][0]["message"]["content"] == engine_text(served, ids, 6, temperature=0)[0]
+    assert "workbook_prefix_cache_hit_rate 0.0" in metrics and "workbook_prefix_cache_pages 0.0" in metrics
+    assert server.pool.pages_in_use == 0  # nothing keeps a page once the requests are done
+
+
 # ----- bad requests ---------------------------------------------------------------------------------
 
 def body(**fields) -> bytes:
