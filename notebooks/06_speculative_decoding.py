@@ -345,6 +345,37 @@ assert copied.tokens_per_target_pass > 1.5
 # pass costs noticeably more (section 1 measured it), so where the reply does not copy, lookup can be
 # *slower* than plain decoding. The recorded runs in section 6 say whether it was on their machines.
 #
+# ### The same on a real model
+#
+# Editing is where prompt lookup pays most. Give the real model, SmolLM2-135M-Instruct (lesson 4 served
+# it; `make setup` installed it), a short email to edit: most of its reply copies the email back.
+
+# %%
+real_target = workbook.load_model("smollm2-135m-instruct")
+real_tokenizer = workbook.load_tokenizer("smollm2-135m-instruct")
+email = ("Hi Sam,\nThe team meeting is on Monday at 10:00 in room 4. Please bring the sales figures for March.\n"
+         "Thanks,\nAlex")
+edit_ids = real_tokenizer.encode_chat([{"role": "user", "content": "Rewrite this email, changing the date from Monday "
+                                        f"to Tuesday. Keep everything else the same.\n\n{email}"}])
+end = real_tokenizer.eos_token_id
+started = time.perf_counter()
+real_alone = target_generate(real_target, edit_ids, 40, eos_token_id=end)
+real_alone_s = time.perf_counter() - started
+started = time.perf_counter()
+real_copied = speculative_generate(real_target, PromptLookupDrafter(max_ngram=3), edit_ids, k=4, max_new_tokens=40,
+                                   eos_token_id=end)
+real_copied_s = time.perf_counter() - started
+assert real_copied.tokens == real_alone.tokens  # exact on the real model too
+assert real_copied.tokens_per_target_pass > 2
+print(f"the reply: {real_tokenizer.decode(real_alone.tokens)!r}")
+print(f"prompt lookup, k = 4: {real_copied.acceptance_rate:.0%} of guesses accepted, "
+      f"{real_copied.tokens_per_target_pass:.2f} tokens per pass; one run each: target only {real_alone_s * 1e3:,.0f} ms, "
+      f"with lookup {real_copied_s * 1e3:,.0f} ms ({real_alone_s / real_copied_s:.2f}x)")
+
+# %% [markdown]
+# The reply is the target's own, token for token, and most of it came from the prompt. (A model of 135M
+# parameters is a poor editor: read the reply to see whether it made the change it was asked for.)
+#
 # ## 6. Measured on other machines
 #
 # `python -m workbook.bench speculative` measures all of this carefully (five repeats, several prompts, every
