@@ -34,7 +34,8 @@ from .logs import record
 
 PATTERNS_DIR = DATA_DIR / "examples" / "patterns"
 START = dt.datetime(2026, 3, 16, 9, 0, 0, tzinfo=dt.timezone.utc)
-SONNET, HAIKU, GPT, GPT_MINI = ("claude-sonnet-4-5", "claude-haiku-4-5", "gpt-5.5", "gpt-5.4-mini")
+SONNET, GPT, GPT_MINI, GEMINI = ("claude-sonnet-4-5", "gpt-5.5", "gpt-5.4-mini", "gemini-2.5-flash")
+NAMES = ["Ana Silva", "Ben Okafor", "Chloe Martin", "Dev Patel", "Elif Kaya", "Farah Haddad"]
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class Step:
     output: str  # the tool's result, or the final answer when there is no call
 
 
-def agent_turns(rng: random.Random, turns: int, steps: tuple[int, int] = (1, 4), result_chars: int = 1800,
+def agent_turns(rng: random.Random, turns: int, steps: tuple[int, int] = (1, 4), result_chars: int = 1500,
                 mcp: bool = False) -> list[tuple[str, list[Step]]]:
     out = []
     for t in range(turns):
@@ -228,9 +229,8 @@ def coding_agent(rng, *, n=36, clock=False, mcp_flip=False, thinking_dropped=Fal
     for i, (h, when) in enumerate(zip(history, at)):
         clock_line = f"Current date and time: {when:%A, %d %B %Y %H:%M:%S} UTC\n" if clock else ""
         tools = [dict(t) for t in AGENT_TOOLS]
-        if mcp_flip:  # the servers reconnect every few minutes; the one that reconnected is listed last
-            order = ["github", "postgres"] if (when - START).seconds // 300 % 2 == 0 else ["postgres", "github"]
-            tools += [dict(t) for server in order for t in MCP_SERVERS[server]]
+        if mcp_flip:
+            tools += mcp_tools(when)
         tools[-1]["cache_control"] = {"type": "ephemeral"}
         long = sum(1 for t, s in h if s >= 0 and turns[t][1][s].call) >= 12  # many tool results: a second mark
         messages = anthropic_messages(turns, h, marks=2 if long else 1,
@@ -245,6 +245,12 @@ def coding_agent(rng, *, n=36, clock=False, mcp_flip=False, thinking_dropped=Fal
             request["thinking"] = {"type": "enabled", "budget_tokens": 4096}
         out.append(request)
     return out
+
+
+def mcp_tools(when: dt.datetime) -> list[dict]:
+    """The MCP servers' tools: they reconnect every five minutes, and the one that reconnected is listed last."""
+    order = ["github", "postgres"] if (when - START).seconds // 300 % 2 == 0 else ["postgres", "github"]
+    return [dict(t) for server in order for t in MCP_SERVERS[server]]
 
 
 def support_chat(rng, *, n=40) -> tuple[str, list[tuple[int, list[dict]]]]:
@@ -267,7 +273,7 @@ def pattern_clock(rng):
 
 
 def pattern_mcp(rng):
-    return coding_agent(rng, n=48, mcp_flip=True)
+    return coding_agent(rng, n=38, mcp_flip=True)
 
 
 def pattern_thinking(rng):
@@ -287,14 +293,20 @@ def pattern_healthy_agent(rng):
     return coding_agent(rng, n=40)
 
 
-def openai_agent(rng, *, n=36, tools_flip=False, arguments=None, model_of=None) -> list[dict]:
+def openai_agent(rng, *, n=36, tools_flip=False, arguments=None, model_of=None, first_line=None, pauses=None,
+                 mcp_flip=False, window=None) -> list[dict]:
+    """A coding agent's OpenAI Chat requests, with one habit switched on (a first line of the system prompt made per
+    request, pauses, MCP tools, a window of the last `window` turns)."""
     turns = agent_turns(rng, 12)
     history = requests_of(turns, n)
-    at = times(rng, len(history))
-    system = system_prompt(rng, "You are a coding agent working in the user's repository.", 9000)
+    at = times(rng, len(history), pauses=pauses)
+    base = system_prompt(rng, "You are a coding agent working in the user's repository.", 9000)
     out = []
     for i, (h, when) in enumerate(zip(history, at)):
-        tools = openai_tools(AGENT_TOOLS)
+        system = (first_line(i, when) if first_line else "") + base
+        if window:
+            h = [(t, s) for t, s in h if t > h[-1][0] - window]
+        tools = openai_tools(AGENT_TOOLS + (mcp_tools(when) if mcp_flip else []))
         if tools_flip and rng.random() < 0.35:  # the app's serializer writes a schema's keys in any order
             for t in tools:
                 parameters = t["function"]["parameters"]
@@ -345,6 +357,49 @@ def pattern_cache_key(rng):
     return [{"timestamp": stamp(when), "model": GPT, "instructions": system, "tools": tools,
              "prompt_cache_key": str(uuid.UUID(int=rng.getrandbits(128))), "input": messages}
             for (user, messages), when in zip(chats, at)]
+
+
+def pattern_clock_openai(rng):
+    return openai_agent(rng, first_line=lambda i, when: f"Current date: {when.isoformat()}\n")
+
+
+def pattern_request_id(rng):
+    return openai_agent(rng, first_line=lambda i, when: f"Request {uuid.UUID(int=rng.getrandbits(128))} at "
+                                                         f"{START.date().isoformat()}.\n")
+
+
+def pattern_mcp_openai(rng):
+    return openai_agent(rng, n=40, mcp_flip=True)
+
+
+def pattern_ttl_openai(rng):
+    # A model whose only retention is in memory (5-10 minutes idle, at most an hour): pauses of 12-22 minutes outlast it.
+    return openai_agent(rng, n=36, pauses={i: rng.uniform(12 * 60, 22 * 60) for i in range(4, 36, 6)},
+                        model_of=lambda i, when: GPT_MINI)
+
+
+def pattern_sliding_window(rng):
+    return openai_agent(rng, n=40, window=3)
+
+
+def pattern_user_name(rng):
+    # The support bot greets each customer by name from its system prompt (Anthropic, cached system block).
+    system, chats = support_chat(rng, n=40)
+    at = times(rng, len(chats), gap=(5, 30))
+    return [{"timestamp": stamp(when), "model": SONNET, "max_tokens": 1024,
+             "system": [{"type": "text", "text": f"You are talking with {NAMES[user]}.\n{system}",
+                         "cache_control": {"type": "ephemeral"}}],
+             "messages": messages} for (user, messages), when in zip(chats, at)]
+
+
+def pattern_gemini_clock(rng):
+    # Gemini's implicit caching, with today's date and time opening the system instruction.
+    system, chats = support_chat(rng, n=40)
+    at = times(rng, len(chats), gap=(5, 30))
+    return [{"timestamp": stamp(when), "model": GEMINI,
+             "systemInstruction": {"parts": [{"text": f"Today is {when:%d %B %Y, %H:%M:%S}.\n{system}"}]},
+             "contents": [{"role": "model" if m["role"] == "assistant" else "user", "parts": [{"text": m["content"]}]}
+                          for m in messages]} for (user, messages), when in zip(chats, at)]
 
 
 def pattern_healthy_chat(rng):
@@ -426,7 +481,8 @@ def with_usage(items: list[dict], tokenizer) -> list[dict]:
     encode = lru_cache(maxsize=None)(lambda text: tuple(tokenizer.encode(text)))  # requests repeat their parts
     for line, item in enumerate(items, start=1):
         r = record(item, line)
-        provider, model_key = r.provider, f"{r.provider}/{r.model}"
+        provider = r.provider
+        model_key = f"{'google' if provider == 'gemini' else provider}/{r.model}"  # the price sheets' name
         blocks = [Block(list(encode(p.text)), p.cache_control if provider == "anthropic" else None,
                         block_part(p.kind, provider), BLOCK_TYPE.get(p.kind, "text"))
                   for p in r.parts if p.text]  # an empty part sends no tokens
@@ -500,6 +556,20 @@ PATTERNS = [
             "https://github.com/anthropics/claude-code/issues/47425", "anthropic", pattern_ttl),
     Pattern("cache_key_per_request", "cache_key", "a new prompt_cache_key (a UUID) on every request (Responses API)",
             "https://github.com/grikomsn/openai-oauth-copilot-chat/pull/7", "responses", pattern_cache_key),
+    Pattern("clock_in_system_openai", "datetime", "a RAG app writes datetime.now().isoformat() into its system prompt "
+            "(OpenAI Chat)", "https://github.com/zylon-ai/private-gpt/pull/2271", "openai", pattern_clock_openai),
+    Pattern("request_id_in_system", "number", "a fresh request UUID opens the system prompt",
+            "https://github.com/abstxn/lunch-uncle/issues/6", "openai", pattern_request_id),
+    Pattern("mcp_tools_reordered_openai", "tool_list", "MCP tools listed in whatever order the servers reconnected "
+            "(OpenAI Chat)", "https://github.com/langchain-ai/deepagents/pull/2497", "openai", pattern_mcp_openai),
+    Pattern("ttl_pauses_openai", "ttl_expiry", "12-22 minute pauses outlast OpenAI's in-memory retention (GPT-5.4 mini)",
+            "https://github.com/V1ki/dsh-plugin-subscriptions/issues/48", "openai", pattern_ttl_openai),
+    Pattern("sliding_window", "history_rewritten", "only the last three turns are sent: the window slides every turn",
+            "https://github.com/openclaw/openclaw/issues/115273", "openai", pattern_sliding_window),
+    Pattern("user_name_in_system", "user_text", "the customer's name opens the cached system prompt",
+            "https://github.com/swampratnz/community-agent/issues/508", "anthropic", pattern_user_name),
+    Pattern("gemini_clock", "datetime", "the date and time open a Gemini system instruction (implicit caching)",
+            "https://github.com/sterlp/eclipse-peon-ai/issues/60", "gemini", pattern_gemini_clock),
     Pattern("healthy_agent", None, "a coding agent that keeps its prefix stable", "", "anthropic",
             pattern_healthy_agent),
     Pattern("healthy_chat", None, "a support bot with a stable prompt and a cache key per user (OpenTelemetry spans)",
@@ -513,8 +583,8 @@ def pattern_files() -> dict[str, bytes]:
 
     tokenizer = load_tokenizer("tiny")
     files, index = {}, []
-    for k, pattern in enumerate(PATTERNS):
-        items = with_usage(pattern.build(random.Random(k)), tokenizer)
+    for pattern in PATTERNS:
+        items = with_usage(pattern.build(random.Random(pattern.name)), tokenizer)  # seeded by name: order-free
         text = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
         files[f"{pattern.name}.jsonl.xz"] = lzma.compress(text.encode("utf-8"), preset=9)
         index.append({"name": pattern.name, "file": f"{pattern.name}.jsonl.xz", "expected": pattern.expected,
