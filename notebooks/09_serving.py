@@ -106,6 +106,37 @@ print(f"Sixteen requests together produced {gain:.1f}x the tokens per second of 
       f"the step time grew {slower:.1f}x for a {best['concurrency']}x batch.")
 
 # %% [markdown]
+# ### Real chats, one batch
+#
+# The same server runs a real model. Four people ask SmolLM2-135M-Instruct (lesson 4 served it; `make setup`
+# installed it) a question at the same moment; the server answers all four side by side, one forward pass
+# per step for the whole batch.
+
+# %%
+real_model = workbook.load_model("smollm2-135m-instruct")
+real_tokenizer = workbook.load_tokenizer("smollm2-135m-instruct")
+real_server = Server(real_model, real_tokenizer, max_running=4)
+REAL_QUESTIONS = ["Name three primary colours.", "How many days are in a leap year?", "What do bees make?",
+                  "Give me a synonym for happy."]
+asked = {real_server.submit([{"role": "user", "content": q}], max_new_tokens=24): q for q in REAL_QUESTIONS}
+real_steps = 0
+while real_server.step() is not None:
+    real_steps += 1
+answers = real_server.run_until_done()
+for request_id, question in asked.items():
+    print(f"{question!r}\n  -> {answers[request_id].text!r}")
+one_by_one = sum(len(answers[i].output_ids) for i in asked)  # one pass per token, one request at a time
+first_id = next(iter(asked))
+real_alone = Engine(real_model, real_tokenizer).generate([{"role": "user", "content": asked[first_id]}], max_new_tokens=24)
+assert real_alone.output_ids == answers[first_id].output_ids  # batching changed no token of this answer
+assert real_steps < one_by_one
+print(f"{len(asked)} chats in {real_steps} forward passes; one at a time they would have taken {one_by_one} "
+      f"(batched: {real_steps / one_by_one:.0%} of the passes).")
+
+# %% [markdown]
+# Real answers, if not always right ones: a model of 135M parameters is small. The first answer is the one the
+# model gives alone, token for token (checked above): sharing a pass with others changes no token.
+#
 # ## 2. Static and continuous batching, step by step
 #
 # Eight requests arrive over the first few steps; some want 4 tokens, some 20. **Static batching** takes
