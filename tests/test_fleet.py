@@ -1,7 +1,8 @@
-"""`workbook.fleet`: replicas of `python -m workbook.serve` behind sglang-router, on 127.0.0.1 only.
+"""`workbook.fleet`: replicas of `python -m workbook.serve` behind a real router, on 127.0.0.1 only.
 
 The real run starts two replicas and, in turn, a round-robin and a cache-aware router in front of
-them, and replays the same sequential workload (prefixes of its own per run) through each.
+them (sglang-router, then vllm-router), and replays the same sequential workload (prefixes of its
+own per run) through each.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ import pytest
 
 from workbook.errors import WorkbookError
 from workbook.fleet import Fleet, run_policy, workload
-from workbook.fleet.processes import start_router
+from workbook.fleet.processes import ROUTERS, start_router
 
-needs_router = pytest.mark.skipif(importlib.util.find_spec("sglang_router") is None,
-                                  reason="sglang-router is not installed (pip install workbook[fleet])")
+
+def installed(router: str):
+    """`router` as a test parameter, skipped with the reason when its package is not installed."""
+    module = ROUTERS[router][0].split(".")[0]
+    missing = importlib.util.find_spec(module) is None
+    return pytest.param(router, marks=pytest.mark.skipif(missing, reason=f"{module} is not installed: "
+                                                                         "pip install workbook[fleet]"))
 
 
 def test_each_run_has_prefixes_of_its_own():
@@ -30,15 +36,15 @@ def test_unknown_router_or_policy_is_refused_before_anything_starts(tmp_path):
     with pytest.raises(WorkbookError, match="router"):
         start_router("nginx", "round_robin", ["http://127.0.0.1:1"], tmp_path)
     with pytest.raises(WorkbookError, match="policy"):
-        start_router("sglang", "sticky", ["http://127.0.0.1:1"], tmp_path)
+        start_router("sglang", "consistent_hash", ["http://127.0.0.1:1"], tmp_path)  # vllm-router's, not sglang's
     assert not list(tmp_path.iterdir())  # no log: no process was started
 
 
-@needs_router
 @pytest.mark.slow
-def test_two_replicas_behind_sglang_router():
+@pytest.mark.parametrize("router", [installed("sglang"), installed("vllm")])
+def test_two_replicas_behind_a_real_router(router):
     with Fleet(2, prefix_cache_tokens=4096) as fleet:
-        reports = {p: run_policy(fleet, "sglang", p, workload(p, tenants=2, requests=12, burst=1))
+        reports = {p: run_policy(fleet, router, p, workload(p, tenants=2, requests=12, burst=1))
                    for p in ("round_robin", "cache_aware")}
         replicas = fleet.replicas
     assert all(r.proc.poll() is not None for r in replicas)  # the fleet stopped its children

@@ -295,8 +295,14 @@ def test_a_failing_step_fails_its_requests_and_the_endpoint_goes_on(served, clie
 
 
 def test_bodies_as_sglang_router_forwards_them_are_served(served):
-    """sglang-router 0.3.2 adds SGLang's fields at their defaults to every body it routes (bodies seen on the wire)."""
+    """sglang-router 0.3.2 and vllm-router 0.1.17 add SGLang's fields at their defaults to every body they route
+    (bodies as seen on the wire)."""
     routed = {
+        "/v1/chat/completions#vllm-router": {
+            "model": MODEL, "messages": chat("Hi"), "temperature": 0.0, "stream": False, "max_tokens": 2,
+            "logprobs": False, "no_stop_trim": False, "ignore_eos": False, "continue_final_message": False,
+            "skip_special_tokens": True, "separate_reasoning": True, "stream_reasoning": True,
+            "return_hidden_states": False, "include_reasoning": True},
         "/v1/chat/completions": {"messages": chat("Hi"), "model": MODEL, "logprobs": False, "max_completion_tokens": 2,
                                  "stream": False, "temperature": 0.0, "no_stop_trim": False, "ignore_eos": False,
                                  "continue_final_message": False, "skip_special_tokens": True,
@@ -306,7 +312,7 @@ def test_bodies_as_sglang_router_forwards_them_are_served(served):
                             "return_hidden_states": False},
     }
     for path, request in routed.items():
-        response = httpx.post(served[2] + path, json=request, timeout=30)
+        response = httpx.post(served[2] + path.split("#")[0], json=request, timeout=30)
         assert response.status_code == 200, response.text
         assert response.json()["usage"]["completion_tokens"] <= 2
 

@@ -1,12 +1,14 @@
 """A fleet's child processes: N `python -m workbook.serve` replicas on loopback ports and a real router in front.
 
-The router is sglang-router (`pip install workbook[fleet]`), started as `python -m sglang_router.launch_router`.
-What it does with a worker, as seen here on 2026-12-06 with 0.3.2: it first tries the worker as a gRPC server
+The router is sglang-router or vllm-router (`pip install workbook[fleet]`; vllm-router is the same Rust family),
+started as `python -m sglang_router.launch_router` (or `vllm_router.launch_router`). What sglang-router 0.3.2 does
+with a worker, as seen here on 2026-12-06: it first tries the worker as a gRPC server
 (an HTTP/2 preface, which uvicorn logs as "Invalid HTTP request received", twice per worker, at registration
 only), then as HTTP; it reads `/health`, `/server_info` and `/model_info` (falling back to `/get_server_info`
 and `/get_model_info`; a 404 leaves the model "unknown", which routes the same); and it re-serialises each
 body it routes, adding SGLang's own fields at their defaults (the endpoint accepts those, see
-`workbook.serve.protocol`). Its Prometheus exporter is bound to 127.0.0.1 here, on a port of its own.
+`workbook.serve.protocol`). vllm-router 0.1.17 goes straight to HTTP and adds one more field. Each router's
+Prometheus exporter is bound to 127.0.0.1 here, on a port of its own.
 """
 
 from __future__ import annotations
@@ -24,8 +26,13 @@ import httpx
 
 from ..errors import WorkbookError
 
-ROUTERS = ("sglang",)
-POLICIES = ("cache_aware", "round_robin", "power_of_two", "random")
+# Each router: the module that launches it, the policies it offers, and how it spells "warnings only".
+ROUTERS = {
+    "sglang": ("sglang_router.launch_router", ("cache_aware", "round_robin", "power_of_two", "random"), "warn"),
+    "vllm": ("vllm_router.launch_router", ("cache_aware", "round_robin", "power_of_two", "random", "consistent_hash"),
+             "warning"),
+}
+POLICIES = tuple(dict.fromkeys(p for _, policies, _ in ROUTERS.values() for p in policies))
 
 
 def free_port() -> int:
@@ -76,13 +83,13 @@ def start_replica(index: int, logs: Path, *, model: str, prefix_cache_tokens: in
 def start_router(router: str, policy: str, workers: list[str], logs: Path) -> Child:
     if router not in ROUTERS:
         raise WorkbookError(f"Unknown router {router!r}; this fleet runs: {', '.join(ROUTERS)}.")
-    if policy not in POLICIES:
-        raise WorkbookError(f"Unknown policy {policy!r}; sglang-router offers: {', '.join(POLICIES)}.")
+    module, policies, quiet = ROUTERS[router]
+    if policy not in policies:
+        raise WorkbookError(f"Unknown policy {policy!r}; {router} offers: {', '.join(policies)}.")
     port = free_port()
-    return _spawn(f"router-{policy}", ["sglang_router.launch_router", "--worker-urls", *workers, "--policy", policy,
-                                       "--host", "127.0.0.1", "--port", str(port), "--prometheus-host", "127.0.0.1",
-                                       "--prometheus-port", str(free_port()), "--log-level", "warn"],
-                  f"http://127.0.0.1:{port}", logs)
+    return _spawn(f"{router}-{policy}", [module, "--worker-urls", *workers, "--policy", policy, "--host", "127.0.0.1",
+                                         "--port", str(port), "--prometheus-host", "127.0.0.1", "--prometheus-port",
+                                         str(free_port()), "--log-level", quiet], f"http://127.0.0.1:{port}", logs)
 
 
 def wait_until(ready, child: Child, seconds: float) -> None:

@@ -56,10 +56,11 @@ class Sampling(BaseModel):
     n: Literal[1] = 1  # one choice per request
     user: str | None = None  # accepted as OpenAI does; not used
     logprobs: Literal[False] | None = None
-    # sglang-router 0.3.2 re-serialises every body it routes with SGLang's own request type, which adds SGLang's
-    # extensions at their defaults (seen on the wire, 2026-12-06: `echo`, `no_stop_trim`, `ignore_eos`,
-    # `skip_special_tokens`, `return_hidden_states`; for chats also `continue_final_message`, `separate_reasoning`,
-    # `stream_reasoning`). Each is accepted at the value that asks for nothing and refused at any other.
+    # sglang-router 0.3.2 (and vllm-router 0.1.17, the same family) re-serialises every body it routes with its own
+    # request type, which adds SGLang's extensions at their defaults (seen on the wire, 2026-12-06: `echo`,
+    # `no_stop_trim`, `ignore_eos`, `skip_special_tokens`, `return_hidden_states`; for chats also
+    # `continue_final_message`, `separate_reasoning`, `stream_reasoning`, and from vllm-router `include_reasoning`).
+    # Each is accepted at the value that asks for nothing and refused at any other.
     echo: Literal[False] = False
     no_stop_trim: Literal[False] = False
     ignore_eos: Literal[False] = False
@@ -109,6 +110,7 @@ class ChatRequest(Sampling):
     continue_final_message: Literal[False] = False  # SGLang's extensions, as above
     separate_reasoning: Literal[True] = True
     stream_reasoning: Literal[True] = True
+    include_reasoning: Literal[True] = True
 
     def settings(self, default_max_tokens: int) -> dict:
         return super().settings(self.max_completion_tokens or default_max_tokens)
