@@ -294,7 +294,7 @@ assert sizes[samples[3]][1] > sizes[samples[3]][0]  # the order number: more tok
 # is one token there), and whole characters outside English (`ü`, `🙂`) where the shipped one falls back
 # to single bytes. But look at the order number: SmolLM2 writes every digit as its own token, by design
 # (its tokenizer splits numbers into digits before any merge), so `A12345` costs it more tokens, not fewer.
-# Fewer tokens for the same text means fewer K/V rows to compute, and to cache.
+# Fewer tokens for the same text means less work for the model, and less to cache.
 
 # %% [markdown]
 # ## Check yourself
