@@ -5,6 +5,7 @@ import json
 import pytest
 
 from workbook.bench import doctor as bench
+from workbook.bench import doctor_compare as compare
 from workbook.doctor.logs import read_log
 from workbook.doctor.patterns import PATTERNS_DIR
 from workbook.paths import DATA_DIR
@@ -36,7 +37,7 @@ def test_the_measurement_reports_time_memory_and_threads(tmp_path, capsys):
 
 def test_a_log_becomes_promptcachelints_trace(tmp_path):
     trace = tmp_path / "trace.jsonl"
-    bench.promptcachelint_trace(DATA_DIR / "examples" / "anthropic_log.jsonl", trace)
+    compare.promptcachelint_trace(DATA_DIR / "examples" / "anthropic_log.jsonl", trace)
     records = read_log(DATA_DIR / "examples" / "anthropic_log.jsonl")
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
     assert len(rows) == len(records) and {row["provider"] for row in rows} == {"anthropic"}
@@ -49,7 +50,7 @@ def test_a_log_becomes_promptcachelints_trace(tmp_path):
 
 def test_a_proxy_export_becomes_a_trace_of_its_inner_request(tmp_path):
     trace = tmp_path / "trace.jsonl"
-    bench.promptcachelint_trace(PATTERNS_DIR / "router_fallback.jsonl.xz", trace)
+    compare.promptcachelint_trace(PATTERNS_DIR / "router_fallback.jsonl.xz", trace)
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
     assert {row["model"] for row in rows} == {"gpt-5.5", "gpt-5.4-mini"}
     assert all("messages" in row["body"] and "request_id" not in row["body"] for row in rows)
@@ -64,14 +65,14 @@ def test_a_proxy_export_becomes_a_trace_of_its_inner_request(tmp_path):
     ({"code": "CL006", "data": {}}, "ttl_expiry"),
 ])
 def test_promptcachelints_findings_in_the_doctors_words(finding, cause):
-    assert bench.pcl_cause(finding, {"system[0]": "datetime"}) == cause
+    assert compare.pcl_cause(finding, {"system[0]": "datetime"}) == cause
 
 
 def test_without_promptcachelint_the_comparison_says_how_to_install_it(monkeypatch, capsys):
-    monkeypatch.setattr(bench, "has_promptcachelint", lambda: False)
-    one_log = bench.logs_to_compare()[:1]
-    monkeypatch.setattr(bench, "logs_to_compare", lambda: one_log)
-    payload = bench.compare(save=False)
+    monkeypatch.setattr(compare, "has_promptcachelint", lambda: False)
+    one_log = compare.logs_to_compare()[:1]
+    monkeypatch.setattr(compare, "logs_to_compare", lambda: one_log)
+    payload = compare.compare(save=False)
     out = capsys.readouterr().out
     assert "pip install promptcachelint" in out and payload["promptcachelint"] is None
     assert payload["rows"][0]["doctor_right"] and "promptcachelint" not in payload["rows"][0]
@@ -79,5 +80,11 @@ def test_without_promptcachelint_the_comparison_says_how_to_install_it(monkeypat
 
 def test_with_promptcachelint_both_tools_run_on_a_log():
     pytest.importorskip("promptcachelint")  # optional: pip install promptcachelint (Python 3.11+)
-    top, causes = bench.promptcachelint_top(PATTERNS_DIR / "router_fallback.jsonl.xz")
+    top, causes = compare.promptcachelint_top(PATTERNS_DIR / "router_fallback.jsonl.xz")
     assert top == "model_switch" and causes["model_switch"] == 4
+
+
+def test_a_log_promptcachelint_cannot_read_is_marked_so_not_called_healthy():
+    pytest.importorskip("promptcachelint")
+    top, causes = compare.promptcachelint_top(PATTERNS_DIR / "gemini_clock.jsonl.xz")
+    assert top == compare.UNREADABLE and "40 unreadable" in causes["promptcachelint"]

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from workbook.bench.doctor import doctor_top
+from workbook.bench.doctor_compare import doctor_top
 from workbook.doctor.logs import read_log
 from workbook.doctor.patterns import PATTERNS, PATTERNS_DIR, load_index, pattern_files
 from workbook.paths import DATA_DIR
