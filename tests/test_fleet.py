@@ -54,5 +54,6 @@ def test_two_replicas_behind_a_real_router(router):
         assert rep.hit_rate == pytest.approx(served)  # the clients' usage and the replicas' counters agree
     assert sorted(r.requests for r in reports["round_robin"].replicas) == [6, 6]
     # Sequential requests, two tenants, two replicas: round robin sends each tenant to both replicas (a cold miss
-    # on each), cache-aware routing keeps a tenant where its prefix is, so it misses less.
+    # on each); cache-aware routing keeps requests where their prefix is (vllm-router 0.1.17 sent every request to
+    # one replica when they came one at a time), so it misses less.
     assert reports["cache_aware"].hit_rate > reports["round_robin"].hit_rate
