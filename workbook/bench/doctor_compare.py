@@ -167,7 +167,8 @@ def print_comparison(p: dict) -> None:
     print(f"\n{'log':24} {'expected':30} {'doctor':22}{' promptcachelint' if other else ''}"[:width])
     for r in p["rows"]:
         expected = " or ".join(name(c) for c in r["expected"])
-        line = f"{r['log'][:24]:24} {expected[:30]:30} {('✓ ' if r['doctor_right'] else '✗ ') + name(r['doctor']):22}"
+        doctor = ("✓ " if r["doctor_right"] else "✗ ") + name(r["doctor"])
+        line = f"{r['log'][:24]:24} {expected[:30]:30} {doctor:22}"
         if other:
             line += f" {('✓ ' if r['promptcachelint_right'] else '✗ ') + name(r['promptcachelint'])}"
         print(line[:width])

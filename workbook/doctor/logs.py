@@ -1,7 +1,7 @@
 """Reading request logs, one request at a time: OpenAI and Anthropic requests (JSONL), proxy exports, or prompts.
 
-Each line of a JSONL log (`.jsonl`, or compressed: `.jsonl.gz`, `.jsonl.xz`) is one request as it was sent, optionally with
-`"timestamp"` (ISO 8601 or seconds) and the provider's `"usage"`. The shape is recognised per line:
+Each line of a JSONL log (`.jsonl`, or compressed: `.jsonl.gz`, `.jsonl.xz`) is one request as it was sent,
+optionally with `"timestamp"` (ISO 8601 or seconds) and the provider's `"usage"`. The shape is recognised per line:
 
 | shape | recognised by | renders (see `parts`) | usage read |
 |---|---|---|---|
@@ -117,7 +117,8 @@ def _file_items(path: Path) -> Iterator[tuple[int, dict | str]]:
             try:
                 yield number, json.loads(text)
             except json.JSONDecodeError as error:
-                raise LogError(f"Line {number} of {path} is not valid JSON: {error.msg} (column {error.colno}).") from None
+                raise LogError(f"Line {number} of {path} is not valid JSON: {error.msg} "
+                               f"(column {error.colno}).") from None
 
 
 def _json_items(path: Path) -> Iterator[tuple[int, dict | str]]:
@@ -254,6 +255,7 @@ def _timestamp(value, line: int) -> float | None:
             try:
                 return float(value)
             except ValueError:
-                raise LogError(f"Line {line}: timestamp {value!r} is not ISO 8601 (e.g. 2026-03-15T09:00:47Z).") from None
+                raise LogError(f"Line {line}: timestamp {value!r} is not ISO 8601 "
+                               "(e.g. 2026-03-15T09:00:47Z).") from None
         return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc)).timestamp()
     raise LogError(f"Line {line}: a timestamp is an ISO 8601 string or a number of seconds.")

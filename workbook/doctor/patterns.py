@@ -216,7 +216,7 @@ def stamp(when: dt.datetime) -> str:
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# ----- the patterns ----------------------------------------------------------------------------------------------------
+# ----- the patterns ---------------------------------------------------------------------------------------------
 
 def coding_agent(rng, *, n=36, clock=False, mcp_flip=False, thinking_dropped=False, relay=False,
                  pauses=None) -> list[dict]:
@@ -234,7 +234,7 @@ def coding_agent(rng, *, n=36, clock=False, mcp_flip=False, thinking_dropped=Fal
         tools[-1]["cache_control"] = {"type": "ephemeral"}
         long = sum(1 for t, s in h if s >= 0 and turns[t][1][s].call) >= 12  # many tool results: a second mark
         messages = anthropic_messages(turns, h, marks=2 if long else 1,
-                                      keep_thinking=(lambda t, now: t == now) if thinking_dropped else (lambda t, now: True))
+                                      keep_thinking=(lambda t, now: t == now or not thinking_dropped))
         system = [{"type": "text", "text": clock_line + base, "cache_control": {"type": "ephemeral"}}]
         if relay:  # the relay prepends its own marked system block: a fifth breakpoint once the app uses four
             system.insert(0, {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude.",
@@ -254,7 +254,8 @@ def mcp_tools(when: dt.datetime) -> list[dict]:
 
 
 def support_chat(rng, *, n=40) -> tuple[str, list[tuple[int, list[dict]]]]:
-    """A support bot's system prompt, and (user, messages) per request: six users, up to four turns each, interleaved."""
+    """A support bot's system prompt, and (user, messages) per request: six users, up to four turns each,
+    interleaved."""
     system = system_prompt(rng, "You are the support assistant of Harbor & Pine, an online outdoor-gear shop.", 7000)
     out, users = [], {}
     for i in range(n):
@@ -373,7 +374,7 @@ def pattern_mcp_openai(rng):
 
 
 def pattern_ttl_openai(rng):
-    # A model whose only retention is in memory (5-10 minutes idle, at most an hour): pauses of 12-22 minutes outlast it.
+    # A model whose only retention is in memory (5-10 minutes idle, at most an hour): 12-22 minute pauses outlast it.
     return openai_agent(rng, n=36, pauses={i: rng.uniform(12 * 60, 22 * 60) for i in range(4, 36, 6)},
                         model_of=lambda i, when: GPT_MINI)
 
@@ -405,7 +406,8 @@ def pattern_gemini_clock(rng):
 def pattern_healthy_chat(rng):
     system, chats = support_chat(rng, n=40)
     at = times(rng, len(chats), gap=(5, 30))
-    return [otel_span({"timestamp": stamp(when), "model": GPT, "messages": [{"role": "system", "content": system}, *messages]}, i)
+    return [otel_span({"timestamp": stamp(when), "model": GPT,
+                       "messages": [{"role": "system", "content": system}, *messages]}, i)
             for i, ((user, messages), when) in enumerate(zip(chats, at))]
 
 
@@ -452,7 +454,8 @@ def langfuse_observation(messages: list[dict], when: dt.datetime, i: int, name: 
 def otel_span(request: dict, i: int) -> dict:
     """An OpenTelemetry GenAI span (OTLP JSON) around a Chat request; usage attributes filled in later."""
     system = request["messages"][0]["content"]
-    messages = [{"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]} for m in request["messages"][1:]]
+    messages = [{"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]}
+                for m in request["messages"][1:]]
     when = dt.datetime.fromisoformat(request["timestamp"].replace("Z", "+00:00"))
     attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
                   "gen_ai.request.model": request["model"],
@@ -462,7 +465,7 @@ def otel_span(request: dict, i: int) -> dict:
             "startTimeUnixNano": str(int(when.timestamp() * 1e9)), "attributes": attributes}
 
 
-# ----- usage, as the provider bills it ---------------------------------------------------------------------------------
+# ----- usage, as the provider bills it --------------------------------------------------------------------------
 
 BLOCK_TYPE = {"tool_call": "tool_use", "tool_result": "tool_result", "image": "image"}  # the rest are text
 
@@ -562,7 +565,8 @@ PATTERNS = [
             "https://github.com/abstxn/lunch-uncle/issues/6", "openai", pattern_request_id),
     Pattern("mcp_tools_reordered_openai", "tool_list", "MCP tools listed in whatever order the servers reconnected "
             "(OpenAI Chat)", "https://github.com/langchain-ai/deepagents/pull/2497", "openai", pattern_mcp_openai),
-    Pattern("ttl_pauses_openai", "ttl_expiry", "12-22 minute pauses outlast OpenAI's in-memory retention (GPT-5.4 mini)",
+    Pattern("ttl_pauses_openai", "ttl_expiry", "12-22 minute pauses outlast OpenAI's in-memory retention "
+            "(GPT-5.4 mini)",
             "https://github.com/V1ki/dsh-plugin-subscriptions/issues/48", "openai", pattern_ttl_openai),
     Pattern("sliding_window", "history_rewritten", "only the last three turns are sent: the window slides every turn",
             "https://github.com/openclaw/openclaw/issues/115273", "openai", pattern_sliding_window),

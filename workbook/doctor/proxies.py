@@ -30,7 +30,8 @@ def unwrap(item: dict, line: int) -> tuple[dict, dict, tuple[Part, ...] | None]:
         outer = {k: v for k, v in item.items() if k != "standard_logging_object"}
         request, extra, parts = litellm(item["standard_logging_object"], line)
         return request, {**outer, **extra}, parts
-    if "request_id" in item and ("spend" in item or "call_type" in item) or {"call_type", "response_cost"} <= item.keys():
+    spend_row = "request_id" in item and ("spend" in item or "call_type" in item)
+    if spend_row or {"call_type", "response_cost"} <= item.keys():
         return litellm(item, line)
     if "traceId" in item and "type" in item and "input" in item:
         return langfuse(item, line)
@@ -71,7 +72,8 @@ def litellm(item: dict, line: int) -> tuple[dict, dict, None]:
     usage = metadata.get("usage_object") if isinstance(metadata, dict) else None
     usage = usage or {k: item[k] for k in USAGE_KEYS if k in item}
     # The row's model is the deployment that served the request; the body's may be a router's alias for a group.
-    request = {**body, "timestamp": item.get("startTime"), "usage": usage, "model": item.get("model") or body.get("model")}
+    request = {**body, "timestamp": item.get("startTime"), "usage": usage,
+               "model": item.get("model") or body.get("model")}
     extra = {k: v for k, v in item.items() if k not in LITELLM_USED}
     if body.get("model") not in (None, request["model"]):
         extra["requested_model"] = body["model"]
