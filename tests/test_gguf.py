@@ -195,3 +195,16 @@ def test_quantised_benchmark_compares_each_variant_with_the_dequantised_referenc
     weights = result["weights"]
     assert weights["in_file"] < weights["bfloat16"] < weights["float32"] == 4 * weights["parameters"]
     assert "greedy agreement" in capsys.readouterr().out
+
+
+def test_self_draft_benchmark_shares_the_targets_weights_and_keeps_its_output(tiny_gguf, capsys):
+    from workbook.bench.self_draft import early_exit_draft, run
+
+    target = workbook.load_model(str(tiny_gguf), device="cpu")
+    draft = early_exit_draft(target, 1)
+    assert draft.config.num_layers == 1 and draft.model.layers[0] is target.model.layers[0]
+    assert draft.lm_head is target.lm_head and draft.num_parameters() < target.num_parameters()
+    result = run(model=str(tiny_gguf), layers=[1], quick=True, save=False)  # asserts the target's tokens inside
+    (row,) = result["drafts"]
+    assert 0.0 <= row["acceptance"] <= 1.0 and row["tokens_per_target_pass"] >= 1.0
+    assert "first  1 of 2 layers" in capsys.readouterr().out

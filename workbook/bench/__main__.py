@@ -1,4 +1,4 @@
-"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu,real-engine,serving,quantised} [options]`: measure, print, save."""
+"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu,real-engine,serving,quantised,self-draft} [options]`: measure, print, save."""
 
 import argparse
 import importlib
@@ -17,6 +17,7 @@ BENCHMARKS = {
                "load, pool pages for 16 requests sharing a 1,024-token prefix",
     "quantised": "the real model's Q4_1 weights (dequantised) against bfloat16 weights and an int8 K/V cache: greedy "
                  "agreement, KL and bytes saved",
+    "self-draft": "self-speculation on the real model: its first layers as its own draft (acceptance, speed)",
 }
 
 
