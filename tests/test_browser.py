@@ -3,7 +3,8 @@
 Executing the lessons is most of `make test`'s time, so each runs once, where the most can be seen of it: in a real
 JupyterLab page driven by headless Chromium (Kernel > Restart Kernel and Run All Cells, with JupyterLab recording
 each cell's start and end), and the notebook is then saved. On the saved notebook the checks nbval's --nbval-lax made
-are made (every code cell ran, none raised), each exercise's check cell is seen to answer, and the lesson is timed
+are made (every code cell ran, none raised), each exercise's check cell is seen to answer, each exercise's answer is
+asked of the lesson's kernel and looked for in the outputs before it (exercise_answers.py), and the lesson is timed
 from its cells' timestamps: a warning above WARN_S, a failure above FAIL_S (the README promises every lesson in under
 a minute). The same page is then measured at a laptop's width, resized to a desktop's and measured again, and lessons
 4 and 9 have their buttons clicked. nbval therefore no longer executes the notebooks in `make test`.
@@ -36,6 +37,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from exercise_answers import answered_before, probe_code, read_probe
 
 CHROMIUM = Path(os.environ.get("WORKBOOK_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -85,20 +88,28 @@ def lesson_seconds(request):
         RECORDED.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n")
 
 
-def _run_with_nbclient(lesson: Path, folder: Path) -> nbformat.NotebookNode:
+def _run_with_nbclient(lesson: Path, folder: Path) -> tuple[nbformat.NotebookNode, dict[int, list[float]]]:
     """The lesson executed by nbclient in `folder`, each cell's outputs and timestamps kept; stops at a cell that
-    raises, as Run All does in JupyterLab."""
+    raises, as Run All does in JupyterLab. Then, in the same kernel, the exercises' answers (`exercise_answers`)."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     notebook = nbformat.read(lesson, as_version=4)
     client = NotebookClient(notebook, timeout=wait_s(lesson.stem), kernel_name="python3", record_timing=True,
                             resources={"metadata": {"path": str(folder)}})
-    try:
-        client.execute()
-    except CellExecutionError:
-        pass  # the error is in the cell's outputs, where the checks find it
-    return notebook
+    with client.setup_kernel():
+        try:
+            for index, cell in enumerate(notebook.cells):
+                client.execute_cell(cell, index)
+        except CellExecutionError:
+            return notebook, {}  # the error is in the cell's outputs, where the checks find it
+        probe = nbformat.v4.new_code_cell(probe_code(notebook))
+        notebook.cells.append(probe)
+        try:
+            client.execute_cell(probe, len(notebook.cells) - 1)
+        finally:
+            notebook.cells.pop()
+    return notebook, read_probe("".join(out.get("text", "") for out in probe.outputs))
 
 
 CHECK_CALL = re.compile(r"^(\w+\.)?check_\w+\(", re.M)  # an exercise's check cell calls a check_* function
@@ -112,6 +123,14 @@ def _seconds(cells) -> float:
     ends = [at(s["shell.execute_reply"]) for s in stamps if "shell.execute_reply" in s]
     assert starts and ends, "no cell carries its execution times"
     return (max(ends) - min(starts)).total_seconds()
+
+
+def _check_answers_not_given_away(notebook: nbformat.NotebookNode, stem: str, answers: dict[int, list[float]]) -> None:
+    """Every check cell was probed for its answer, and no exercise's answer is printed before it is asked."""
+    asked = [i for i, c in enumerate(c for c in notebook.cells if c.cell_type == "code") if CHECK_CALL.search(c.source)]
+    assert sorted(answers) == asked, f"{stem}: the answer probe reached cells {sorted(answers)} of {asked}"
+    leaks = answered_before(notebook, answers)
+    assert not leaks, f"{stem}: an exercise is answered before it is asked: {leaks}"
 
 
 def _check_cells(notebook: nbformat.NotebookNode, stem: str, lesson_seconds: dict[str, float]) -> None:
@@ -148,9 +167,28 @@ class Lab:
     token: str
     folder: Path  # the server's root: a copy of every lesson
     browser: object  # playwright's Browser
+    runtime: Path  # the server's runtime folder, where each kernel's connection file is
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}?token={self.token}"
+
+    def answers(self, notebook: nbformat.NotebookNode) -> dict[int, list[float]]:
+        """The exercises' answers (`exercise_answers`), asked of the kernel the lesson just ran in."""
+        from jupyter_client import BlockingKernelClient
+
+        with urllib.request.urlopen(self.url("/api/sessions"), timeout=10) as answer:
+            (session,) = json.load(answer)
+        client = BlockingKernelClient(connection_file=str(self.runtime / f"kernel-{session['kernel']['id']}.json"))
+        client.load_connection_file()
+        client.start_channels()
+        said = []
+        try:
+            reply = client.execute_interactive(probe_code(notebook), timeout=120, output_hook=lambda msg: said.append(
+                msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None)
+        finally:
+            client.stop_channels()
+        assert reply["content"]["status"] == "ok", f"the answer probe raised: {reply['content']}"
+        return read_probe("".join(said))
 
     def shut_kernels(self) -> None:
         """Shut down every session's kernel, so the next lesson has the machine to itself."""
@@ -230,7 +268,7 @@ def lab(tmp_path_factory):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
             try:
-                yield Lab(base, token, work, browser)
+                yield Lab(base, token, work, browser, home["runtime"])
             finally:
                 browser.close()
     finally:
@@ -472,17 +510,21 @@ CLICKS = {"04_prefix_cache": _click_lesson_4, "09_serving": _click_lesson_9}
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
 def test_every_lesson_runs_once_raises_nothing_in_time_and_its_page_fits_laptop_and_desktop(lesson, lab, lesson_seconds,
                                                                                            tmp_path):
-    """One execution of the lesson: every cell ran and none raised, every exercise's check cell answered, the lesson
-    ran in under FAIL_S; then, in the page it ran in, at 1366 and 1920 px: widgets drawn and in bounds; lessons 4 and
+    """One execution of the lesson: every cell ran and none raised, every exercise's check cell answered, no
+    exercise's answer printed before it is asked (`exercise_answers`), the lesson ran in under FAIL_S; then, in the page it ran in, at 1366 and 1920 px: widgets drawn and in bounds; lessons 4 and
     9's buttons clicked."""
     if lab is None:
         warnings.warn(f"{lesson.stem} was executed by nbclient and its page not checked: {_no_browser()}", stacklevel=1)
-        _check_cells(_run_with_nbclient(lesson, tmp_path), lesson.stem, lesson_seconds)
+        notebook, answers = _run_with_nbclient(lesson, tmp_path)
+        _check_cells(notebook, lesson.stem, lesson_seconds)
+        _check_answers_not_given_away(notebook, lesson.stem, answers)
         return
     page = lab.browser.new_page(viewport={"width": LAPTOP, "height": 2400})  # tall: a whole widget fits
     SCREENSHOTS.mkdir(exist_ok=True)
     try:
-        _check_cells(_run_in_page(page, lab, lesson), lesson.stem, lesson_seconds)
+        notebook = _run_in_page(page, lab, lesson)
+        _check_cells(notebook, lesson.stem, lesson_seconds)
+        _check_answers_not_given_away(notebook, lesson.stem, lab.answers(notebook))
         for width in (LAPTOP, DESKTOP):
             _check_page(page, width)
         if lesson.stem in CLICKS:
