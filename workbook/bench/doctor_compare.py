@@ -26,7 +26,8 @@ UNREADABLE = "(log not read)"  # promptcachelint's answer on a log it skips whol
 
 # What the shipped example logs hold (workbook.doctor.examples): any of these is a right top cause.
 EXAMPLE_CAUSES = {"anthropic_log.jsonl": ["datetime", "user_text", "json_key_order"],
-                  "openai_log.jsonl": ["number", "whitespace"]}
+                  "openai_log.jsonl": ["number", "whitespace"],
+                  "agent_log.jsonl": ["json_key_order", "ttl_expiry", "model_switch"]}
 # Problems for which the API refuses the request (400): nothing is lost to the cache, yet they are the cause.
 REFUSED = ("too_many_breakpoints", "ttl_order")
 # promptcachelint's finding codes (`promptcachelint codes`) in the doctor's words.
