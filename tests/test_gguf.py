@@ -9,6 +9,7 @@ from gguf import GGUFWriter, TokenType, quants
 
 import workbook
 from workbook import UnknownModelError, UnsupportedModelError
+from workbook.errors import ModelNotInstalledError
 from workbook.gguf_loader import unpermute_rotary
 
 HEADS, KV_HEADS = 4, 2
@@ -168,7 +169,7 @@ def test_a_missing_file_a_wrong_file_and_an_uninstalled_model_say_what_to_do(tmp
     import workbook.gguf_loader as loader
 
     monkeypatch.setitem(loader.GGUF_MODELS, "not-installed", ("no-such-distribution-xyz", "x/model.gguf"))
-    with pytest.raises(UnknownModelError, match="make setup"):
+    with pytest.raises(ModelNotInstalledError, match="make setup"):
         workbook.load_tokenizer("not-installed")
 
 

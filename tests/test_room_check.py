@@ -8,6 +8,7 @@ import pytest
 
 from workbook import room_check
 from workbook.paths import MODELS_DIR
+from workbook import room_check
 from workbook.room_check import REBUILD, RESTORE, STEPS, check
 
 
@@ -38,6 +39,15 @@ def test_a_missing_model_file_is_named_with_its_fix(tmp_path, monkeypatch):
     assert lines[0].startswith("[ 1/1] FAIL lesson 06")
     assert lines[-1].startswith("not ready: lesson 06 failed (UnsupportedModelError: ")
     assert str(broken) in lines[-1] and lines[-1].endswith(RESTORE)
+
+
+def test_an_uninstalled_real_model_asks_for_make_setup(monkeypatch):
+    import workbook.gguf_loader as loader
+
+    monkeypatch.setitem(loader.GGUF_MODELS, "smollm2-135m-instruct", ("no-such-distribution-xyz", "x/model.gguf"))
+    room_check.model.cache_clear(), room_check.tokenizer.cache_clear()  # an earlier test's loaded model is forgotten
+    [outcome] = check(steps("real model"), out=[].append)
+    assert not outcome.ok and "not installed" in outcome.error and "make setup" in outcome.fix
 
 
 def test_a_missing_package_asks_for_a_rebuilt_environment(monkeypatch):

@@ -9,6 +9,10 @@ class UnknownModelError(WorkbookError):
     """A model name that is neither shipped, a local folder, nor in the local Hugging Face cache."""
 
 
+class ModelNotInstalledError(UnknownModelError):
+    """A model the workbook knows by name whose file `make setup` has not installed yet."""
+
+
 class UnsupportedModelError(WorkbookError):
     """A checkpoint whose architecture the workbook's model does not implement."""
 

