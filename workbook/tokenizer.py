@@ -18,6 +18,7 @@ import regex
 
 from .checkpoints import resolve_checkpoint
 from .errors import EmptyInputError, WorkbookError
+from .paths import shipped_model_names
 
 # GPT-2's pre-tokenizer: contractions, words with their leading space, numbers, punctuation runs, spaces.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -337,12 +338,14 @@ class HFTokenizer:
 def load_tokenizer(name_or_path: str | Path, *, allow_download: bool = False) -> BPETokenizer | HFTokenizer:
     """The tokenizer of a checkpoint: our written-out BPE when the checkpoint's is byte-level BPE, else `transformers`'.
 
-    A GGUF file (see `load_model`) gives our BPE, read from the file's metadata.
+    A GGUF file (see `load_model`) gives our BPE, read from the file's metadata. A shipped model is never one, so
+    its tokenizer loads without the GGUF reader (which imports torch).
     """
-    from .gguf_loader import gguf_file, tokenizer_from_gguf
+    if str(name_or_path) not in shipped_model_names():
+        from .gguf_loader import gguf_file, tokenizer_from_gguf
 
-    if (gguf := gguf_file(name_or_path)) is not None:
-        return tokenizer_from_gguf(gguf)
+        if (gguf := gguf_file(name_or_path)) is not None:
+            return tokenizer_from_gguf(gguf)
     folder = resolve_checkpoint(name_or_path, allow_download=allow_download)
     path = folder / "tokenizer.json"
     if path.is_file() and is_byte_level_bpe(json.loads(path.read_text(encoding="utf-8"))):
