@@ -497,8 +497,11 @@ def anthropic_settings(request: Request, options: dict) -> dict[str, str]:
     """The request settings that invalidate cached parts, each as comparable text (images counted)."""
     settings = {}
     for name in INVALIDATES:
+        if name not in options:
+            settings[name] = "null"  # json.dumps(None): left at the default, as most requests leave them
+            continue
         try:
-            settings[name] = json.dumps(options.get(name), sort_keys=True)
+            settings[name] = json.dumps(options[name], sort_keys=True)
         except TypeError:
             raise WorkbookError(f"The option {name!r} is JSON, as in the API's request body, not "
                                 f"{options.get(name)!r}.") from None

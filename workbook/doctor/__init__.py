@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 from ..errors import WorkbookError
 from ..pricing import get_sheet
-from .diagnosis import Costs, Diagnosis, Finding, Tokens, costs, diagnose_records
+from .diagnosis import Costs, Diagnosis, Finding, Tokens, costs, replay
 from .fixes import FIXES, Fix
 from .logs import LogError, Record, read_log
 from .stability import assert_prefix_stable
@@ -120,43 +120,49 @@ def diagnose(log: str | Path | Iterable[dict | str] | Sequence[Record],
     model_keys = [get_sheet(key).key for key in named]  # "provider/model", even from a bare model name
     tokens, name = _tokens(tokenizer)
     provider = model_keys[0].split("/")[0]
-    diagnosis = diagnose_records(records, tokens, name, provider=provider)
-    return Report(records, diagnosis, costs(records, tokens, model_keys),
-                  fix_results(records, tokens, model_keys, name, provider))
+    diagnosis, now = replay(records, tokens, name, model_keys, provider=provider)
+    return Report(records, diagnosis, now, fix_results(records, tokens, model_keys, name, provider, (diagnosis, now)))
 
 
-def fix_results(records: Sequence[Record], tokens: Tokens, model_keys: Sequence[str], name: str,
-                provider: str) -> list[FixResult]:
+def fix_results(records: Sequence[Record], tokens: Tokens, model_keys: Sequence[str], name: str, provider: str,
+                as_is: tuple[Diagnosis, Costs] | None = None) -> list[FixResult]:
     """Each fix alone, then the fixes that lower the bill at the first provider together: taken in order, each kept
-    if it lowers the bill of the log the fixes before it left (so two fixes that only help together are found)."""
-    def result(fix: str, does: str, fixed: list[Record]) -> FixResult:
-        billed = costs(fixed, tokens, model_keys)
-        return FixResult(fix, does, diagnose_records(fixed, tokens, name, explain=False, provider=provider).hit_rate,
-                         {key: billed.total(key) for key in model_keys}, cached_share(billed.bills[model_keys[0]]))
+    if it lowers the bill of the log the fixes before it left (so two fixes that only help together are found).
 
-    def bill(log: Sequence[Record]) -> float:
-        return costs(log, tokens, model_keys[:1]).total(model_keys[0])
-
+    Each distinct log is diagnosed and billed once: a fix that changes nothing takes the log's own numbers (`as_is`,
+    its diagnosis and costs, if the caller has them), and one that gives the log another fix gave takes that one's."""
+    first = model_keys[0]
     records = list(records)
-    unchanged = None  # the log as it is: what a fix that changes nothing gives, billed once
-    results = []
+    done: list[tuple[list[Record], FixResult]] = []  # each log replayed so far, and what it gave
+
+    def result(fix: str, does: str, log: list[Record], replayed: tuple[Diagnosis, Costs] | None = None) -> FixResult:
+        known = next((r for seen, r in done if seen == log), None)
+        if known is None:
+            diagnosis, billed = replayed or replay(log, tokens, name, model_keys, explain=False, provider=provider)
+            known = FixResult(fix, does, diagnosis.hit_rate, {key: billed.total(key) for key in model_keys},
+                              cached_share(billed.bills[first]))
+            done.append((log, known))
+        return replace(known, name=fix, does=does)
+
+    result("", "", records, as_is)
+    results = [result(fix.name, fix.does, fix.apply(records)) for fix in FIXES]
+    kept, fixed, cost, fixed_bills = [], records, done[0][1].cost_usd[first], None
     for fix in FIXES:
-        fixed = fix.apply(records)
-        if fixed == records:
-            unchanged = unchanged or result(fix.name, fix.does, records)
-            results.append(replace(unchanged, name=fix.name, does=fix.does))
-        else:
-            results.append(result(fix.name, fix.does, fixed))
-    kept, fixed, cost = [], records, bill(records)
-    for fix, alone in zip(FIXES, results):
         tried = fix.apply(fixed)
         if tried == fixed:
             continue
-        tried_cost = alone.cost_usd[model_keys[0]] if fixed is records else bill(tried)
+        known = next((r for seen, r in done if seen == tried), None)
+        tried_bills = None if known else costs(tried, tokens, [first])
+        tried_cost = known.cost_usd[first] if known else tried_bills.total(first)
         if tried_cost < cost - SAVED_USD:
-            kept, fixed, cost = kept + [fix.name], tried, tried_cost
+            kept, fixed, cost, fixed_bills = kept + [fix.name], tried, tried_cost, tried_bills
     if len(kept) > 1:
-        results.append(result("all", "the fixes that lower the bill together, in order: " + ", ".join(kept), fixed))
+        does = "the fixes that lower the bill together, in order: " + ", ".join(kept)
+        replayed = None
+        if fixed_bills is not None:  # billed at the first provider already: the rest only
+            diagnosis, others = replay(fixed, tokens, name, model_keys[1:], explain=False, provider=provider)
+            replayed = diagnosis, Costs({**fixed_bills.bills, **others.bills})
+        results.append(result("all", does, fixed, replayed))
     return results
 
 

@@ -24,7 +24,7 @@ from collections import Counter, OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field, replace
 from bisect import bisect_right
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import Iterable, Sequence
 
 from ..errors import WorkbookError
@@ -125,7 +125,7 @@ class Tokens:
         return [self.encode(part.text) if part.text else () for part in parts]
 
     def _by_lines(self, text: str) -> tuple[int, ...]:
-        return tuple(i for line in LINE_CUT.split(text) for i in self.line(line))
+        return tuple(chain.from_iterable(map(self.line, LINE_CUT.split(text))))
 
     def _ends(self, text: str) -> tuple[int, ...]:
         """Where each token of `text` ends, in characters (token texts of byte-level BPE may split a character)."""
@@ -330,12 +330,20 @@ def diagnose_records(records: Iterable[Record], tokens: Tokens, tokenizer_name: 
     """A `Finding` per record, read one at a time (any iterable), each compared within its stream (`Streams`).
     `provider` decides the cache lifetimes of records that do not say whose they are. With `explain=False` only the
     shared tokens are counted (no cause, no snippets): enough for a hit rate."""
+    return replay(records, tokens, tokenizer_name, (), explain=explain, provider=provider)[0]
+
+
+def replay(records: Iterable[Record], tokens: Tokens, tokenizer_name: str, model_keys: Sequence[str], *,
+           explain: bool = True, provider: str = "anthropic") -> tuple[Diagnosis, Costs]:
+    """`diagnose_records` and `costs` in one pass over the log: each record is tokenized once for both."""
     streams, findings = Streams(), []
-    for record in records:
-        stream = streams.of(record)
-        findings.append(finding(record, tokens.of(record.parts), stream, tokens, provider_of(record, provider),
-                                explain))
-    return Diagnosis(findings, tokenizer_name)
+    billers = [Biller(key) for key in model_keys]
+    for i, record in enumerate(records):
+        ids = tokens.of(record.parts)
+        findings.append(finding(record, ids, streams.of(record), tokens, provider_of(record, provider), explain))
+        for biller in billers:
+            biller.send(i, record, ids)
+    return Diagnosis(findings, tokenizer_name), Costs({b.model_key: b.bills for b in billers})
 
 
 def finding(record: Record, ids: list[list[int]], stream: Stream, tokens: Tokens, provider: str,
@@ -452,19 +460,32 @@ def provider_request(record: Record, ids: list[list[int]], provider: str, at_s: 
 
 
 def bills(records: Iterable[Record], tokens: Tokens, model_key: str) -> list[Bill]:
-    """What `model_key`'s provider bills for the log, replayed in order. Caches are per model, so each model the log
+    """What `model_key`'s provider bills for the log, replayed in order (`Biller`)."""
+    biller = Biller(model_key)
+    for i, record in enumerate(records):
+        biller.send(i, record, tokens.of(record.parts))
+    return biller.bills
+
+
+class Biller:
+    """One provider model's bills for a log, fed its records in order. Caches are per model, so each model the log
     names gets a cache of its own (all priced at `model_key`). A request the API would refuse (five breakpoints, a
     1-hour one after a 5-minute one, a prompt past the context window) bills nothing and changes no cache."""
-    provider, caches, out = model_key.split("/")[0], {}, []
-    for i, record in enumerate(records):
-        cache = caches.get(record.model) or caches.setdefault(record.model, ProviderCache(model_key))
+
+    def __init__(self, model_key: str):
+        self.model_key, self.provider = model_key, model_key.split("/")[0]
+        self.caches: dict[str | None, ProviderCache] = {}
+        self.bills: list[Bill] = []
+
+    def send(self, i: int, record: Record, ids: list[tuple[int, ...]]) -> None:
+        """Bill the log's `i`-th record, whose parts' token ids are `ids`."""
+        cache = self.caches.get(record.model) or self.caches.setdefault(record.model, ProviderCache(self.model_key))
         at_s = i * DEFAULT_GAP_S if record.at_s is None else record.at_s
-        request = provider_request(record, tokens.of(record.parts), provider, at_s)
+        request = provider_request(record, ids, self.provider, at_s)
         try:
-            out.append(cache.send(request))
+            self.bills.append(cache.send(request))
         except WorkbookError as error:
-            out.append(resent(cache, request, error))
-    return out
+            self.bills.append(resent(cache, request, error))
 
 
 def resent(cache: ProviderCache, request: Request, error: WorkbookError) -> Bill:
