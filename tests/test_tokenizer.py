@@ -132,6 +132,16 @@ def test_first_divergence():
     assert first_divergence([], [5]) == 0
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 1200), st.lists(st.integers(0, 2), max_size=80), st.lists(st.integers(0, 2), max_size=80))
+def test_first_divergence_is_the_first_index_that_differs(shared, tail_a, tail_b):
+    # Long shared heads reach past the first slices it compares (16, 64, 256, 1024 tokens).
+    a, b = [7] * shared + tail_a, [7] * shared + tail_b
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    expected = first if first is not None else (None if len(a) == len(b) else min(len(a), len(b)))
+    assert first_divergence(a, b) == first_divergence(tuple(b), tuple(a)) == expected
+
+
 def test_one_changed_character_changes_ids_from_its_piece_onwards():
     tok = _trained_here()
     a, b = tok.encode("The cache stores keys."), tok.encode("The cache stores keys!")

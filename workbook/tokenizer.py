@@ -48,11 +48,17 @@ def first_divergence(ids_a: Sequence[int], ids_b: Sequence[int]) -> int | None:
 
     If one is a prefix of the other, that is the length of the shorter: everything before it
     could come from a cache, nothing after it can. Works on any two sequences (ids, text); it
-    halves the range with slice comparisons, which Python runs at C speed on long prompts.
+    compares slices, which Python runs at C speed on long prompts: growing ones from the start (prompts
+    often part early, at a clock or a name), then halving the range where they part.
     """
     if len(ids_a) == len(ids_b) and ids_a == ids_b:
         return None
     low, high = 0, min(len(ids_a), len(ids_b))  # the answer lies in [low, high]
+    step = 16
+    while step < high and ids_a[:step] == ids_b[:step]:
+        low, step = step, step * 4
+    if step < high:  # they part within the first `step`
+        high = step - 1
     while low < high:
         middle = (low + high + 1) // 2
         if ids_a[:middle] == ids_b[:middle]:
