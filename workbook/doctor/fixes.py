@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Callable, Sequence
 
 from ..providers import MAX_BREAKPOINTS
@@ -78,25 +79,26 @@ def _move_lines(record: Record, volatile: set[str]) -> Record:
             continue  # a rendered prompt is one part: handled below, line by line
         lines = parts[k].text.split("\n")
         moved += [line for line in lines if line in volatile]
-        parts[k] = replace(parts[k], text="\n".join(line for line in lines if line not in volatile))
+        parts[k] = with_text(parts[k], "\n".join(line for line in lines if line not in volatile))
     if record.shape == "prompt":
         lines = parts[0].text.split("\n")
         keep, move = [ln for ln in lines if ln not in volatile], [ln for ln in lines if ln in volatile]
-        parts[0] = replace(parts[0], text="\n".join(keep + move))
-        return replace(record, parts=tuple(parts))
+        parts[0] = with_text(parts[0], "\n".join(keep + move))
+        return with_parts(record, parts)
     last = last_message(parts)
     if moved and last is not None:
         parts[last] = replace(parts[last], text=parts[last].text + "\n" + "\n".join(moved))  # the newlines they had
-    return replace(record, parts=tuple(parts))
+    return with_parts(record, parts)
 
 
 def _rewrite_tools(records: Sequence[Record], rewrite: Callable[[list], list]) -> list[Record]:
-    out = []
-    for r in records:
-        parts = [replace(p, text=json.dumps(rewrite(tools), ensure_ascii=False, sort_keys=True))
-                 if p.kind == "tools" and isinstance(tools := _json(p.text), list) else p for p in r.parts]
-        out.append(replace(r, parts=tuple(parts)))
-    return out
+    @lru_cache(maxsize=1024)  # logs repeat their tool lists: each distinct one is rewritten once
+    def rewritten(text: str) -> str:
+        tools = _json(text)
+        return json.dumps(rewrite(tools), ensure_ascii=False, sort_keys=True) if isinstance(tools, list) else text
+
+    return [with_parts(r, [with_text(p, rewritten(p.text)) if p.kind == "tools" else p for p in r.parts])
+            for r in records]
 
 
 def _json(text: str):
@@ -114,7 +116,7 @@ def sorted_json_keys(records: Sequence[Record]) -> list[Record]:
 
 def sorted_tool_arguments(records: Sequence[Record]) -> list[Record]:
     """Every tool call's arguments (a `name(arguments)` part) written with sorted keys where they are a JSON object."""
-    return [replace(r, parts=tuple(_sorted_call(p) if p.kind == "tool_call" else p for p in r.parts)) for r in records]
+    return [with_parts(r, [_sorted_call(p) if p.kind == "tool_call" else p for p in r.parts]) for r in records]
 
 
 def _sorted_call(part: Part) -> Part:
@@ -122,7 +124,7 @@ def _sorted_call(part: Part) -> Part:
     value = _json(arguments[:-1]) if arguments.endswith(")") else None
     if not isinstance(value, dict):
         return part
-    return replace(part, text=f"{name}({json.dumps(value, ensure_ascii=False, sort_keys=True)})")
+    return with_text(part, f"{name}({json.dumps(value, ensure_ascii=False, sort_keys=True)})")
 
 
 def pinned_tool_order(records: Sequence[Record]) -> list[Record]:
@@ -152,7 +154,7 @@ def stable_seams(records: Sequence[Record]) -> list[Record]:
             if trailing:
                 parts[k] = replace(parts[k], text=text[:len(text) - len(trailing)])
                 parts[k + 1] = replace(parts[k + 1], text=trailing + parts[k + 1].text)
-        out.append(replace(r, parts=tuple(parts)))
+        out.append(with_parts(r, parts))
     return out
 
 
@@ -167,8 +169,8 @@ def two_breakpoints(records: Sequence[Record]) -> list[Record]:
         last = last_message(r.parts)
         static_end = (last if last is not None else len(r.parts)) - 1
         marked = {k for k in (static_end, last) if k is not None and k >= 0}
-        parts = [replace(p, cache_control="5m" if k in marked else None) for k, p in enumerate(r.parts)]
-        out.append(replace(r, parts=tuple(parts)))
+        parts = [with_mark(p, "5m" if k in marked else None) for k, p in enumerate(r.parts)]
+        out.append(with_parts(r, parts))
     return out
 
 
@@ -183,22 +185,22 @@ def breakpoint_limits(records: Sequence[Record]) -> list[Record]:
         for k, p in enumerate(r.parts):
             control = p.cache_control if k in keep else None
             short = short or control == "5m"
-            parts.append(replace(p, cache_control="5m" if short and control else control))
-        out.append(replace(r, parts=tuple(parts)))
+            parts.append(with_mark(p, "5m" if short and control else control))
+        out.append(with_parts(r, parts))
     return out
 
 
 def one_hour_ttl(records: Sequence[Record]) -> list[Record]:
     """Anthropic: every breakpoint asks for the 1-hour lifetime (its writes cost more; reads survive long pauses)."""
-    return [replace(r, parts=tuple(replace(p, cache_control="1h") if p.cache_control else p for p in r.parts))
-            for r in records]
+    return [with_parts(r, [with_mark(p, "1h") if p.cache_control else p for p in r.parts]) for r in records]
 
 
 def stable_cache_key(records: Sequence[Record]) -> list[Record]:
     """OpenAI: one prompt_cache_key per call type (`diagnosis.Streams`) where the log sends one per request. Assumed:
     the log does not say which user or conversation a request belongs to, so the call type stands in for it."""
     streams = Streams()
-    return [replace(r, cache_key=f"call-type-{streams.of(r).number}") if r.cache_key else r for r in records]
+    keys = ((r, f"call-type-{streams.of(r).number}") for r in records)
+    return [replace(r, cache_key=key) if r.cache_key and r.cache_key != key else r for r, key in keys]
 
 
 def pinned_model(records: Sequence[Record]) -> list[Record]:
@@ -207,7 +209,23 @@ def pinned_model(records: Sequence[Record]) -> list[Record]:
     if not models:
         return list(records)
     model = models.most_common(1)[0][0]
-    return [replace(r, model=model) if r.model else r for r in records]
+    return [replace(r, model=model) if r.model and r.model != model else r for r in records]
+
+
+def with_parts(record: Record, parts: Sequence[Part]) -> Record:
+    """`record` with these parts: itself where each part is its own (a fix that changed nothing makes no copy, and
+    comparing logs stops at the first copy)."""
+    if len(parts) == len(record.parts) and all(p is q for p, q in zip(parts, record.parts)):
+        return record
+    return replace(record, parts=tuple(parts))
+
+
+def with_text(part: Part, text: str) -> Part:
+    return part if text == part.text else replace(part, text=text)
+
+
+def with_mark(part: Part, cache_control: str | None) -> Part:
+    return part if cache_control == part.cache_control else replace(part, cache_control=cache_control)
 
 
 FIXES = [
