@@ -199,8 +199,11 @@ def stable_cache_key(records: Sequence[Record]) -> list[Record]:
     """OpenAI: one prompt_cache_key per call type (`diagnosis.Streams`) where the log sends one per request. Assumed:
     the log does not say which user or conversation a request belongs to, so the call type stands in for it."""
     streams = Streams()
-    keys = ((r, f"call-type-{streams.of(r).number}") for r in records)
-    return [replace(r, cache_key=key) if r.cache_key and r.cache_key != key else r for r, key in keys]
+    out = []
+    for r in records:
+        key = f"call-type-{streams.of(r).number}" if r.cache_key else None  # only requests that send a key count
+        out.append(replace(r, cache_key=key) if key and key != r.cache_key else r)
+    return out
 
 
 def pinned_model(records: Sequence[Record]) -> list[Record]:
