@@ -32,7 +32,10 @@ def test_the_synthetic_log_reaches_its_size_with_a_clock_and_ticket_per_request(
 def test_the_measurement_reports_time_memory_and_threads(tmp_path, capsys):
     payload = bench.measure(size="200KB", providers=list(bench.DEFAULT_PROVIDERS), save=False)
     assert payload["requests"] > 20 and payload["wall_s"] > 0 and 0 < payload["import_mb"] <= payload["peak_mb"]
-    assert payload["threads"] >= 1 and "peak" in capsys.readouterr().out
+    assert payload["threads"] >= 1 and payload["load_average_1m"] >= 0 and payload["cpu_count"] >= 1
+    assert payload["torch_loaded"] is False  # the doctor reads, counts and bills without torch
+    out = capsys.readouterr().out
+    assert "peak" in out and "load average" in out
 
 
 def test_a_log_becomes_promptcachelints_trace(tmp_path):

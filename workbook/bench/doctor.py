@@ -4,8 +4,9 @@
 of the Harbor & Pine support bot cycled a few seconds apart, each with its own clock in the system prompt and
 a ticket number on its question, so most requests carry text no earlier one had, as real traffic does),
 streams it through `diagnose` in a fresh process, and prints the wall and CPU time and the peak memory
-(the process's maximum resident set, `ru_maxrss`, and how much of it the imports took before the log was read:
-`import workbook` loads torch, which the doctor does not use).
+(the process's maximum resident set, `ru_maxrss`, and how much of it the imports took before the log was read;
+the doctor does not load torch), with the machine's load average, since other work on a shared machine stretches
+the wall time.
 
 `python -m workbook.bench doctor --against promptcachelint` compares the doctor's causes with promptcachelint's
 on the example and pattern logs (`doctor_compare`).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -73,7 +75,8 @@ def measure(*, size: str, providers: list[str], save: bool) -> dict:
             raise RuntimeError(f"diagnose failed on the synthetic log:\n{child.stderr[-3000:]}")
         result = json.loads(child.stdout.strip().splitlines()[-1])
         payload = {"log_bytes": path.stat().st_size, "requests": requests, "providers": providers, **result,
-                   "goal_s": GOAL_S, "goal_mb": GOAL_MB}
+                   "load_average_1m": os.getloadavg()[0], "cpu_count": os.cpu_count(), "goal_s": GOAL_S,
+                   "goal_mb": GOAL_MB}
     print_measurement(payload)
     if save:
         print(f"saved to {save_results('doctor', payload, device='cpu')}")
@@ -84,13 +87,13 @@ def measure(*, size: str, providers: list[str], save: bool) -> dict:
 CHILD = """
 import json, resource, sys, threading, time
 from workbook.doctor import diagnose
-import_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # importing workbook loads torch
+import_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the imports, before the log is read
 start_wall, start_cpu = time.perf_counter(), time.process_time()
 report = diagnose(sys.argv[1], provider=json.loads(sys.argv[2]))
 wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
 d = report.diagnosis
 print(json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "import_mb": import_mb,
+                  "import_mb": import_mb, "torch_loaded": "torch" in sys.modules,
                   "threads": threading.active_count(), "prompt_tokens": d.tokens, "hit_rate": d.hit_rate,
                   "causes": dict(d.causes)}))
 """
@@ -126,6 +129,7 @@ def print_measurement(p: dict) -> None:
     print(f"diagnose: {p['wall_s']:.1f} s wall, {p['cpu_s']:.1f} s CPU, peak {p['peak_mb']:.0f} MB resident "
           f"({p['import_mb']:.0f} MB of it taken by the imports, before the log is read), "
           f"{p['threads']} Python thread(s); goal {GOAL_S:.0f} s and {GOAL_MB:.0f} MB; "
-          f"{p['wall_s'] / p['requests'] * 1e3:.2f} ms per request")
+          f"{p['wall_s'] / p['requests'] * 1e3:.2f} ms per request; load average {p['load_average_1m']:.2f} "
+          f"on {p['cpu_count']} cores")
     print(f"hit rate {p['hit_rate']:.1%}; causes: "
           + ", ".join(f"{name} {n:,}" for name, n in sorted(p["causes"].items(), key=lambda kv: -kv[1])))
