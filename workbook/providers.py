@@ -191,7 +191,7 @@ class ProviderCache:
 
     # ----- checks shared by every provider -------------------------------------------------------
 
-    def _checked(self, request: Request) -> tuple[list[list[int]], PriceSheet]:
+    def _checked(self, request: Request) -> tuple[list[tuple[int, ...]], PriceSheet]:
         """Each block's token ids and the prices of the prompt's length (`PriceSheet.for_prompt`), once the request
         is known to be well formed (nothing is changed before this)."""
         if not isinstance(request, Request):
@@ -220,7 +220,7 @@ class ProviderCache:
             raise WorkbookError("The request has no tokens: every block is empty.")
         return blocks, self.sheet.for_prompt(total)  # refuses a prompt past the context window
 
-    def _ids(self, block: Block) -> list[int]:
+    def _ids(self, block: Block) -> tuple[int, ...]:
         if not isinstance(block, Block):
             raise WorkbookError(f"A request's blocks are Block(content, cache_control), not {type(block).__name__}.")
         if block.cache_control not in (None, *TTL_SECONDS):
@@ -232,15 +232,15 @@ class ProviderCache:
             if self.tokenizer is None:
                 raise WorkbookError("A Block holds text, so pass a tokenizer (workbook.load_tokenizer(...)), or give "
                                     "the block's token ids instead.")
-            return self.tokenizer.encode(block.content) if block.content else []
+            return tuple(self.tokenizer.encode(block.content)) if block.content else ()
         try:
-            return list(map(operator.index, block.content))  # whole numbers only, fast on long prompts
+            return tuple(map(operator.index, block.content))  # whole numbers only, fast on long prompts
         except TypeError:
             raise WorkbookError("A Block's content is text or a list of token ids.") from None
 
     # ----- Anthropic -------------------------------------------------------------------------------
 
-    def _anthropic(self, entries: dict, request: Request, blocks: list[list[int]], options: dict):
+    def _anthropic(self, entries: dict, request: Request, blocks: list[tuple[int, ...]], options: dict):
         now, ends = request.at_s, list(accumulate(map(len, blocks)))
         marks = breakpoints(request.blocks, options.get("cache_control"))
         settings = anthropic_settings(request, options)
@@ -326,7 +326,7 @@ class ProviderCache:
 
     # ----- OpenAI ----------------------------------------------------------------------------------
 
-    def _openai(self, entries: dict, request: Request, blocks: list[list[int]], options: dict):
+    def _openai(self, entries: dict, request: Request, blocks: list[tuple[int, ...]], options: dict):
         offered = retentions(self.sheet)
         retention = options.get("prompt_cache_retention", offered[0])
         if retention not in offered:
@@ -366,7 +366,7 @@ class ProviderCache:
 
     # ----- Google ----------------------------------------------------------------------------------
 
-    def _google(self, entries: dict, request: Request, blocks: list[list[int]], options: dict):
+    def _google(self, entries: dict, request: Request, blocks: list[tuple[int, ...]], options: dict):
         now, ends, keys = request.at_s, list(accumulate(map(len, blocks))), chained_keys(blocks)
         marked = [j for j, block in enumerate(request.blocks) if block.cache_control]
         if marked:
@@ -509,15 +509,19 @@ def anthropic_settings(request: Request, options: dict) -> dict[str, str]:
     return settings
 
 
-def settings_mixed_in(blocks: Sequence[Block], ids: list[list[int]], settings: dict[str, str]) -> list[list]:
+# The settings that invalidate each part (and, for the messages, the number of images), as `INVALIDATES` says.
+MIXED_IN = {level: tuple(name for name, part in INVALIDATES.items() if part == level)
+            + (("images",) if level == "messages" else ()) for level in ("system", "messages")}
+
+
+def settings_mixed_in(blocks: Sequence[Block], ids: Sequence[Sequence[int]], settings: dict[str, str]) -> list[tuple]:
     """Each block's ids, with the settings that invalidate a part mixed into that part's first block (or the first
     block after it), so that a changed setting changes every key from there on, as the hierarchy says."""
     parts = list(ids)
-    for level in ("system", "messages"):
-        names = [name for name, part in INVALIDATES.items() if part == level] + (["images"] if level == "messages" else [])
+    for level, names in MIXED_IN.items():
         first = next((j for j, block in enumerate(blocks) if PARTS.index(block.part) >= PARTS.index(level)), None)
         if first is not None:
-            parts[first] = [("settings", tuple(settings[name] for name in names))] + list(parts[first])
+            parts[first] = (("settings", tuple(settings[name] for name in names)),) + tuple(parts[first])
     return parts
 
 
