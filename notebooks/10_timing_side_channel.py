@@ -282,7 +282,11 @@ for name, c in results.items():
     print(f"{name:>32}: AUC {c.auc:.2f}, p = {c.p_value:.0e}, {'SHARED' if c.shared else 'not found'} ({n} a side); "
           f"cost: {costs[name]}")
 assert results["none (global cache)"].shared and not results["salt per organisation"].shared
-assert not results[padded].shared and not results["no caching under 1,024 tokens"].shared
+assert not results["no caching under 1,024 tokens"].shared
+overran = deployments[padded].overruns  # responses slower than the deadline go out late, unhidden
+assert overran or not results[padded].shared  # padding hides the hit whenever every response met its deadline
+print(f"Padded: {overran} response{'s' if overran != 1 else ''} overran the {deadline_ms:.0f} ms deadline"
+      + (" (a busy machine: those went out late, which is how padding leaks)" if overran else "."))
 assert results["the same, probes of 1,024 tokens"].shared  # the minimum hides nothing at or over it
 padded_times = samples[padded].hits + samples[padded].misses
 assert min(padded_times) >= deadline_ms / 1e3 and len(set(padded_times)) == len(padded_times)  # waited; no copies

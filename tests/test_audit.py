@@ -17,6 +17,7 @@ import workbook
 from workbook.audit import (ALPHA, ISOLATIONS, PAIRINGS, Deployment, Mitigations, Party, audit_sharing, behind_delay,
                             collect, compare, extract_pages, fewest_probes, guess_document, power_curve, probes_needed)
 from workbook.audit.procedure import PREFIX_TOKENS, SUFFIX_TOKENS, VICTIM, reordered
+from workbook.audit import target
 from workbook.audit.target import CALIBRATION_RUNS, PAD_FACTOR, hold_until
 from workbook.errors import WorkbookError
 
@@ -264,14 +265,18 @@ def test_the_rule_gives_each_isolation_a_different_pattern():
     (Mitigations(min_cached_tokens=1024), False),
     (Mitigations(page_size=64), True),  # membership of a 64-token prefix survives 64-token pages
 ])
-def test_mitigations_on_a_global_cache(shipped, mitigation, shared):
-    """Padding and a minimum cached length hide a cross-organisation hit on 72-token probes; coarser pages do not."""
+def test_mitigations_on_a_global_cache(shipped, mitigation, shared, monkeypatch):
+    """Padding and a minimum cached length hide a cross-organisation hit on 72-token probes; coarser pages do not.
+    Padding hides only what finishes before its deadline: here the deadline is 10x a cold request's median, so that
+    a busy machine's misses stay under it (the lesson's 2x shows the overruns when there are some)."""
+    monkeypatch.setattr(target, "PAD_FACTOR", 10)
     deployment = Deployment(*shipped, "global", mitigation)
     samples = collect(deployment.send, VICTIM, MALLORY, trials=30, vocab_size=vocab(shipped), seed=2)
     assert compare(samples.hits, samples.misses).shared is shared
     if mitigation.min_cached_tokens:
         assert deployment.engine.prefix_cache.pages_in_use == 0  # nothing this short was ever cached
     if mitigation.pad_to_deadline:  # every probe, hit or miss, waited for the deadline, and no two came back equal
+        assert deployment.overruns == 0
         times = samples.hits + samples.misses
         assert min(times) >= deployment.deadline_s(PREFIX_TOKENS + SUFFIX_TOKENS)
         assert len(set(times)) == len(times)
@@ -309,6 +314,14 @@ def test_the_deadline_is_pad_factor_times_the_median_cold_time_timed_once_per_le
     assert deployment.deadline_s(72) == pytest.approx(PAD_FACTOR * 0.03) and calls == [72] * 5  # kept, not retimed
     deployment.deadline_s(100)
     assert calls == [72] * 5 + [100] * 5
+
+
+def test_a_padded_response_that_overran_its_deadline_is_counted_and_goes_out_late(shipped, monkeypatch):
+    deployment = Deployment(*shipped, "global", Mitigations(pad_to_deadline=True))
+    deployment._deadline_s[8] = 0.001  # a deadline any real request overruns
+    monkeypatch.setattr(time, "sleep", lambda seconds: pytest.fail("an overrun response must not wait"))
+    seen = deployment.send(list(range(1, 9)), VICTIM)
+    assert deployment.overruns == 1 and seen > 0.001
 
 
 def test_a_minimum_length_caches_every_prompt_at_or_over_it(shipped):

@@ -69,6 +69,7 @@ class Deployment:
         self.uncached = Engine(model, tokenizer)  # for prompts below the minimum length, and to set deadlines
         self._rng = random.Random(seed)
         self._deadline_s: dict[int, float] = {}  # prompt length -> how long a padded response takes at least
+        self.overruns = 0  # padded responses that took longer than their deadline, so went out late: unhidden
 
     def send(self, ids: Sequence[int], party: Party) -> float:
         """Run a one-token request for `party`; return the time to first token the caller would see."""
@@ -80,7 +81,9 @@ class Deployment:
             seconds = self.engine.generate(ids, max_new_tokens=1,
                                            tenant=ISOLATIONS[self.isolation](party)).timings.ttft_s
         if m.pad_to_deadline:
-            seconds = hold_until(self.deadline_s(len(ids)), seconds)
+            deadline = self.deadline_s(len(ids))
+            self.overruns += seconds > deadline
+            seconds = hold_until(deadline, seconds)
         return seconds + (self._rng.uniform(0, m.jitter_s) if m.jitter_s else 0.0)
 
     def deadline_s(self, length: int) -> float:
