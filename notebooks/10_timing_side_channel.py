@@ -47,8 +47,8 @@ import plotly.graph_objects as go
 import torch
 
 import workbook
-from workbook.audit import (ISOLATIONS, PAIRINGS, Deployment, Mitigations, Party, audit_sharing, behind_delay, collect,
-                            compare, extract_pages, fewest_probes, guess_document, power_curve, probes_needed)
+from workbook.audit import (ISOLATIONS, PAIRINGS, Deployment, Mitigations, Party, Verdict, audit_sharing, behind_delay,
+                            collect, compare, extract_pages, fewest_probes, guess_document, power_curve, probes_needed)
 from workbook.audit.procedure import PREFIX_TOKENS, SUFFIX_TOKENS, VICTIM
 from workbook.audit.target import PAD_FACTOR
 from workbook.exercises.lesson10 import check_chance, check_leaks, check_probes
@@ -172,12 +172,21 @@ print(f"The audits below use {AUDIT_TRIALS} probes a side: {dict(curves[worst])[
 #
 # The paper's sharing levels come from running attacker and victim as the same user, as two users of
 # one organisation, and as two organisations. `audit_sharing` does all three on each of our isolation
-# policies, with the number of probes a side checked in section 3.
+# policies, with the number of probes a side checked in section 3. An audit that finds nothing is
+# inconclusive, not a proof: on a machine busier than section 1's, that many probes can still miss real
+# sharing. So, as an auditor would, every "no" is audited once more with fresh probes, and only a second
+# "no" stands. Two looks at p < 10⁻³ each call an unshared pairing shared at most 2 times in 1,000.
 
 # %%
 table = {isolation: audit_sharing(Deployment(model, tokenizer, isolation).send, vocab_size=VOCAB, trials=AUDIT_TRIALS,
                                 seed=2)
          for isolation in ISOLATIONS}
+for isolation, found in table.items():  # the second look at every "no"
+    for i, (pairing, first) in enumerate(list(found.items())):
+        if not first.shared:
+            again = collect(Deployment(model, tokenizer, isolation).send, VICTIM, PAIRINGS[pairing], trials=AUDIT_TRIALS,
+                            vocab_size=VOCAB, seed=20 + i)
+            found[pairing] = Verdict(pairing, again, compare(again.hits, again.misses))
 for isolation, found in table.items():
     cells = ", ".join(f"{pairing}: {'SHARED' if v.shared else 'no'} (AUC {v.comparison.auc:.2f})"
                       for pairing, v in found.items())
