@@ -1,7 +1,5 @@
 """The doctor's causes outside the prompt text (issue 28): each diagnosed right on a small log built here."""
 
-import json
-
 import pytest
 
 from workbook.doctor import diagnose, read_log

@@ -8,7 +8,6 @@ import pytest
 
 from workbook import room_check
 from workbook.paths import MODELS_DIR
-from workbook import room_check
 from workbook.room_check import REBUILD, RESTORE, STEPS, check
 
 
