@@ -25,7 +25,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,7 +37,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from exercise_answers import answered_before, probe_code, read_probe
+from exercise_answers import CHECK_CALL, answered_before, probe_code, read_probe
+from workbook.fleet.processes import free_port
 
 CHROMIUM = Path(os.environ.get("WORKBOOK_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -113,7 +113,6 @@ def _run_with_nbclient(lesson: Path, folder: Path) -> tuple[nbformat.NotebookNod
     return notebook, *_answers_and_cpu("".join(out.get("text", "") for out in probe.outputs))
 
 
-CHECK_CALL = re.compile(r"^(\w+\.)?check_\w+\(", re.M)  # an exercise's check cell calls a check_* function
 
 
 def _seconds(cells) -> float:
@@ -225,12 +224,6 @@ class Lab:
                                    timeout=30).close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _settings(folder: Path) -> None:
     """User settings for this server only: draw every cell (no virtual scrolling), record each cell's execution
     times in the notebook, start the notebook's kernel without asking, and fetch no news."""
@@ -278,7 +271,7 @@ def lab(tmp_path_factory):
            "JUPYTERLAB_WORKSPACES_DIR": str(home["workspaces"]), "IPYTHONDIR": str(home["ipython"]),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     log = root / "jupyter.log"
     with open(log, "w") as out:
         server = subprocess.Popen(

