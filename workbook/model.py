@@ -18,6 +18,7 @@ from torch import nn
 
 from .attention import causal_attention, causal_attention_steps
 from .checkpoints import resolve_checkpoint, vocabulary_fingerprint
+from .checks import check_whole
 from .errors import ContextLengthError, EmptyInputError, UnsupportedModelError, WorkbookError
 from .kv_cache import KVCache
 from .paged_attention import PagedBatch
@@ -295,12 +296,6 @@ class Transformer(nn.Module):
 
 
 # ----- checking a request: each rule once, for the model, the engine and speculative decoding ------
-
-def check_whole(name: str, value, minimum: int) -> None:
-    """Refuse anything but a whole number >= `minimum`; True is not a count, so booleans are refused too."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise WorkbookError(f"{name} must be a whole number >= {minimum}, not {value!r}.")
-
 
 def check_integer_ids(input_ids: torch.Tensor) -> None:
     """Refuse a float or bool tensor where token ids belong."""

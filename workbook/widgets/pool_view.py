@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import ipywidgets as W
 
 from ..errors import EmptyInputError
-from ..model import check_whole
+from ..checks import check_whole
 from ..prefix_cache import PrefixCache
 from ..server import DEFAULT_PAGE_SIZE, Server, StepSnapshot
 from .style import CHART_COLOURS, PROVENANCE_COLOURS, ErrorBox, legend_html

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import ipywidgets as W
 
 from ..errors import WorkbookError
-from ..model import check_whole
+from ..checks import check_whole
 from ..prefix_cache import PrefixCache
 from ..server import DEFAULT_PAGE_SIZE, Server, StepSnapshot
 from .style import CHART_COLOURS, PROVENANCE_COLOURS, TEXT_ON, ErrorBox, legend_html
