@@ -42,8 +42,10 @@ $(VENV)/models/.installed: requirements-models.txt $(VENV)/.installed
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# One worker per core, up to four (tests/conftest.py); worksteal hands a finished worker the queue of a busy one, so
+# two long lessons do not end up waiting in one worker's queue.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist worksteal
 
 # Is this laptop ready for the workshop? Each lesson's models, main widget and a prefix hit, a kernel and Chromium
 # (where installed); the last line says `ready` or what to fix.

@@ -12,6 +12,21 @@ import torch  # noqa: E402
 
 _real_connect = socket.socket.connect
 
+# `make test` runs the suite on several workers (pytest-xdist, `-n auto`), each about one core's worth of work: a
+# worker's models, and the lesson kernels and servers it starts (they inherit OMP_NUM_THREADS), use one thread, so
+# two workers on a 2-core laptop keep both cores busy without fighting over them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+MAX_WORKERS = 4  # beyond four, each worker's JupyterLab, browser and models cost more memory than they save time
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core this process may use, at most MAX_WORKERS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
 
 def _loopback_only(self, address):
     host = address[0] if isinstance(address, tuple) else address

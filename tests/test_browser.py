@@ -36,6 +36,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from filelock import FileLock
 
 from exercise_answers import CHECK_CALL, answered_before, probe_code, read_probe
 from workbook.fleet.processes import free_port
@@ -83,9 +84,10 @@ def lesson_seconds(request):
     seconds: dict[str, float] = {}
     yield seconds
     if request.config.getoption("--record-lesson-seconds") and seconds:
-        recorded = json.loads(RECORDED.read_text()) if RECORDED.is_file() else {}
-        recorded.update({stem: round(s, 1) for stem, s in seconds.items()})
-        RECORDED.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n")
+        with FileLock(f"{RECORDED}.lock"):  # each pytest-xdist worker adds the lessons it ran
+            recorded = json.loads(RECORDED.read_text()) if RECORDED.is_file() else {}
+            recorded.update({stem: round(s, 1) for stem, s in seconds.items()})
+            RECORDED.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n")
 
 
 def _run_with_nbclient(lesson: Path, folder: Path) -> tuple[nbformat.NotebookNode, dict[int, list[float]], float | None]:
