@@ -287,6 +287,21 @@ class Stopwatch:
         self.elapsed_s = self._clock() - self._start
 
 
+def forward_ms(model, prompt: list[int], n_tokens: int, repeats: int, batch: int = 1) -> float:
+    """Median time of one forward pass of `model` over `n_tokens` new tokens after `prompt` (for each of `batch`
+    copies), in ms. Each timed pass writes the same cache rows again: the cache is cropped back to the prompt."""
+    torch = _torch()
+    cache = model.new_cache(len(prompt) + n_tokens, batch_size=batch)
+    model(torch.tensor([prompt] * batch, device=model.device), cache=cache)
+    new = torch.tensor([prompt[-n_tokens:]] * batch, device=model.device)  # any ids will do; only the time counts
+
+    def step():
+        model(new, cache=cache)
+        cache.crop(len(prompt))
+
+    return measure(step, warmup=5, repeats=repeats, device=model.device).median_s * 1e3
+
+
 # ---------------------------------------------------------------------------------------------
 # Benchmark results on disk
 

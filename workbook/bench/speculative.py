@@ -30,7 +30,7 @@ from ..model import Transformer, load_model
 from ..speculative import (PromptLookupDrafter, SpeculativeResult, expected_tokens_per_pass, predicted_speedup,
                            speculative_generate, target_generate)
 from ..shapes import RANDOM_WEIGHTS_NOTE, random_model, shape_names
-from ..timing import Stopwatch, device_name, measure, save_results
+from ..timing import Stopwatch, device_name, forward_ms, save_results
 from ..tokenizer import load_tokenizer
 
 SUPPORT_SYSTEM = """You are the customer support assistant of Lumen Books. You help customers with orders, returns and product questions.
@@ -227,19 +227,6 @@ def time_methods(methods: list[Method], prompts: list[list[int]], repeats: int, 
                     seconds[method.name].append(total)
                 outputs[method.name] = tokens
     return seconds, outputs
-
-
-def forward_ms(model: Transformer, prompt: list[int], n_tokens: int, repeats: int, batch: int = 1) -> float:
-    """Median time of one forward pass over `n_tokens` new tokens after `prompt` (for each of `batch` copies), in ms."""
-    cache = model.new_cache(len(prompt) + n_tokens, batch_size=batch)
-    model(torch.tensor([prompt] * batch, device=model.device), cache=cache)
-    new = torch.tensor([prompt[-n_tokens:]] * batch, device=model.device)  # any ids will do; only the time counts
-
-    def step():
-        model(new, cache=cache)
-        cache.crop(len(prompt))
-
-    return measure(step, warmup=5, repeats=repeats, device=model.device).median_s * 1e3
 
 
 @dataclass

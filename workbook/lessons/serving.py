@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..bench.speculative import forward_ms
 from ..engine import Engine
 from ..kv_quant import KV_BITS
 from ..prefix_cache import PrefixCache
+from ..timing import forward_ms
 from ..tokenizer import first_divergence
 
 
