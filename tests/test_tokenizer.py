@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from workbook import BPETokenizer, EmptyInputError, WorkbookError, first_divergence, load_tokenizer
+from workbook.tokenizer import shared_prefix_length
 from workbook.tokenizer import HFTokenizer
 
 SPECIALS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|u"]
@@ -140,6 +141,23 @@ def test_first_divergence_is_the_first_index_that_differs(shared, tail_a, tail_b
     first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
     expected = first if first is not None else (None if len(a) == len(b) else min(len(a), len(b)))
     assert first_divergence(a, b) == first_divergence(tuple(b), tuple(a)) == expected
+
+
+def test_shared_prefix_length():
+    assert shared_prefix_length([1, 2, 3], [1, 2, 3]) == 3  # equal: all of it, where first_divergence says None
+    assert shared_prefix_length([1, 2, 3], [1, 9, 3]) == 1
+    assert shared_prefix_length([1, 2], [1, 2, 3]) == shared_prefix_length([1, 2, 3], [1, 2]) == 2
+    assert shared_prefix_length([], []) == 0
+    assert shared_prefix_length([], [5]) == shared_prefix_length([5], []) == 0
+    assert shared_prefix_length("cache", "cached") == 5  # any sequences: here characters
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 1200), st.lists(st.integers(0, 2), max_size=80), st.lists(st.integers(0, 2), max_size=80))
+def test_shared_prefix_length_counts_the_items_before_the_first_difference(shared, tail_a, tail_b):
+    a, b = [7] * shared + tail_a, [7] * shared + tail_b
+    expected = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    assert shared_prefix_length(a, b) == shared_prefix_length(tuple(b), tuple(a)) == expected
 
 
 def test_one_changed_character_changes_ids_from_its_piece_onwards():

@@ -43,16 +43,16 @@ def char_to_byte() -> dict[str, int]:
     return {c: b for b, c in byte_to_char().items()}
 
 
-def first_divergence(ids_a: Sequence[int], ids_b: Sequence[int]) -> int | None:
-    """Index of the first token where two prompts differ; None if they are identical.
+def shared_prefix_length(ids_a: Sequence[int], ids_b: Sequence[int]) -> int:
+    """How many leading items two sequences share: the length of both when they are equal, of the shorter when one
+    begins the other, 0 when either is empty.
 
-    If one is a prefix of the other, that is the length of the shorter: everything before it
-    could come from a cache, nothing after it can. Works on any two sequences (ids, text); it
-    compares slices, which Python runs at C speed on long prompts: growing ones from the start (prompts
-    often part early, at a clock or a name), then halving the range where they part.
+    Everything before it could come from a cache, nothing after it can. Works on any two sequences (ids, text); it
+    compares slices, which Python runs at C speed on long prompts: growing ones from the start (prompts often part
+    early, at a clock or a name), then halving the range where they part.
     """
     if len(ids_a) == len(ids_b) and ids_a == ids_b:
-        return None
+        return len(ids_a)
     low, high = 0, min(len(ids_a), len(ids_b))  # the answer lies in [low, high]
     step = 16
     while step < high and ids_a[:step] == ids_b[:step]:
@@ -66,6 +66,16 @@ def first_divergence(ids_a: Sequence[int], ids_b: Sequence[int]) -> int | None:
         else:
             high = middle - 1
     return low
+
+
+def first_divergence(ids_a: Sequence[int], ids_b: Sequence[int]) -> int | None:
+    """Index of the first token where two prompts differ; None if they are identical.
+
+    If one is a prefix of the other, that is the length of the shorter (`shared_prefix_length` gives the shared
+    length in every case, identical prompts included).
+    """
+    shared = shared_prefix_length(ids_a, ids_b)
+    return None if shared == len(ids_a) == len(ids_b) else shared
 
 
 class BPETokenizer:

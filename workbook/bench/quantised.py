@@ -14,12 +14,11 @@ from tqdm.auto import tqdm
 
 from ..engine import Engine
 from ..gguf_loader import gguf_file, read_gguf
-from ..lessons.serving import agreed
 from ..model import load_model
 from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 from ..timing import device_name, save_results
-from ..tokenizer import load_tokenizer
+from ..tokenizer import load_tokenizer, shared_prefix_length
 
 QUESTIONS = ["What is the capital of France?", "Give me three tips for writing clear emails.",
              "Explain what a cache is to a ten-year-old.", "Write a Python function that reverses a string.",
@@ -79,7 +78,7 @@ def compare(label: str, runs, base, new_tokens: int, model, kv_dtype: str | None
     kl = [torch.nn.functional.kl_div(r.first_token_logits.float().log_softmax(-1),
                                      b.first_token_logits.float().log_softmax(-1), log_target=True, reduction="sum").item()
           for r, b in zip(runs, base)]
-    same = sum(agreed(r.output_ids, b.output_ids) for r, b in zip(runs, base))
+    same = sum(shared_prefix_length(r.output_ids, b.output_ids) for r, b in zip(runs, base))
     pool = PagePool(PAGE_SIZE, 1, kv_dtype)
     pool.bind(model)  # a page's size follows the model's shape and dtype
     return {"variant": label, "greedy_agreement": same / (new_tokens * len(runs)), "first_token_kl_mean": sum(kl) / len(kl),

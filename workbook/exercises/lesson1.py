@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tokenizer import first_divergence
+from ..tokenizer import first_divergence, shared_prefix_length
 from .verdict import CheckResult, check_letters, check_number
 
 
@@ -15,7 +15,7 @@ def check_reusable_tokens(tokenizer, cached_prompt: str, new_prompt: str, answer
     """
     ids_cached, ids_new = tokenizer.encode(cached_prompt), tokenizer.encode(new_prompt)
     split = first_divergence(ids_cached, ids_new)
-    reusable = len(ids_new) if split is None else split
+    reusable = shared_prefix_length(ids_cached, ids_new)
     if split is None:
         why = (f"The two prompts are the same {len(ids_new)} tokens, so an ideal token-level cache reuses all of "
                "them. (Lesson 4 adds a real cache's two rules: whole pages only, and the last token always computed.)")

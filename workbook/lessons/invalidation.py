@@ -7,13 +7,12 @@ learner sees what the edit cost, not just what was computed.
 from __future__ import annotations
 
 from ..prefix_cache import loadable_tokens
-from ..tokenizer import first_divergence
+from ..tokenizer import shared_prefix_length
 
 
 def reusable_length(cached_ids: list[int], ids: list[int], page_size: int) -> int:
     """How many leading tokens of `ids` a cache holding `cached_ids` could serve (the page rule applied)."""
-    common = first_divergence(cached_ids, ids)
-    return loadable_tokens(len(ids) if common is None else common, len(ids), page_size)
+    return loadable_tokens(shared_prefix_length(cached_ids, ids), len(ids), page_size)
 
 
 def mark_invalidated(provenance: list[str], reusable: int) -> list[str]:

@@ -26,7 +26,7 @@ from ..prefix_cache import PrefixCache, loadable_tokens
 from ..pricing import PriceSheet, Usage
 from ..providers import Request
 from ..timing import percentile
-from ..tokenizer import first_divergence
+from ..tokenizer import shared_prefix_length
 from .invalidation import mark_invalidated
 from .provider_bills import WARM_GAP_S, BothBills, SideBySide, bill_both, careful_request, provider_bills
 from .scenarios import DATE_FORMAT, tool_schema
@@ -353,9 +353,8 @@ class PromptLab:
         cache.clear()
         cache.insert(cached_ids, self._rows_of(cached_ids))
         result = self.engine.generate(ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
-        divergence = first_divergence(cached_ids, ids)
         return LabResult(breakers=tuple(n for n in BREAKERS if n in breakers), page_size=self.page_size,
-                         cached_ids=cached_ids, divergence=len(ids) if divergence is None else divergence,
+                         cached_ids=cached_ids, divergence=shared_prefix_length(cached_ids, ids),
                          result=result, parts=prompt.blocks(self.tokenizer), cached_parts=cached.blocks(self.tokenizer))
 
     def _rows_of(self, ids: list[int]) -> KVCache:

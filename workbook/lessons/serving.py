@@ -11,7 +11,7 @@ from ..engine import Engine
 from ..kv_quant import KV_BITS
 from ..prefix_cache import PrefixCache
 from ..timing import forward_ms
-from ..tokenizer import first_divergence
+from ..tokenizer import shared_prefix_length
 
 
 def verify_cost(model, batch: int, k: int, *, context: int = 128, repeats: int = 7) -> float:
@@ -46,15 +46,10 @@ def quantisation_rows(model, tokenizer, prompts: list[list[int]], new_tokens: in
         drift = max((r.first_token_logits - f.first_token_logits).abs().max().item() for r, f in zip(runs, reference))
         kl = max(torch.nn.functional.kl_div(r.first_token_logits.log_softmax(-1), f.first_token_logits.log_softmax(-1),
                                             log_target=True, reduction="sum").item() for r, f in zip(runs, reference))
-        same = sum(agreed(r.output_ids, f.output_ids) for r, f in zip(runs, reference))
+        same = sum(shared_prefix_length(r.output_ids, f.output_ids) for r, f in zip(runs, reference))
         rows.append(QuantRow(kind, KV_BITS[kind], engine.prefix_cache.bytes_per_page(), drift, kl,
                              same / (new_tokens * len(prompts))))
     return rows
-
-
-def agreed(a: list[int], b: list[int]) -> int:
-    """How many tokens two outputs share before they first differ."""
-    return len(a) if (at := first_divergence(a, b)) is None else at
 
 
 # Seed 003's example, as the article gives it: (step, cost per request in dollars, requests per second).

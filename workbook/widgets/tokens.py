@@ -14,7 +14,7 @@ from typing import Callable
 
 import ipywidgets as W
 
-from ..tokenizer import first_divergence
+from ..tokenizer import first_divergence, shared_prefix_length
 from .style import PROVENANCE_COLOURS, TEXT_ON, ErrorBox, legend_html
 
 NEUTRAL = "#EEEEEE"  # a chip with no provenance: just a token
@@ -63,8 +63,7 @@ def divergence_provenance(ids_cached: list[int], ids_new: list[int]) -> list[str
     then thrown away), computed beyond the cached prompt's end (new work anyway). Lesson 4 adds a real cache's two
     rules: it stores whole pages only, and it always computes the last prompt token.
     """
-    split = first_divergence(ids_cached, ids_new)
-    reusable = len(ids_new) if split is None else split
+    reusable = shared_prefix_length(ids_cached, ids_new)
     return [("loaded" if i < reusable else "invalidated" if i < len(ids_cached) else "computed")
             for i in range(len(ids_new))]
 
@@ -228,7 +227,7 @@ class DivergenceView:
             return
         self.errors.clear()
         split = first_divergence(ids_a, ids_b)
-        reusable = len(ids_b) if split is None else split
+        reusable = shared_prefix_length(ids_a, ids_b)
         self.state = DivergenceState(a, b, ids_a, ids_b, split, reusable)
         self.strip_a.show(ids_a)
         self.strip_b.show(ids_b, divergence_provenance(ids_a, ids_b))
