@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 from ..errors import WorkbookError
-from ..tokenizer import first_divergence
+from ..tokenizer import shared_prefix_length
 from .parts import Part, full_text, part_at
 
 CAUSES: dict[str, str] = {
@@ -124,8 +124,7 @@ def find_divergence(before: list[Part], after: list[Part], *, seam: bool = False
     if not before or not after:
         raise WorkbookError("A request with no parts cannot be compared: render each request into at least one Part.")
     a, b = full_text(before), full_text(after)
-    char = first_divergence(a, b)  # works on any two sequences; here, characters
-    char = len(a) if char is None else char
+    char = shared_prefix_length(a, b)  # works on any two sequences; here, characters
     (i, off_i), (j, off_j) = part_at(before, char), part_at(after, char)
     # A difference at a part boundary on one side only belongs to the part that ends there on that side:
     # a trailing space added to the system prompt sits at the start of the first message in the request without it.

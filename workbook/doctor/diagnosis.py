@@ -31,7 +31,7 @@ from ..errors import WorkbookError
 from ..pricing import Usage, get_sheet
 from ..providers import (GEMINI_IMPLICIT_IDLE_S, MAX_BREAKPOINTS, RETENTION_S, TTL_SECONDS, Bill, Block, ProviderCache,
                          Request, as_sent_to, chained_keys, duration, retentions, without_breakpoints)
-from ..tokenizer import GPT2_PATTERN, BPETokenizer, first_divergence
+from ..tokenizer import GPT2_PATTERN, BPETokenizer, first_divergence, shared_prefix_length
 from .causes import BREAKPOINT_PROBLEMS, HEALTHY, REQUEST_CAUSES, Cause, breakpoints, classify, is_turn, part_label
 from .logs import Record
 from .parts import Part, full_text, part_at
@@ -410,7 +410,7 @@ def common_prefix(a: list[list[int]], b: list[list[int]]) -> tuple[int, int]:
     shared = 0
     for k, (x, y) in enumerate(zip(a, b)):
         if x is not y and x != y:  # `Tokens` hands out one list per distinct text: the same list is the same part
-            return shared + common_tokens(x, y), k
+            return shared + shared_prefix_length(x, y), k
         shared += len(x)
     return shared, min(len(a), len(b))
 
@@ -420,12 +420,6 @@ def is_seam(before: Sequence[Part], after: Sequence[Part], shared: int, char_at:
     differing character, so text both requests hold was cut into other tokens (a space merged with the next word)."""
     return any(tokens.chars_before(parts, shared) < tokens.chars_before(parts, shared + 1) <= char_at
                for parts in (before, after))
-
-
-def common_tokens(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading tokens `a` and `b` share."""
-    split = first_divergence(a, b)
-    return min(len(a), len(b)) if split is None else split
 
 
 def static_tokens(record: Record, ids: list[list[int]], tokens: Tokens) -> int:

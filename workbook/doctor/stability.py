@@ -27,7 +27,7 @@ from itertools import accumulate
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import WorkbookError
-from ..tokenizer import first_divergence
+from ..tokenizer import first_divergence, shared_prefix_length
 from .diagnosis import around
 
 Prompt = str | list[dict]
@@ -121,8 +121,7 @@ def _before_last_message(messages: list[dict], text: str, tokenizer) -> int:
     if len(messages) < 2:
         return 0
     earlier = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=False)
-    agreed = first_divergence(earlier, text)
-    return len(earlier) if agreed is None else agreed
+    return shared_prefix_length(earlier, text)
 
 
 def _text(prompt: Prompt, tokenizer) -> str:
