@@ -119,7 +119,7 @@ def test_a_transformers_config_object():
     ({"hidden_size": 4096, "num_attention_heads": 32}, {}, "no 'num_hidden_layers'"),
     ({"num_hidden_layers": 32, "num_attention_heads": 32}, {}, "no 'hidden_size'"),
     ({"num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 0}, {}, "num_attention_heads must be"),
-    ({"num_hidden_layers": 32.5, "hidden_size": 4096, "num_attention_heads": 32}, {}, "positive whole number"),
+    ({"num_hidden_layers": 32.5, "hidden_size": 4096, "num_attention_heads": 32}, {}, "num_hidden_layers must be a whole number >= 1, not 32.5"),
     ("llama-3-8b", {"context_tokens": 0}, "context_tokens must be"),
     ("llama-3-8b", {"context_tokens": -5}, "context_tokens must be"),
     ("llama-3-8b", {"batch": 0}, "batch must be"),
@@ -226,7 +226,7 @@ def test_the_lessons_table_and_the_calculator_use_one_gib_gpu():
 def test_view_shows_bad_input_instead_of_raising():
     view = KVMemoryView(KVMemoryState(model="llama-2-7b", gpu_gib=24))
     view.context_box.value = 0
-    assert "context_tokens must be a positive whole number" in view.errors.widget.value
+    assert "context_tokens must be a whole number &gt;= 1, not 0" in view.errors.widget.value  # HTML-escaped
     assert view.state.error and view.state.memory is None and view.state.options == [] and view.summary.value == ""
     view.context_box.value = 4_096
     assert view.state.error == "" and view.state.memory.per_sequence_bytes == 2 * GiB  # 512 KiB * 4 Ki tokens

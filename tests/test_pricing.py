@@ -262,11 +262,11 @@ def test_cost_is_additive_over_usages(gpt55):
 @pytest.mark.parametrize(
     "call, words",
     [
-        (lambda s: provider_usage(s, -1, 0, 0), "negative"),
-        (lambda s: provider_usage(s, 10, 0, -5), "negative"),
+        (lambda s: provider_usage(s, -1, 0, 0), "prompt_tokens must be a whole number >= 0, not -1"),
+        (lambda s: provider_usage(s, 10, 0, -5), "output_tokens must be a whole number >= 0, not -5"),
         (lambda s: provider_usage(s, 100, 200, 0), "longer than the prompt"),
         (lambda s: provider_usage(s, 10.5, 0, 0), "whole number"),
-        (lambda s: Usage(input_tokens=-3), "negative"),
+        (lambda s: Usage(input_tokens=-3), "Usage.input_tokens must be a whole number >= 0, not -3"),
         (lambda s: cost(Usage(cache_write_tokens=1), s, ttl="1h"), "1-hour"),
         (lambda s: repeat_costs(s, 10, 5, 0), "repeats"),
         (lambda s: repeat_costs(s, 10, 11, 3), "cannot exceed"),
@@ -297,7 +297,7 @@ def test_long_prompt_bills_at_its_tier_and_past_the_window_is_refused(sheets):
 
 @pytest.mark.parametrize("change, words", [
     ({"context_window": 100_000}, "starts past the context window"),
-    ({"context_window": 0}, "context_window is a whole number"),
+    ({"context_window": 0}, "context_window must be a whole number >= 1, not 0"),
     ({"prompt_cache_retention": ["forever"]}, "prompt_cache_retention lists"),
     ({"long_context": {"above_tokens": 10, "input": -1, "cache_read": 0, "cache_write": 0, "output": 0}}, "negative"),
 ])

@@ -80,8 +80,10 @@ def test_a_strip_folds_only_when_asked_and_never_to_nothing(small_tokenizer):
     plain = TokenStrip(small_tokenizer)
     plain.show(ids, ["loaded"] * len(ids))
     assert plain.state.hidden == 0 and plain.show_all.layout.display == "none"
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match=r"fold \(tokens kept at each end of a run\) must be a whole number >= 1, not 0"):
         TokenStrip(small_tokenizer, fold=0)
+    with pytest.raises(ValueError, match="num_layers must be a whole number >= 1, not True"):
+        KVRowsTable(small_tokenizer, True)  # a flag is not a count
 
 
 def test_readable_marks_whitespace():

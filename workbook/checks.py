@@ -7,7 +7,7 @@ from numbers import Integral
 from .errors import WorkbookError
 
 
-def check_whole(name: str, value, minimum: int) -> None:
-    """Refuse anything but a whole number >= `minimum`; True is not a count, so booleans are refused too."""
+def check_whole(name: str, value, minimum: int, error: type[WorkbookError] = WorkbookError) -> None:
+    """Refuse anything but a whole number >= `minimum` with `error`; True is not a count, so booleans are refused too."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise WorkbookError(f"{name} must be a whole number >= {minimum}, not {value!r}.")
+        raise error(f"{name} must be a whole number >= {minimum}, not {value!r}.")

@@ -26,6 +26,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .checks import check_whole
 from .errors import WorkbookError
 from .kv_quant import KV_BITS
 from .paths import DATA_DIR
@@ -71,12 +72,12 @@ def kv_memory(config, context_tokens: int, batch: int = 1, kv_dtype: str = "bflo
     Counts the bytes of the cached values only. A quantised cache (fp8, int8, int4, int2) also stores scales, per
     tensor, head or row depending on the engine, and quantised weights store theirs: a little more than counted here.
     """
-    _check_count(context_tokens, "context_tokens")
-    _check_count(batch, "batch")
+    check_whole("context_tokens", context_tokens, 1)
+    check_whole("batch", batch, 1)
     kv_bits, weight_bits = dtype_bits(kv_dtype), dtype_bits(weight_dtype)
     parameters = _get(config, "num_parameters")
     if parameters is not None:
-        _check_count(parameters, "num_parameters")
+        check_whole("num_parameters", parameters, 1)
     return KVMemory(bytes_per_token=_whole_bytes(kv_values_per_token(config) * kv_bits),
                     context_tokens=context_tokens, batch=batch,
                     weight_bytes=None if parameters is None else _whole_bytes(parameters * weight_bits),
@@ -165,13 +166,8 @@ def _field(config, name: str) -> int:
     if value is None:
         raise WorkbookError(f"The config has no {name!r}. A KV size needs num_hidden_layers, num_attention_heads "
                             "and hidden_size or head_dim; MLA also kv_lora_rank and qk_rope_head_dim.")
-    _check_count(value, name)
+    check_whole(name, value, 1)
     return value
-
-
-def _check_count(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise WorkbookError(f"{name} must be a positive whole number, got {value!r}.")
 
 
 def _whole_bytes(bits: int) -> int:

@@ -16,10 +16,10 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from numbers import Integral
 from pathlib import Path
 from typing import Literal, Sequence
 
+from .checks import check_whole
 from .errors import WorkbookError
 
 PER_MILLION = 1_000_000
@@ -124,10 +124,7 @@ class Usage:
     def __post_init__(self) -> None:
         for name in ("input_tokens", "cache_write_tokens", "cache_read_tokens", "output_tokens"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Integral):
-                raise WorkbookError(f"Usage.{name} must be a whole number of tokens, got {value!r}.")
-            if value < 0:
-                raise WorkbookError(f"Usage.{name} cannot be negative (got {value}). Token counts start at 0.")
+            check_whole(f"Usage.{name}", value, 0)
             # numpy integers count too, but are stored as plain ints so the Usage prints and serialises cleanly.
             object.__setattr__(self, name, int(value))
 
@@ -228,11 +225,11 @@ def _check_sheet(sheet: PriceSheet, where: str) -> None:
     prices = [getattr(t, name) for t in tiers for name in PRICE_FIELDS] + [sheet.storage_per_mtok_hour]
     if any(p is not None and p < 0 for p in prices):
         raise WorkbookError(f"{where} has a negative price. Prices are USD per million tokens and start at 0.")
-    if sheet.min_cacheable_tokens < 0 or sheet.cache_step < 1:
-        raise WorkbookError(f"{where}: min_cacheable_tokens must be >= 0 and cache_step >= 1.")
+    check_whole(f"{where}: min_cacheable_tokens", sheet.min_cacheable_tokens, 0)
+    check_whole(f"{where}: cache_step", sheet.cache_step, 1)
     window, tier = sheet.context_window, sheet.long_context
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
-        raise WorkbookError(f"{where}: context_window is a whole number of tokens, not {window!r}.")
+    if window is not None:
+        check_whole(f"{where}: context_window", window, 1)
     if tier is not None and window is not None and tier.above_tokens >= window:
         raise WorkbookError(f"{where}: the long-context tier starts past the context window; no request reaches it.")
     if not set(sheet.retention) <= {"in_memory", "24h"}:
@@ -283,7 +280,7 @@ def cacheable_tokens(sheet: PriceSheet, reusable_prefix_tokens: int) -> int:
     Below the minimum nothing is cached (the request silently pays full price); above it,
     the count is rounded down to the provider's step (OpenAI: 1024, 1152, 1280, ...).
     """
-    _check_count("reusable_prefix_tokens", reusable_prefix_tokens)
+    check_whole("reusable_prefix_tokens", reusable_prefix_tokens, 0)
     if reusable_prefix_tokens < max(sheet.min_cacheable_tokens, 1):
         return 0
     return (reusable_prefix_tokens // sheet.cache_step) * sheet.cache_step
@@ -305,9 +302,9 @@ def provider_usage(
     it (at the write premium, where the provider charges one). Provider rules applied: no
     caching below `min_cacheable_tokens`, hits counted in `cache_step` blocks.
     """
-    _check_count("prompt_tokens", prompt_tokens)
-    _check_count("reusable_prefix_tokens", reusable_prefix_tokens)
-    _check_count("output_tokens", output_tokens)
+    check_whole("prompt_tokens", prompt_tokens, 0)
+    check_whole("reusable_prefix_tokens", reusable_prefix_tokens, 0)
+    check_whole("output_tokens", output_tokens, 0)
     if reusable_prefix_tokens > prompt_tokens:
         raise WorkbookError(
             f"The reusable prefix ({reusable_prefix_tokens} tokens) cannot be longer than the prompt ({prompt_tokens} tokens). "
@@ -318,13 +315,6 @@ def provider_usage(
     if cache_hit:
         return Usage(input_tokens=prompt_tokens - cached, cache_read_tokens=cached, output_tokens=output_tokens)
     return Usage(input_tokens=prompt_tokens - cached, cache_write_tokens=cached, output_tokens=output_tokens)
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise WorkbookError(f"{name} must be a whole number of tokens, got {value!r}.")
-    if value < 0:
-        raise WorkbookError(f"{name} cannot be negative (got {value}). Count tokens from 0.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,11 +353,10 @@ def repeat_costs(
     `cached_tokens` is taken as given (napkin math, like the seed article's 12-token demo);
     use `provider_usage` when the provider's minimum and step should decide it.
     """
-    _check_count("prompt_tokens", prompt_tokens)
-    _check_count("cached_tokens", cached_tokens)
-    _check_count("output_tokens", output_tokens)
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-        raise WorkbookError(f"repeats must be a whole number >= 1, got {repeats!r}.")
+    check_whole("prompt_tokens", prompt_tokens, 0)
+    check_whole("cached_tokens", cached_tokens, 0)
+    check_whole("output_tokens", output_tokens, 0)
+    check_whole("repeats", repeats, 1)
     if cached_tokens > prompt_tokens:
         raise WorkbookError(f"cached_tokens ({cached_tokens}) cannot exceed prompt_tokens ({prompt_tokens}).")
     uncached = prompt_tokens - cached_tokens
@@ -428,7 +417,7 @@ def traffic_cost(usage: Usage, sheet: PriceSheet, requests_per_day: float, *, tt
 
 def storage_cost(sheet: PriceSheet, cached_tokens: int, hours: float) -> float:
     """USD to keep `cached_tokens` in an explicit cache for `hours` (Gemini bills this; 0 elsewhere)."""
-    _check_count("cached_tokens", cached_tokens)
+    check_whole("cached_tokens", cached_tokens, 0)
     if hours < 0:
         raise WorkbookError(f"hours cannot be negative (got {hours}). Give the cache's lifetime (TTL) in hours.")
     return cached_tokens * sheet.storage_per_mtok_hour * hours / PER_MILLION

@@ -48,9 +48,10 @@ import operator
 import random
 from dataclasses import dataclass, replace
 from itertools import accumulate
-from numbers import Integral, Real
+from numbers import Real
 from typing import Literal, Mapping, Sequence
 
+from .checks import check_whole
 from .errors import WorkbookError
 from .pricing import PER_MILLION, PriceSheet, Usage, cacheable_tokens, get_sheet
 
@@ -201,9 +202,7 @@ class ProviderCache:
         if request.at_s < self.last_s:
             raise WorkbookError(f"Requests must come in time order: at_s={request.at_s:g} is before the previous "
                                 f"request's {self.last_s:g}.")
-        if isinstance(request.output_tokens, bool) or not isinstance(request.output_tokens, Integral) \
-                or request.output_tokens < 0:
-            raise WorkbookError(f"output_tokens must be a whole number >= 0, not {request.output_tokens!r}.")
+        check_whole("output_tokens", request.output_tokens, 0)
         unknown = set(request.options or {}) - OPTIONS[self.sheet.provider]
         if unknown:
             raise WorkbookError(f"{self.sheet.provider} requests take the options {sorted(OPTIONS[self.sheet.provider])}, "

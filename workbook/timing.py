@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .checks import check_whole
 from .errors import WorkbookError
 from .paths import BENCHMARKS_DIR
 
@@ -219,10 +220,8 @@ def measure(
     """
     if not callable(fn):
         raise WorkbookError(f"measure() needs a function to call, got {type(fn).__name__}. Wrap work as `lambda: ...`.")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise WorkbookError(f"warmup must be a whole number >= 0, got {warmup!r}.")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise WorkbookError(f"repeats must be a whole number >= 1, got {repeats!r}.")
+    check_whole("warmup", warmup, 0)
+    check_whole("repeats", repeats, 1)
     dev = resolve_device(device)
     sync = synchronizer(dev)
     name = device_name(dev)

@@ -17,9 +17,9 @@ import math
 import random
 import statistics
 from dataclasses import dataclass
-from numbers import Integral
 from typing import Literal, Sequence
 
+from ..checks import check_whole
 from ..errors import WorkbookError
 from ..pricing import PriceSheet, Usage, break_even_reuses, cacheable_tokens, cost, get_sheet
 from ..providers import (ASSUMED_FIRST_TOKEN_S, GEMINI_IMPLICIT_IDLE_S, RETENTION_S, TTL_SECONDS, Bill, Block,
@@ -175,8 +175,7 @@ def check_traffic(traffic: Traffic, sheet: PriceSheet) -> None:
     for name in ("static_tokens", "dynamic_tokens", "output_tokens", "requests_per_day", "burst_size"):
         value = getattr(traffic, name)
         least = 1 if name in ("requests_per_day", "burst_size") else 0
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
-            raise CalculatorError(f"{name} must be a whole number of at least {least}, not {value!r}.")
+        check_whole(name, value, least, CalculatorError)
     if traffic.static_tokens + traffic.dynamic_tokens == 0:
         raise CalculatorError("The prompt is empty: give the static or the dynamic part some tokens.")
     if traffic.arrivals not in ARRIVALS:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import ipywidgets as W
 
+from ..checks import check_whole
 from .style import PROVENANCE_COLOURS, TEXT_ON, ErrorBox, legend_html
 from .tokens import NEUTRAL, Fold, fold_runs, fold_text, readable, token_texts, unfold_box
 
@@ -30,8 +31,7 @@ class KVRowsTable:
     """Shows which K/V rows of a prompt were computed and which were loaded; a toggle shows every layer."""
 
     def __init__(self, tokenizer, num_layers: int, *, legend: bool = True, fold: int | None = None):
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, not {num_layers}.")
+        check_whole("num_layers", num_layers, 1)
         self.fold = fold
         self.tokenizer = tokenizer
         self.num_layers = num_layers

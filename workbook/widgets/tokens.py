@@ -14,6 +14,7 @@ from typing import Callable
 
 import ipywidgets as W
 
+from ..checks import check_whole
 from ..tokenizer import first_divergence, shared_prefix_length
 from .style import PROVENANCE_COLOURS, TEXT_ON, ErrorBox, legend_html
 
@@ -94,8 +95,8 @@ def unfold_box(fold: int | None, unit: str, redraw: Callable[[], None]) -> W.Che
 
     A ValueError unless `fold` is None (no folding) or keeps at least one item at each end of a run.
     """
-    if fold is not None and fold < 1:
-        raise ValueError(f"fold must be at least 1 {unit} at each end of a run, got {fold}.")
+    if fold is not None:
+        check_whole(f"fold ({unit}s kept at each end of a run)", fold, 1)
     box = W.Checkbox(value=False, description=f"Show every {unit}", indent=False,
                      layout=W.Layout(width="auto", display="" if fold else "none"))
     box.observe(lambda _: redraw(), names="value")
