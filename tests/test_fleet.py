@@ -8,12 +8,16 @@ own per run) through each.
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 
+from workbook.doctor.logs import read_log
 from workbook.errors import WorkbookError
-from workbook.fleet import Fleet, run_policy, workload
-from workbook.fleet.processes import ROUTERS, start_router
+from workbook.fleet import Fleet, request_log, run_policy, workload
+from workbook.fleet.__main__ import main
+from workbook.fleet.processes import ROUTERS, free_port, start_router
+from workbook.fleet.workload import Answer
 
 
 def installed(router: str):
@@ -38,6 +42,35 @@ def test_unknown_router_or_policy_is_refused_before_anything_starts(tmp_path):
     with pytest.raises(WorkbookError, match="policy"):
         start_router("sglang", "consistent_hash", ["http://127.0.0.1:1"], tmp_path)  # vllm-router's, not sglang's
     assert not list(tmp_path.iterdir())  # no log: no process was started
+
+
+def test_other_machines_replicas_are_checked_not_started(tmp_path):
+    with pytest.raises(WorkbookError, match="each once"):
+        Fleet(0, worker_urls=["http://10.0.0.2:8000", "http://10.0.0.2:8000"])
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(WorkbookError, match=url.replace(".", r"\.")):
+        with Fleet(4, worker_urls=[url]) as fleet:
+            pass
+    fleet = Fleet(4, worker_urls=[url, url + "1"])
+    assert fleet.count == 2 and fleet.urls == [url, url + "1"] and fleet.replicas == []
+
+
+def test_the_command_names_an_unreachable_worker_url(capsys):
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(SystemExit) as stop:
+        main(["--worker-urls", url, "--policy", "round_robin"])
+    assert stop.value.code == 2 and url in capsys.readouterr().err
+
+
+def test_a_runs_request_log_is_what_the_doctor_reads(tmp_path):
+    bursts = workload("log", tenants=2, requests=4, burst=2)
+    answers = [Answer(1.8e9 + i, 0.1, 100 + i, 16 * i) for i in range(4)]
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in request_log("tiny", bursts, answers)))
+    records = read_log(path)
+    assert [(r.reported_input, r.reported_cached) for r in records] == [(100 + i, 16 * i) for i in range(4)]
+    with pytest.raises(ValueError):
+        request_log("tiny", bursts, answers[:3])  # one answer per request, in the order sent
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu,real-engine,serving,quantised,self-draft} [options]`: measure, print, save."""
+"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu,real-engine,serving,quantised,self-draft,fleet-sim} [options]`: measure, print, save."""
 
 import argparse
 import importlib
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "quantised": "the real model's Q4_1 weights (dequantised) against bfloat16 weights and an int8 K/V cache: greedy "
                  "agreement, KL and bytes saved",
     "self-draft": "self-speculation on the real model: its first layers as its own draft (acceptance, speed)",
+    "fleet-sim": "the fleet simulator: 10,000 requests routed over 4 to 256 replicas by each policy (CPU seconds)",
 }
 
 

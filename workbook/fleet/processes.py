@@ -118,16 +118,32 @@ def routing_to(router: Child, n: int) -> bool:
 
 
 class Fleet:
-    """N replicas, started together and stopped together (a context manager); routers come and go in front."""
+    """N replicas, started together and stopped together (a context manager); routers come and go in front.
+
+    With `worker_urls`, the replicas are servers already running elsewhere (other machines, each started with
+    `python -m workbook.serve --host 0.0.0.0`): nothing is started but the router, and nothing else is stopped.
+    """
 
     def __init__(self, replicas: int, *, model: str = "tiny", prefix_cache_tokens: int = 8192, page_size: int = 16,
-                 start_seconds: float = 300):
+                 start_seconds: float = 300, worker_urls: list[str] | None = None):
+        if worker_urls is not None and (not worker_urls or len(set(worker_urls)) != len(worker_urls)):
+            raise WorkbookError(f"Give one URL per replica, each once (http://host:port), not {worker_urls}.")
         self.logs = Path(tempfile.mkdtemp(prefix="workbook-fleet-"))
         self.settings = dict(model=model, prefix_cache_tokens=prefix_cache_tokens, page_size=page_size)
-        self.count, self.start_seconds = replicas, start_seconds
+        self.count = len(worker_urls) if worker_urls else replicas
+        self.start_seconds, self.worker_urls = start_seconds, worker_urls
         self.replicas: list[Child] = []
 
+    @property
+    def urls(self) -> list[str]:
+        """Each replica's base URL, in order."""
+        return self.worker_urls or [r.url for r in self.replicas]
+
     def __enter__(self) -> Fleet:
+        if self.worker_urls:
+            for url in self.worker_urls:
+                self._check_remote(url)
+            return self
         try:
             self.replicas = [start_replica(i, self.logs, **self.settings) for i in range(self.count)]
             for replica in self.replicas:
@@ -137,13 +153,21 @@ class Fleet:
             raise
         return self
 
+    def _check_remote(self, url: str) -> None:
+        try:
+            ok = httpx.get(url.rstrip("/") + "/health", timeout=10).status_code == 200
+        except httpx.HTTPError as error:
+            raise WorkbookError(f"The replica at {url} does not answer /health ({error}); is it serving?") from None
+        if not ok:
+            raise WorkbookError(f"The replica at {url} is not healthy (/health did not answer 200).")
+
     def __exit__(self, *exc) -> None:
         for replica in self.replicas:
             replica.stop()
 
     def router(self, router: str, policy: str) -> Child:
         """A router in front of every replica, once it routes to all of them (stop it when done)."""
-        child = start_router(router, policy, [r.url for r in self.replicas], self.logs)
+        child = start_router(router, policy, self.urls, self.logs)
         try:
             wait_until(lambda: routing_to(child, self.count), child, 120)
         except BaseException:

@@ -23,14 +23,18 @@ RULES = ["Answer in one short sentence.", "Prices are in euros and include tax."
          "Refunds take five working days.", "Quote the order number back to the customer."]
 
 
-def workload(run: str, *, tenants: int = 4, users: int = 32, requests: int = 64, burst: int = 8,
+def workload(run: str, *, tenants: int = 4, users: int = 32, requests: int = 64, burst: int = 8, repeat: int = 4,
              seed: int = 0) -> list[list[list[dict]]]:
-    """Bursts of chat requests; `run` names the run, so two runs share no prefix (each starts cold)."""
+    """Bursts of chat requests; `run` names the run, so two runs share no prefix (each starts cold).
+
+    Each tenant's system prompt is the shop's rules in an order of its own, `repeat` times over (4: about 290
+    tokens of the shipped tokenizer; 16: over 1,024, long enough for a provider's minimum).
+    """
     rng = random.Random(seed)
     systems = []
     for t in range(tenants):
         rules = rng.sample(RULES, len(RULES))
-        systems.append(f"[{run}] You are the assistant of shop {t}. " + " ".join(rules * 4))
+        systems.append(f"[{run}] You are the assistant of shop {t}. " + " ".join(rules * repeat))
     chats = [[{"role": "system", "content": systems[rng.randrange(tenants)]},
               {"role": "user", "content": f"I am user {rng.randrange(users)}. Question {i}: when do you open?"}]
              for i in range(requests)]
@@ -39,20 +43,21 @@ def workload(run: str, *, tenants: int = 4, users: int = 32, requests: int = 64,
 
 @dataclass(frozen=True)
 class Answer:
+    sent_at: float  # seconds since the epoch
     ttft_s: float
     prompt_tokens: int
     cached_tokens: int
 
 
 async def _one(client: AsyncOpenAI, model: str, messages: list[dict], max_tokens: int) -> Answer:
-    start, first, usage = time.perf_counter(), None, None
+    sent_at, start, first, usage = time.time(), time.perf_counter(), None, None
     stream = await client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens,
                                                   temperature=0, stream=True, stream_options={"include_usage": True})
     async for chunk in stream:
         if first is None and chunk.choices and chunk.choices[0].delta.content:
             first = time.perf_counter()
         usage = chunk.usage or usage
-    return Answer((first or time.perf_counter()) - start, usage.prompt_tokens,
+    return Answer(sent_at, (first or time.perf_counter()) - start, usage.prompt_tokens,
                   usage.prompt_tokens_details.cached_tokens)
 
 
@@ -64,6 +69,15 @@ async def replay(base_url: str, model: str, bursts: list[list[list[dict]]], max_
         for burst in bursts:
             answers += await asyncio.gather(*(_one(client, model, m, max_tokens) for m in burst))
     return answers
+
+
+def request_log(model: str, bursts: list[list[list[dict]]], answers: list[Answer]) -> list[dict]:
+    """The run as a Chat Completions request log (one dict per request, in the order sent), each with the usage
+    its answer reported: what `workbook.doctor` reads."""
+    chats = [messages for burst in bursts for messages in burst]
+    return [{"timestamp": a.sent_at, "model": model, "messages": m,
+             "usage": {"prompt_tokens": a.prompt_tokens, "prompt_tokens_details": {"cached_tokens": a.cached_tokens}}}
+            for m, a in zip(chats, answers, strict=True)]
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -111,11 +125,15 @@ class PolicyReport:
         return out
 
 
+def p50_p99(ttfts: list[float]) -> tuple[float, float]:
+    """The median and the 99th percentile (the nearest rank at or below it) of some times."""
+    ttfts = sorted(ttfts)
+    return statistics.median(ttfts), ttfts[min(len(ttfts) - 1, int(0.99 * len(ttfts)))]
+
+
 def report(policy: str, answers: list[Answer], before: list[dict], after: list[dict], urls: list[str]) -> PolicyReport:
-    ttfts = sorted(a.ttft_s for a in answers)
     replicas = [ReplicaStats(url, int(b["requests"] - a["requests"]), int(b["prompt_tokens"] - a["prompt_tokens"]),
                              int(b["cached_tokens"] - a["cached_tokens"]), int(b["pages_in_use"]))
                 for url, a, b in zip(urls, before, after)]
     hit_rate = sum(a.cached_tokens for a in answers) / sum(a.prompt_tokens for a in answers)
-    p99 = ttfts[min(len(ttfts) - 1, int(0.99 * len(ttfts)))]
-    return PolicyReport(policy, len(answers), hit_rate, statistics.median(ttfts), p99, replicas)
+    return PolicyReport(policy, len(answers), hit_rate, *p50_p99([a.ttft_s for a in answers]), replicas)
