@@ -52,9 +52,15 @@ def forward_flops(config, n_new: int, n_past: int = 0, *, all_logits: bool = Fal
     return FlopCount(weights=weights, attention=attention)
 
 
+def kv_vectors_per_token(num_layers: int, num_kv_heads: int) -> int:
+    """K and V vectors one token leaves in a cache: one of each per K/V head, in every layer. Every count of K/V
+    memory (this module, `kv_memory`, the cache and the pool) starts from this."""
+    return 2 * num_layers * num_kv_heads
+
+
 def kv_bytes_per_token(num_layers: int, num_kv_heads: int, head_dim: int, bytes_per_value: int) -> int:
-    """Bytes of KV cache one token occupies: a K and a V vector per KV head, in every layer."""
-    return 2 * num_layers * num_kv_heads * head_dim * bytes_per_value
+    """Bytes of KV cache one token occupies: its K and V vectors, `head_dim` values each."""
+    return kv_vectors_per_token(num_layers, num_kv_heads) * head_dim * bytes_per_value
 
 
 def rows_computed(prompt_tokens: int, new_tokens: int, cached: bool) -> int:

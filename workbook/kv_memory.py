@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .checks import check_whole
+from .counting import kv_vectors_per_token
 from .errors import WorkbookError
 from .kv_quant import KV_BITS
 from .paths import DATA_DIR
@@ -89,7 +90,7 @@ def kv_values_per_token(config) -> int:
     layers = _field(config, "num_hidden_layers")
     if is_mla(config):
         return layers * (_field(config, "kv_lora_rank") + _field(config, "qk_rope_head_dim"))
-    return 2 * layers * kv_heads(config) * head_dim(config)
+    return kv_vectors_per_token(layers, kv_heads(config)) * head_dim(config)
 
 
 def is_mla(config) -> bool:
