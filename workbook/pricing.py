@@ -51,7 +51,7 @@ class PriceSheet:
     `cache_write` is what a token costs the first time it goes into the cache (Anthropic's
     5-minute write; the plain input price where writes carry no premium); `cache_write_1h` is
     Anthropic's 1-hour write. `cache_step` is the granularity of a hit: OpenAI reports cached
-    tokens in 128-token blocks, others to the token. `storage_per_mtok_hour` is Gemini's charge
+    tokens in 128-token steps, others to the token. `storage_per_mtok_hour` is Gemini's charge
     for keeping an explicit cache alive (0 where the provider does not bill storage).
     `context_window` is the most input tokens a request may send (None: not recorded); `long_context`
     the tier a longer request bills at (`for_prompt` applies both). `retention` lists the OpenAI
@@ -169,9 +169,9 @@ def load_price_sheets(path: str | Path | None = None) -> dict[str, PriceSheet]:
         raise WorkbookError(f"{path} has no 'providers' table. See data/pricing.json for the expected layout.")
 
     sheets: dict[str, PriceSheet] = {}
-    for provider, block in providers.items():
-        rules = block.get("rules", {})
-        for model, entry in block.get("models", {}).items():
+    for provider, listing in providers.items():
+        rules = listing.get("rules", {})
+        for model, entry in listing.get("models", {}).items():
             where = f"{path.name}: providers.{provider}.models.{model}"
             try:
                 sheet = PriceSheet(
@@ -300,7 +300,7 @@ def provider_usage(
     (for Anthropic: the part up to your cache breakpoint). With `cache_hit=True` that prefix is
     in the cache and is read; with `cache_hit=False` this is the first request, which writes
     it (at the write premium, where the provider charges one). Provider rules applied: no
-    caching below `min_cacheable_tokens`, hits counted in `cache_step` blocks.
+    caching below `min_cacheable_tokens`, hits counted in steps of `cache_step` tokens.
     """
     check_whole("prompt_tokens", prompt_tokens, 0)
     check_whole("reusable_prefix_tokens", reusable_prefix_tokens, 0)

@@ -52,7 +52,7 @@ def collect(send: Send, victim: Party, attacker: Party, *, trials: int = 30, voc
     if trials < 2 or prefix_tokens < 1:
         raise WorkbookError("An audit needs at least 2 trials of each kind and a prefix of at least 1 token.")
     rng = random.Random(seed)
-    # One hit and one miss per block, in a random order: every stretch of time holds as many of each, so a
+    # One hit and one miss per pair, in a random order: every stretch of time holds as many of each, so a
     # machine that speeds up or slows down during the audit moves both kinds alike.
     plan = [kind for _ in range(trials + warmup) for kind in rng.sample(["hit", "miss"], 2)]
     samples, seen = {"hit": [], "miss": []}, {"hit": 0, "miss": 0}

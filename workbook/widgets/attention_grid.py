@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from .style import PROVENANCE_COLOURS, ErrorBox
 from .tokens import encode_prompt, readable
 
-ALLOWED, BLOCKED = PROVENANCE_COLOURS["loaded"], "#DDDDDD"
+ALLOWED, MASKED = PROVENANCE_COLOURS["loaded"], "#DDDDDD"
 
 
 @dataclass
@@ -56,7 +56,7 @@ class AttentionGrid:
         self.figure = go.FigureWidget(make_subplots(
             rows=1, cols=2, horizontal_spacing=0.12,
             subplot_titles=("Causal mask: may this query see this key?", "Attention weights (each row sums to 1)")))
-        self.figure.add_heatmap(row=1, col=1, colorscale=[[0, BLOCKED], [1, ALLOWED]], zmin=0, zmax=1,
+        self.figure.add_heatmap(row=1, col=1, colorscale=[[0, MASKED], [1, ALLOWED]], zmin=0, zmax=1,
                                 showscale=False, texttemplate="%{text}", hoverinfo="text")
         self.figure.add_heatmap(row=1, col=2, colorscale="Cividis", zmin=0, zmax=1, hoverinfo="text",
                                 colorbar=dict(title="weight"))
