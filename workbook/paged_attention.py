@@ -24,6 +24,7 @@ class BatchSlice:
     block_table: list[int]  # pool pages holding the request's rows, in order
     past: int  # rows already in the pool (cached or computed in earlier steps)
     new_ids: list[int]  # tokens computed in this step; their rows go to positions past..past+len-1
+    scored: int = 1  # how many of its last new tokens get logits (speculative verification scores every draft)
 
 
 class PagedBatch:
@@ -46,7 +47,9 @@ class PagedBatch:
         self.input_ids = torch.tensor([[i for s in slices for i in s.new_ids]], dtype=torch.long, device=device)
         self.positions = torch.cat([torch.arange(s.past, s.past + n) for s, n in zip(slices, counts)]).to(device)
         self.write_slots = torch.cat([r[s.past:] for r, s in zip(rows, slices)]).to(device)
-        self.last_rows = torch.tensor(starts[1:], device=device) - 1  # the flat index of each request's last new token
+        # The flat index of every token that gets logits: each request's last `scored` new tokens, in order.
+        self.last_rows = torch.tensor([i for s, start, n in zip(slices, starts, counts)
+                                       for i in range(start + n - s.scored, start + n)], device=device)
         decodes = [b for b, n in enumerate(counts) if n == 1]
         chunks = [[b] for b, n in enumerate(counts) if n > 1]
         self.groups = [AttentionGroup([slices[b] for b in g], [rows[b] for b in g], [starts[b] for b in g],
