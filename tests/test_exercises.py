@@ -12,12 +12,12 @@ from workbook.counting import forward_flops, kv_bytes_per_token, rows_computed
 from workbook.doctor import diagnose
 from workbook.doctor.causes import CAUSES
 from workbook.exercises import (lesson1, lesson2, lesson3, lesson4, lesson5, lesson6, lesson7, lesson8, lesson9,
-                                lesson10, lesson11)
+                                lesson10, lesson11, lesson12)
 from workbook.exercises.verdict import reset_tries
 from workbook.pricing import get_sheet
 from workbook.tokenizer import first_divergence
 
-LESSONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+LESSONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 
 
 @pytest.fixture(autouse=True)
@@ -221,6 +221,13 @@ def _lost_tokens(request):
     return (lambda a, **kw: lesson11.check_lost_tokens(a, report, **kw)), truth, truth + 1, "many", f"{truth:,}"
 
 
+def _routing_loss(request):
+    report = diagnose(lesson12.ROUND_ROBIN_LOG, provider=lesson12.GPT)
+    rows = report.reported_vs_simulated()
+    truth = sum(s for _, _, s in rows) - sum(r for _, r, _ in rows)
+    return (lambda a, **kw: lesson12.check_routing_loss(a, report, **kw)), truth, truth + 128, "some", f"{truth:,}"
+
+
 def _simple(check, right, wrong, malformed, key):
     return lambda request: (check, right, wrong, malformed, key)
 
@@ -269,6 +276,11 @@ CASES = {
     "check_costliest_cause": _costliest_cause,
     "check_lost_tokens": _lost_tokens,
     "check_stable_templates": _stable_templates,
+    # Lesson 12: 12 tenants x 8 replicas each miss once under round robin (12 would be cache-aware's count); the
+    # router follows the prefix from 150 - 64 = 86 in flight on the least loaded replica (100 is where 1.5x stops).
+    "check_round_robin_misses": _simple(lesson12.check_round_robin_misses, 96, 12, "lots", "96"),
+    "check_balance_threshold": _simple(lesson12.check_balance_threshold, 86, 100, "some", "86"),
+    "check_routing_loss": _routing_loss,
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from workbook.errors import WorkbookError
 from workbook.fleet import workload
+from workbook.fleet.workload import conversations
 from workbook.fleet.simulate import (CACHE_AWARE, POLICIES, CacheAware, ConsistentHash, Costs, LeastLoad, PowerOfTwo,
                                      Replica, SimRequest, over_orders, replica_cache, simulate, tokenized)
 from workbook.paths import DATA_DIR
@@ -180,3 +181,17 @@ def test_the_recorded_logs_hold_the_prompts_the_simulator_replays(tok):
     real = [line["usage"]["prompt_tokens_details"]["cached_tokens"] for line in log]
     assert sum(real) / sum(map(len, ids)) == pytest.approx(
         json.loads((FLEET / "four_tenants.json").read_text())[2]["hit_rate"])
+
+
+def test_a_hot_tenant_takes_its_share_and_chats_grow_from_their_last_turn(tok):
+    chats = [m for burst in workload("hot", tenants=8, requests=2000, burst=1, hot=0.3) for m in burst]
+    share = sum("assistant of shop 0." in m[0]["content"] for m in chats) / len(chats)
+    assert 0.3 < share < 0.3 + 0.7 / 8 + 0.05  # 30% to tenant 0, plus its even share of the rest
+    bursts = tokenized(conversations("chat", users=3, turns=3), tok)
+    last = {}
+    for burst in bursts:
+        for ids in burst:
+            user = tuple(ids[:24])
+            assert user not in last or ids[:len(last[user])] == last[user]  # the previous request is a prefix
+            last[user] = ids
+    assert len(last) == 3

@@ -15,7 +15,8 @@ GLOSSARY = NOTEBOOKS / "glossary.md"
 # How each term is written, plurals and inflections included.
 FORMS = {"token": r"tokens?", "prefix": r"prefix(?:es)?", "K/V row": r"K/V rows?", "prefill": r"prefill(?:s|ed)?",
          "decode": r"decod(?:e|es|ing)", "TTFT": r"TTFTs?", "page": r"pages?", "hit": r"hits?", "miss": r"miss(?:es)?",
-         "block": r"blocks?", "breakpoint": r"breakpoints?", "lookback": r"lookback", "TTL": r"TTLs?"}
+         "block": r"blocks?", "breakpoint": r"breakpoints?", "lookback": r"lookback", "TTL": r"TTLs?",
+         "replica": r"replicas?", "router": r"routers?", "affinity": r"affinity"}
 CASE_SENSITIVE = {"TTFT", "TTL"}
 
 

@@ -175,6 +175,18 @@ def lesson_11() -> str:
     return f"the doctor read {len(report.records)} requests of the example log (no model needed)"
 
 
+def lesson_12() -> str:
+    from .fleet.simulate import simulate, tokenized
+    from .fleet.workload import workload
+    from .paths import DATA_DIR
+
+    recorded = len(list((DATA_DIR / "fleet").glob("*.json")))
+    bursts = tokenized(workload("check", tenants=4, requests=16), tokenizer("tiny"))
+    report = simulate(bursts, 4, "cache_aware")
+    return (f"the fleet simulator routed {report.requests} requests over 4 replicas ({report.hit_rate:.0%} hit); "
+            f"{recorded} recorded real runs")
+
+
 def real_model() -> str:
     """Lessons 1, 4, 6 and 9 also show SmolLM2-135M-Instruct, which `make setup` installs beside the shipped models."""
     return prefix_hit(REAL_MODEL)
@@ -227,7 +239,7 @@ def chromium() -> str:
 
 
 LESSONS = [lesson_01, lesson_02, lesson_03, lesson_04, lesson_05, lesson_06, lesson_07, lesson_08, lesson_09,
-           lesson_10, lesson_11]
+           lesson_10, lesson_11, lesson_12]
 STEPS = [Step("imports", import_everything), *(Step(f"lesson {f.__name__[-2:]}", f) for f in LESSONS),
          Step("real model", real_model), Step("kernel", kernel), Step("chromium", chromium)]
 CHROMIUM_FIX = "install Chromium again (Debian: apt-get install -y chromium), or remove it: the lessons need any browser"

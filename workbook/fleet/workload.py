@@ -24,21 +24,39 @@ RULES = ["Answer in one short sentence.", "Prices are in euros and include tax."
 
 
 def workload(run: str, *, tenants: int = 4, users: int = 32, requests: int = 64, burst: int = 8, repeat: int = 4,
-             seed: int = 0) -> list[list[list[dict]]]:
+             hot: float = 0.0, seed: int = 0) -> list[list[list[dict]]]:
     """Bursts of chat requests; `run` names the run, so two runs share no prefix (each starts cold).
 
     Each tenant's system prompt is the shop's rules in an order of its own, `repeat` times over (4: about 290
-    tokens of the shipped tokenizer; 16: over 1,024, long enough for a provider's minimum).
+    tokens of the shipped tokenizer; 16: over 1,024, long enough for a provider's minimum). Tenants are equally
+    popular, except that with `hot` > 0 each request goes to tenant 0 with that probability (else to any).
     """
     rng = random.Random(seed)
     systems = []
     for t in range(tenants):
         rules = rng.sample(RULES, len(RULES))
         systems.append(f"[{run}] You are the assistant of shop {t}. " + " ".join(rules * repeat))
-    chats = [[{"role": "system", "content": systems[rng.randrange(tenants)]},
+    chats = [[{"role": "system", "content": systems[0 if hot and rng.random() < hot else rng.randrange(tenants)]},
               {"role": "user", "content": f"I am user {rng.randrange(users)}. Question {i}: when do you open?"}]
              for i in range(requests)]
     return [chats[i:i + burst] for i in range(0, requests, burst)]
+
+
+def conversations(run: str, *, users: int = 16, turns: int = 6, seed: int = 0) -> list[list[list[dict]]]:
+    """Chats that grow: burst t holds every user's turn t (in an order of its own), each request the user's whole
+    conversation so far, so its prefix is the user's previous request and no one else's."""
+    rng = random.Random(seed)
+    chats = [[{"role": "system", "content": f"[{run}] You are the assistant of user {u}'s shop. Be brief."}]
+             for u in range(users)]
+    bursts = []
+    for t in range(turns):
+        for u, chat in enumerate(chats):
+            if t:
+                chat.append({"role": "assistant", "content": f"Noted: {rng.choice(RULES)}"})
+            chat.append({"role": "user", "content": f"Turn {t}: user {u} asks about order {rng.randrange(10**6)}. "
+                                                    + " ".join(rng.sample(RULES, 3))})
+        bursts.append([list(chats[u]) for u in rng.sample(range(users), users)])
+    return bursts
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ LESSON_STAGES = {
     1: ("text", "tokens"), 2: ("embeddings", "layers"), 3: ("layers", "kv"), 4: ("kv", "prefix"),
     5: ("tokens", "prefix"), 6: ("next", "draft"), 7: ("kv", "prefix", "semantic"), 8: ("semantic",),
     9: ("layers", "kv", "prefix"),
-    10: ("prefix",), 11: ("tokens", "prefix"),
+    10: ("prefix",), 11: ("tokens", "prefix"), 12: ("prefix",),
 }
 FLOW = ["text", "tokens", "embeddings", "layers", "logits", "next"]
 LINKS = [((65, 48), (65, 70)), ((475, 165), (475, 118)), ((600, 165), (580, 118)), ((830, 165), (830, 118))]  # cache to stage
