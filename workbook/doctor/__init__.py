@@ -19,31 +19,21 @@ approximate another provider's tokenizer.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import WorkbookError
 from ..pricing import get_sheet
-from .diagnosis import Costs, Diagnosis, Finding, Tokens, costs, replay
-from .fixes import FIXES, Fix
-from .logs import LogError, Record, read_log
+from .diagnosis import Costs, Diagnosis, Finding, Tokens
+from .fixes import FIXES, Fix, Fixed
+from .logs import LogError, Record, Reread, is_file, iter_records, read_log
+from .passes import FixResult, Forked, Replayer, cached_share, default_workers, numbers
 from .stability import assert_prefix_stable
 
 DEFAULT_TOKENIZER = "tiny"
 SAVED_USD = 1e-9  # a fix must save more than this (float noise) to be kept in the fixes combined
 WORTH = 0.001  # the share of the bill a fix must save to be recommended
-
-
-@dataclass(frozen=True)
-class FixResult:
-    """One fix applied to the whole log: the hit rate and dollars it would give, and the share of prompt tokens the
-    first provider's simulator reads from cache after it."""
-
-    name: str
-    does: str
-    hit_rate: float
-    cost_usd: dict[str, float]  # model key -> the log's total after the fix
-    cached_share: float = 0.0
 
 
 @dataclass
@@ -111,66 +101,147 @@ class Report:
 
 
 def diagnose(log: str | Path | Iterable[dict | str] | Sequence[Record],
-             provider: str | Sequence[str] = "anthropic/claude-sonnet-4-5", *, tokenizer=None) -> Report:
-    """Diagnose a log (a path, request dicts, prompt strings or `Record`s) and price it at one or more providers."""
-    records = list(log) if isinstance(log, (list, tuple)) and log and isinstance(log[0], Record) else read_log(log)
+             provider: str | Sequence[str] = "anthropic/claude-sonnet-4-5", *, tokenizer=None,
+             workers: int | None = None, scheduler=None) -> Report:
+    """Diagnose a log (a path, request dicts, prompt strings or `Record`s) and price it at one or more providers.
+
+    A log file is streamed: one whose text passes `IN_MEMORY_CHARS` is read again for each pass (each fix is a pass)
+    instead of being held, and its `Report.records` hold each request without its text (`parts=()`, `extra=()`).
+    The fixed logs are replayed in `workers` forked processes (`passes.Forked`; by default every core for a long log,
+    `passes.default_workers`); the report is the same whatever the number. Given a Dask `scheduler` (a
+    `distributed.Client`, or "synchronous"), every pass runs on it instead, sharded by call type (`sharded`): the same
+    report again."""
     named = [provider] if isinstance(provider, str) else list(provider)
     if not named:
         raise WorkbookError("Name at least one provider model, e.g. provider=\"anthropic/claude-sonnet-4-5\".")
     model_keys = [get_sheet(key).key for key in named]  # "provider/model", even from a bare model name
     tokens, name = _tokens(tokenizer)
+    records = held(log)
     provider = model_keys[0].split("/")[0]
-    diagnosis, now = replay(records, tokens, name, model_keys, provider=provider)
-    return Report(records, diagnosis, now, fix_results(records, tokens, model_keys, name, provider, (diagnosis, now)))
+    if scheduler is not None:
+        from .sharded import Sharded
+
+        return report(records, Sharded(tokens, name, provider, tokenizer, scheduler), model_keys)
+    workers = default_workers(records) if workers is None else workers
+    return report(records, Forked(tokens, name, provider, workers), model_keys)
 
 
-def fix_results(records: Sequence[Record], tokens: Tokens, model_keys: Sequence[str], name: str, provider: str,
-                as_is: tuple[Diagnosis, Costs] | None = None) -> list[FixResult]:
+def report(records: list[Record] | Reread, replayer: Replayer, model_keys: Sequence[str]) -> Report:
+    """The report on a log held in a list or read again from its file, replayed by `replayer`."""
+    kept: list[Record] = []
+    as_is = cache(lambda: replayer.replay(_keeping(records, kept) if isinstance(records, Reread) else records,
+                                          model_keys))
+    fixes = fix_results(records, replayer, model_keys, as_is)
+    return Report(kept or records, *as_is(), fixes)
+
+
+IN_MEMORY_CHARS = 100_000_000  # characters of request text held in memory; a bigger log file is read once per pass
+
+
+def held(log) -> list[Record] | Reread:
+    """The log's records in a list, or a `Reread` of its file when their text passes `IN_MEMORY_CHARS`."""
+    if isinstance(log, (list, tuple)) and log and isinstance(log[0], Record):
+        return list(log)
+    if not is_file(log):
+        return read_log(log)
+    records, chars = [], 0
+    for record in iter_records(log):
+        chars += sum(len(part.text) for part in record.parts)
+        if chars > IN_MEMORY_CHARS:
+            return Reread(log)
+        records.append(record)
+    return records
+
+
+def _keeping(records: Iterable[Record], kept: list[Record]) -> Iterator[Record]:
+    """The records, each kept without its text as it passes."""
+    for record in records:
+        kept.append(replace(record, parts=(), extra=()))
+        yield record
+
+
+def fix_results(records: Iterable[Record], replayer: Replayer, model_keys: Sequence[str],
+                as_is: Callable[[], tuple[Diagnosis, Costs]] | None = None) -> list[FixResult]:
     """Each fix alone, then the fixes that lower the bill at the first provider together: taken in order, each kept
     if it lowers the bill of the log the fixes before it left (so two fixes that only help together are found).
 
-    Each distinct log is diagnosed and billed once: a fix that changes nothing takes the log's own numbers (`as_is`,
-    its diagnosis and costs, if the caller has them), and one that gives the log another fix gave takes that one's."""
+    `records` may be read many times (a list, or a `Reread`); a fixed log is a `Fixed`. Each distinct log is
+    diagnosed and billed once (`log_keys` tells them apart): a fix that changes nothing
+    takes the log's own numbers (`as_is()`, its diagnosis and costs, if the caller has them; it runs while the
+    replayer's workers replay the fixes), and one that gives the log another fix gave takes that one's."""
     first = model_keys[0]
-    records = list(records)
-    done: list[tuple[list[Record], FixResult]] = []  # each log replayed so far, and what it gave
-
-    def result(fix: str, does: str, log: list[Record], replayed: tuple[Diagnosis, Costs] | None = None) -> FixResult:
-        known = next((r for seen, r in done if seen == log), None)
-        if known is None:
-            diagnosis, billed = replayed or replay(log, tokens, name, model_keys, explain=False, provider=provider)
-            known = FixResult(fix, does, diagnosis.hit_rate, {key: billed.total(key) for key in model_keys},
-                              cached_share(billed.bills[first]))
-            done.append((log, known))
-        return replace(known, name=fix, does=does)
-
-    result("", "", records, as_is)
-    results = [result(fix.name, fix.does, fix.apply(records)) for fix in FIXES]
-    kept, fixed, cost, fixed_bills = [], records, done[0][1].cost_usd[first], None
+    singles = [Fixed(records, [fix]) for fix in FIXES]
+    base, *keys = log_keys(records, singles)
+    todo = []  # the distinct fixed logs to replay, by position in `singles`
+    for k, key in enumerate(keys):
+        if key != base and all(key != keys[j] for j in todo):
+            todo.append(k)
+    pending = replayer.start([singles[k] for k in todo], model_keys)
+    known = [(base, numbers(*(as_is() if as_is else replayer.replay(records, model_keys, explain=False)),
+                            model_keys))]
+    known += [(keys[k], result) for k, result in zip(todo, pending.results())]  # (log or digest, what it gave)
+    lookup = lambda key: next((result for seen, result in known if seen == key), None)  # noqa: E731
+    results = [replace(lookup(key), name=fix.name, does=fix.does) for key, fix in zip(keys, FIXES)]
+    kept, fixed, current, cost, fixed_bills = [], Fixed(records), base, known[0][1].cost_usd[first], None
     for fix in FIXES:
-        tried = fix.apply(fixed)
-        if tried == fixed:
+        tried = Fixed(fixed, [fix])
+        key = log_key(tried)
+        if key == current:
             continue
-        known = next((r for seen, r in done if seen == tried), None)
-        tried_bills = None if known else costs(tried, tokens, [first])
-        tried_cost = known.cost_usd[first] if known else tried_bills.total(first)
+        found = lookup(key)
+        tried_bills = None if found else replayer.costs(tried, [first])
+        tried_cost = found.cost_usd[first] if found else tried_bills.total(first)
         if tried_cost < cost - SAVED_USD:
-            kept, fixed, cost, fixed_bills = kept + [fix.name], tried, tried_cost, tried_bills
+            kept, fixed, current, cost, fixed_bills = kept + [fix.name], tried, key, tried_cost, tried_bills
     if len(kept) > 1:
         does = "the fixes that lower the bill together, in order: " + ", ".join(kept)
-        replayed = None
-        if fixed_bills is not None:  # billed at the first provider already: the rest only
-            diagnosis, others = replay(fixed, tokens, name, model_keys[1:], explain=False, provider=provider)
-            replayed = diagnosis, Costs({**fixed_bills.bills, **others.bills})
-        results.append(result("all", does, fixed, replayed))
+        found = lookup(current)
+        if found is None and fixed_bills is not None:  # billed at the first provider already: the rest only
+            diagnosis, others = replayer.replay(fixed, model_keys[1:], explain=False)
+            found = numbers(diagnosis, Costs({**fixed_bills.bills, **others.bills}), model_keys)
+        elif found is None:
+            found = numbers(*replayer.replay(fixed, model_keys, explain=False), model_keys)
+        results.append(replace(found, name="all", does=does))
     return results
 
 
-def cached_share(bills) -> float:
-    """Share of the billed prompt tokens read from cache."""
-    read = sum(b.usage.cache_read_tokens for b in bills)
-    total = sum(b.usage.input_tokens + b.usage.cache_write_tokens + b.usage.cache_read_tokens for b in bills)
-    return read / total if total else 0.0
+def log_keys(records: list[Record] | Reread, logs: Sequence[Fixed]) -> list:
+    """What tells the log and each fixed log apart: each log itself when held in memory (compared record by record;
+    the records a fix leaves alone are the same objects), else a digest of its records, all rewritten in one reading
+    of the file."""
+    if isinstance(records, list):
+        return [records] + [log.held() for log in logs]
+    return log_digests(records, [[]] + [list(log.fixes) for log in logs])
+
+
+def log_key(log: Fixed):
+    return log.held() if log.in_memory else log_digest(log)
+
+
+def log_digests(records: Iterable[Record], chains: Sequence[Sequence[Fix]]) -> list[int]:
+    """A digest of each fixed log (the log with a chain of fixes applied), all rewritten in one reading of the log:
+    two logs with one digest hold the same records."""
+    rewrites = [[fix.start(Fixed(records, chain[:k])) for k, fix in enumerate(chain)] for chain in chains]
+    digests = [0] * len(chains)
+    for record in records:
+        plain = _hash(record)
+        for c, chain in enumerate(rewrites):
+            fixed = record
+            for rewrite in chain:
+                fixed = rewrite(fixed)
+            digests[c] = hash((digests[c], plain if fixed is record else _hash(fixed)))
+    return digests
+
+
+def _hash(record: Record) -> int:
+    try:
+        return hash(record)
+    except TypeError:  # a field logged as a JSON object (a prompt_cache_key that is not a string, say)
+        return hash(repr(record))
+
+
+def log_digest(records: Iterable[Record]) -> int:
+    return log_digests(records, [[]])[0]
 
 
 TIKTOKEN_ENCODINGS = ("o200k_base", "cl100k_base")  # OpenAI's: with the `doctor` extra, counts closer to OpenAI's

@@ -1,9 +1,12 @@
-"""`python -m workbook.doctor LOG [--provider KEY ...] [--top N] [--json] [--request LINE] [--html PATH]`: diagnose a log.
+"""`python -m workbook.doctor LOG [--provider KEY ...] [--top N] [--json] [--request LINE] [--html PATH]
+[--workers N] [--dask ADDRESS]`: diagnose a log.
 
 Prints, per cause, the first request it broke and the worst ones (line, time, part, the two texts side by side,
 tokens lost), then the totals, what the log costs at each provider and what each fix would save. `--json` prints
 the same as JSON for machines, `--request LINE` one request in full; `--html` also writes a self-contained page.
 Bad input prints its message to stderr and exits with status 2. The output may be piped (`| head`, `| less`).
+`--dask ADDRESS` runs every pass sharded by call type on the Dask scheduler at ADDRESS (`local`: a cluster of
+this machine's cores), with the `scale` extra installed; the report is the same.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Sequence
 
@@ -40,6 +44,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default=None, metavar="NAME",
                    help=f"a shipped tokenizer, a checkpoint folder, a cached hub name, or a tiktoken encoding such "
                         f"as o200k_base (default: {DEFAULT_TOKENIZER})")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes that replay the fixed logs (default: every core for a long log)")
+    p.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="run sharded by call type on this Dask scheduler ('local': a cluster on this machine)")
     return p
 
 
@@ -49,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.top < 1:
             raise WorkbookError(f"--top takes a number of requests, 1 or more, not {args.top}.")
-        report = diagnose(args.log, provider=args.provider or [DEFAULT_PROVIDER], tokenizer=args.tokenizer)
+        with dask_client(args.dask) as scheduler:
+            report = diagnose(args.log, provider=args.provider or [DEFAULT_PROVIDER], tokenizer=args.tokenizer,
+                              workers=args.workers, scheduler=scheduler)
         if args.json:
             text = json.dumps(as_json(report, args.log, args.top), ensure_ascii=False, indent=1)
         elif args.request is not None:
@@ -69,6 +79,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         emit(f"\nHTML report written to {path}")
     return 0
+
+
+@contextmanager
+def dask_client(address: str | None):
+    """A Dask client for `--dask` (None without it): connected to the scheduler at `address`, or to a cluster of
+    worker processes started on this machine for 'local'."""
+    if address is None:
+        yield None
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise WorkbookError("--dask needs Dask: pip install -e '.[scale]'.") from None
+    if address == "local":
+        with LocalCluster(dashboard_address=":0") as cluster, Client(cluster) as client:
+            yield client
+    else:
+        with Client(address) as client:
+            yield client
 
 
 def emit(text: str) -> bool:

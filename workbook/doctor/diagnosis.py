@@ -196,10 +196,14 @@ def instruction_lines(record: Record) -> dict[str, int]:
     """The lines of a request's instructions (tools, system prompt; for a rendered prompt every line but the last),
     each with its length: what a call type's requests have in common."""
     if record.shape == "prompt":
-        texts = record.parts[0].text.rstrip("\n").split("\n")[:-1]
-    else:
-        texts = [line for p in record.parts if not is_turn(p) for line in p.text.split("\n")]
-    return {line: len(line) + 1 for line in texts if line.strip()}
+        return lines_of((record.parts[0].text.rstrip("\n").rpartition("\n")[0],))
+    return lines_of(tuple(p.text for p in record.parts if not is_turn(p)))
+
+
+@lru_cache(maxsize=1024)  # a call type sends the same instructions again and again: each is split once
+def lines_of(texts: tuple[str, ...]) -> dict[str, int]:
+    """The non-blank lines of `texts`, each with its length (plus its newline). Shared: not to be changed."""
+    return {line: len(line) + 1 for text in texts for line in text.split("\n") if line.strip()}
 
 
 def same_template(a: dict[str, int], b: dict[str, int]) -> bool:
@@ -351,7 +355,8 @@ def finding(record: Record, ids: list[list[int]], stream: Stream, tokens: Tokens
     """Request `record` against its stream's candidates: the usable one sharing most tokens is its match, unless an
     unusable one shares more (then the reason it is unusable is the cause)."""
     keys = chained_keys(ids)
-    total, static = sum(map(len, ids)), static_tokens(record, ids, tokens)
+    total = sum(map(len, ids))
+    static = static_tokens(record, ids, tokens) if explain else 0  # only explanations count what is lost
     deepest = next((stream.by_key[k][0] for k in reversed(keys) if k in stream.by_key), None)
     candidates = list({id(s): s for s in [*stream.recent, *([deepest] if deepest else [])]}.values())
     base = dict(reported_cached=record.reported_cached, stream=stream.number, at_s=record.at_s,

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ..providers import MAX_BREAKPOINTS
 from .causes import is_turn, tool_name
@@ -41,11 +41,63 @@ STABLE_SHARE = 0.5  # a static line sent by at least this share of the requests 
 
 @dataclass(frozen=True)
 class Fix:
-    """A named rewrite of the whole log and what it does, in one sentence."""
+    """A named rewrite of the whole log and what it does, in one sentence. `start(log)` reads the log once if the fix
+    needs to know it whole (which lines vary, which model is most common) and returns the rewrite of one record, to be
+    fed the log's records in order: so a fix streams over a log of any size."""
 
     name: str
     does: str
-    apply: Callable[[Sequence[Record]], list[Record]]
+    start: Callable[[Iterable[Record]], Callable[[Record], Record]]
+    stateless: bool = True  # its rewrite of a record depends on that record alone, so it can be used again
+
+    def apply(self, records: Iterable[Record]) -> list[Record]:
+        """The whole log, fixed (`records` is read twice by a fix that must know it whole)."""
+        return applied(self.start)(records)
+
+
+def applied(start: Callable[[Iterable[Record]], Callable[[Record], Record]]) -> Callable[[Iterable[Record]], list]:
+    """A fix's `start` as a function from a log to the fixed log."""
+    def apply(records: Iterable[Record]) -> list[Record]:
+        rewrite = start(records)
+        return [rewrite(r) for r in records]
+
+    return apply
+
+
+class Fixed:
+    """A log with fixes applied in order. Over a log held in memory (a list, or a `Fixed` of one) the fixed log is
+    rewritten once and held too, sharing the records the fixes leave alone; over a file (`logs.Reread`) it is
+    rewritten afresh on each reading, never held whole."""
+
+    def __init__(self, log: Iterable[Record], fixes: Sequence[Fix] = ()):
+        self.log, self.fixes = log, tuple(fixes)
+        self._held: list[Record] | None = None
+        self._rewrites: list[Callable[[Record], Record]] | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.log, list) or (isinstance(self.log, Fixed) and self.log.in_memory)
+
+    def held(self) -> list[Record]:
+        """The fixed log as a list (made once)."""
+        if self._held is None:
+            log = self.log
+            for fix in self.fixes:
+                log = fix.apply(log)
+            self._held = list(log)
+        return self._held
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.held()) if self.in_memory else self._rewritten()
+
+    def _rewritten(self) -> Iterator[Record]:
+        rewrites = self._rewrites or [fix.start(Fixed(self.log, self.fixes[:k])) for k, fix in enumerate(self.fixes)]
+        if all(fix.stateless for fix in self.fixes):
+            self._rewrites = rewrites  # started once: a fix that reads the whole log first does so once
+        for record in self.log:
+            for rewrite in rewrites:
+                record = rewrite(record)
+            yield record
 
 
 def last_message(parts: Sequence[Part]) -> int | None:
@@ -60,16 +112,19 @@ def static_indices(record: Record) -> list[int]:
             or (p.kind == "message" and not is_turn(p))]
 
 
-def volatile_lines(records: Sequence[Record]) -> set[str]:
+def volatile_lines(records: Iterable[Record]) -> set[str]:
     """Static lines that only a minority of requests send: they change from request to request."""
-    counts = Counter(line for r in records for k in static_indices(r) for line in set(r.parts[k].text.split("\n")))
-    return {line for line, n in counts.items() if line.strip() and n < STABLE_SHARE * len(records)}
+    counts, n = Counter(), 0
+    for r in records:
+        counts.update(set(line for k in static_indices(r) for line in r.parts[k].text.split("\n")))
+        n += 1
+    return {line for line, count in counts.items() if line.strip() and count < STABLE_SHARE * n}
 
 
-def static_first(records: Sequence[Record]) -> list[Record]:
+def start_static_first(records: Iterable[Record]) -> Callable[[Record], Record]:
     """Move volatile static lines to the end of the request (the last message, or the prompt's last line)."""
     volatile = volatile_lines(records)
-    return [_move_lines(r, volatile) for r in records]
+    return lambda r: _move_lines(r, volatile)
 
 
 def _move_lines(record: Record, volatile: set[str]) -> Record:
@@ -87,18 +142,20 @@ def _move_lines(record: Record, volatile: set[str]) -> Record:
         return with_parts(record, parts)
     last = last_message(parts)
     if moved and last is not None:
-        parts[last] = replace(parts[last], text=parts[last].text + "\n" + "\n".join(moved))  # the newlines they had
+        parts[last] = with_text(parts[last], parts[last].text + "\n" + "\n".join(moved))  # the newlines they had
     return with_parts(record, parts)
 
 
-def _rewrite_tools(records: Sequence[Record], rewrite: Callable[[list], list]) -> list[Record]:
-    @lru_cache(maxsize=1024)  # logs repeat their tool lists: each distinct one is rewritten once
-    def rewritten(text: str) -> str:
-        tools = _json(text)
-        return json.dumps(rewrite(tools), ensure_ascii=False, sort_keys=True) if isinstance(tools, list) else text
+def _tools_rewrite(rewrite: Callable[[list], list]) -> Callable[[Iterable[Record]], Callable[[Record], Record]]:
+    def start(records: Iterable[Record]) -> Callable[[Record], Record]:
+        @lru_cache(maxsize=1024)  # logs repeat their tool lists: each distinct one is rewritten once
+        def rewritten(text: str) -> str:
+            tools = _json(text)
+            return json.dumps(rewrite(tools), ensure_ascii=False, sort_keys=True) if isinstance(tools, list) else text
 
-    return [with_parts(r, [with_text(p, rewritten(p.text)) if p.kind == "tools" else p for p in r.parts])
-            for r in records]
+        return lambda r: with_parts(r, [with_text(p, rewritten(p.text)) if p.kind == "tools" else p for p in r.parts])
+
+    return start
 
 
 def _json(text: str):
@@ -109,14 +166,9 @@ def _json(text: str):
         return None
 
 
-def sorted_json_keys(records: Sequence[Record]) -> list[Record]:
-    """Serialise every tool list with sorted keys."""
-    return _rewrite_tools(records, lambda tools: tools)
-
-
-def sorted_tool_arguments(records: Sequence[Record]) -> list[Record]:
+def start_sorted_tool_arguments(records: Iterable[Record]) -> Callable[[Record], Record]:
     """Every tool call's arguments (a `name(arguments)` part) written with sorted keys where they are a JSON object."""
-    return [with_parts(r, [_sorted_call(p) if p.kind == "tool_call" else p for p in r.parts]) for r in records]
+    return lambda r: with_parts(r, [_sorted_call(p) if p.kind == "tool_call" else p for p in r.parts])
 
 
 def _sorted_call(part: Part) -> Part:
@@ -125,11 +177,6 @@ def _sorted_call(part: Part) -> Part:
     if not isinstance(value, dict):
         return part
     return with_text(part, f"{name}({json.dumps(value, ensure_ascii=False, sort_keys=True)})")
-
-
-def pinned_tool_order(records: Sequence[Record]) -> list[Record]:
-    """Sort every tool list by tool name (and its keys); a cache_control inside the list moves onto the last tool."""
-    return _rewrite_tools(records, sort_tools)
 
 
 def sort_tools(tools: list) -> list:
@@ -143,76 +190,94 @@ def sort_tools(tools: list) -> list:
     return tools
 
 
-def stable_seams(records: Sequence[Record]) -> list[Record]:
+def start_stable_seams(records: Iterable[Record]) -> Callable[[Record], Record]:
     """Whitespace ending a part moves to the start of the next, so a part's last token cannot merge with new text."""
-    out = []
-    for r in records:
-        parts = list(r.parts)
-        for k in range(len(parts) - 1):
-            text = parts[k].text
-            trailing = text[len(text.rstrip(" \t")):]
-            if trailing:
-                parts[k] = replace(parts[k], text=text[:len(text) - len(trailing)])
-                parts[k + 1] = replace(parts[k + 1], text=trailing + parts[k + 1].text)
-        out.append(with_parts(r, parts))
-    return out
+    return _seams
 
 
-def two_breakpoints(records: Sequence[Record]) -> list[Record]:
+def _seams(r: Record) -> Record:
+    parts = list(r.parts)
+    for k in range(len(parts) - 1):
+        text = parts[k].text
+        trailing = text[len(text.rstrip(" \t")):]
+        if trailing:
+            parts[k] = with_text(parts[k], text[:len(text) - len(trailing)])
+            parts[k + 1] = with_text(parts[k + 1], trailing + parts[k + 1].text)
+    return with_parts(r, parts)
+
+
+def start_two_breakpoints(records: Iterable[Record]) -> Callable[[Record], Record]:
     """Anthropic: a breakpoint on the last static part and on the newest message; no other. A rendered prompt is one
     part, with nothing static to mark apart, so it is left as it is."""
-    out = []
-    for r in records:
-        if r.shape == "prompt":
-            out.append(r)
-            continue
-        last = last_message(r.parts)
-        static_end = (last if last is not None else len(r.parts)) - 1
-        marked = {k for k in (static_end, last) if k is not None and k >= 0}
-        parts = [with_mark(p, "5m" if k in marked else None) for k, p in enumerate(r.parts)]
-        out.append(with_parts(r, parts))
-    return out
+    return _two_breakpoints
 
 
-def breakpoint_limits(records: Sequence[Record]) -> list[Record]:
+def _two_breakpoints(r: Record) -> Record:
+    if r.shape == "prompt":
+        return r
+    last = last_message(r.parts)
+    static_end = (last if last is not None else len(r.parts)) - 1
+    marked = {k for k in (static_end, last) if k is not None and k >= 0}
+    return with_parts(r, [with_mark(p, "5m" if k in marked else None) for k, p in enumerate(r.parts)])
+
+
+def start_breakpoint_limits(records: Iterable[Record]) -> Callable[[Record], Record]:
     """Anthropic: at most `MAX_BREAKPOINTS` breakpoints (the first three and the last kept), and a 1-hour one after
     a 5-minute one shortened to 5 minutes, so the API accepts the request."""
-    out = []
-    for r in records:
-        marked = [k for k, p in enumerate(r.parts) if p.cache_control]
-        keep = set(marked[:MAX_BREAKPOINTS - 1] + marked[-1:])
-        parts, short = [], False
-        for k, p in enumerate(r.parts):
-            control = p.cache_control if k in keep else None
-            short = short or control == "5m"
-            parts.append(with_mark(p, "5m" if short and control else control))
-        out.append(with_parts(r, parts))
-    return out
+    return _limited
 
 
-def one_hour_ttl(records: Sequence[Record]) -> list[Record]:
+def _limited(r: Record) -> Record:
+    marked = [k for k, p in enumerate(r.parts) if p.cache_control]
+    keep = set(marked[:MAX_BREAKPOINTS - 1] + marked[-1:])
+    parts, short = [], False
+    for k, p in enumerate(r.parts):
+        control = p.cache_control if k in keep else None
+        short = short or control == "5m"
+        parts.append(with_mark(p, "5m" if short and control else control))
+    return with_parts(r, parts)
+
+
+def start_one_hour_ttl(records: Iterable[Record]) -> Callable[[Record], Record]:
     """Anthropic: every breakpoint asks for the 1-hour lifetime (its writes cost more; reads survive long pauses)."""
-    return [with_parts(r, [with_mark(p, "1h") if p.cache_control else p for p in r.parts]) for r in records]
+    return lambda r: with_parts(r, [with_mark(p, "1h") if p.cache_control else p for p in r.parts])
 
 
-def stable_cache_key(records: Sequence[Record]) -> list[Record]:
+def start_stable_cache_key(records: Iterable[Record]) -> Callable[[Record], Record]:
     """OpenAI: one prompt_cache_key per call type (`diagnosis.Streams`) where the log sends one per request. Assumed:
     the log does not say which user or conversation a request belongs to, so the call type stands in for it."""
     streams = Streams()
-    out = []
-    for r in records:
+
+    def rewrite(r: Record) -> Record:
         key = f"call-type-{streams.of(r).number}" if r.cache_key else None  # only requests that send a key count
-        out.append(replace(r, cache_key=key) if key and key != r.cache_key else r)
-    return out
+        return changed(r, cache_key=key) if key and key != r.cache_key else r
+
+    return rewrite
 
 
-def pinned_model(records: Sequence[Record]) -> list[Record]:
+def start_pinned_model(records: Iterable[Record]) -> Callable[[Record], Record]:
     """Every request sent to the log's most common model, so a fallback does not start on a cold cache."""
     models = Counter(r.model for r in records if r.model)
     if not models:
-        return list(records)
+        return lambda r: r
     model = models.most_common(1)[0][0]
-    return [replace(r, model=model) if r.model and r.model != model else r for r in records]
+    return lambda r: changed(r, model=model) if r.model and r.model != model else r
+
+
+start_sorted_json_keys = _tools_rewrite(lambda tools: tools)  # every tool list serialised with sorted keys
+start_pinned_tool_order = _tools_rewrite(sort_tools)  # the tools sorted by name, cache_control on the last one
+
+# Each fix as a function from a whole log (a list of records) to the fixed log.
+static_first = applied(start_static_first)
+sorted_json_keys = applied(start_sorted_json_keys)
+sorted_tool_arguments = applied(start_sorted_tool_arguments)
+pinned_tool_order = applied(start_pinned_tool_order)
+stable_seams = applied(start_stable_seams)
+two_breakpoints = applied(start_two_breakpoints)
+breakpoint_limits = applied(start_breakpoint_limits)
+one_hour_ttl = applied(start_one_hour_ttl)
+stable_cache_key = applied(start_stable_cache_key)
+pinned_model = applied(start_pinned_model)
 
 
 def with_parts(record: Record, parts: Sequence[Part]) -> Record:
@@ -220,28 +285,37 @@ def with_parts(record: Record, parts: Sequence[Part]) -> Record:
     comparing logs stops at the first copy)."""
     if len(parts) == len(record.parts) and all(p is q for p, q in zip(parts, record.parts)):
         return record
-    return replace(record, parts=tuple(parts))
+    return changed(record, parts=tuple(parts))
 
 
 def with_text(part: Part, text: str) -> Part:
-    return part if text == part.text else replace(part, text=text)
+    return part if text == part.text else Part(part.kind, text, part.role, part.cache_control)
 
 
 def with_mark(part: Part, cache_control: str | None) -> Part:
-    return part if cache_control == part.cache_control else replace(part, cache_control=cache_control)
+    return part if cache_control == part.cache_control else Part(part.kind, part.text, part.role, cache_control)
+
+
+def changed(record: Record, **fields) -> Record:
+    """`dataclasses.replace(record, **fields)` at under half its cost (a fix copies thousands of records): the same
+    fields, copied without running `__init__` again (a `Record` checks nothing on creation)."""
+    copy = object.__new__(Record)
+    copy.__dict__.update(record.__dict__, **fields)
+    return copy
 
 
 FIXES = [
     Fix("static_first", "move instruction lines that change per request to the end of the request",
-        static_first),
-    Fix("sorted_json_keys", "serialise the tool list with sorted keys", sorted_json_keys),
-    Fix("sorted_tool_arguments", "send tool-call arguments back with sorted keys", sorted_tool_arguments),
-    Fix("pinned_tool_order", "sort the tools by name", pinned_tool_order),
-    Fix("stable_seams", "end static parts without trailing whitespace", stable_seams),
+        start_static_first),
+    Fix("sorted_json_keys", "serialise the tool list with sorted keys", start_sorted_json_keys),
+    Fix("sorted_tool_arguments", "send tool-call arguments back with sorted keys", start_sorted_tool_arguments),
+    Fix("pinned_tool_order", "sort the tools by name", start_pinned_tool_order),
+    Fix("stable_seams", "end static parts without trailing whitespace", start_stable_seams),
     Fix("breakpoints", "Anthropic: breakpoints at the end of the static region and on the newest message",
-        two_breakpoints),
-    Fix("breakpoint_limits", "Anthropic: at most four breakpoints, 1-hour ones first", breakpoint_limits),
-    Fix("one_hour_ttl", "Anthropic: the 1-hour cache lifetime on every breakpoint", one_hour_ttl),
-    Fix("stable_cache_key", "OpenAI: one prompt_cache_key per call type, not one per request", stable_cache_key),
-    Fix("pinned_model", "send every request to the log's main model (a fallback's cache is its own)", pinned_model),
+        start_two_breakpoints),
+    Fix("breakpoint_limits", "Anthropic: at most four breakpoints, 1-hour ones first", start_breakpoint_limits),
+    Fix("one_hour_ttl", "Anthropic: the 1-hour cache lifetime on every breakpoint", start_one_hour_ttl),
+    Fix("stable_cache_key", "OpenAI: one prompt_cache_key per call type, not one per request", start_stable_cache_key,
+        stateless=False),
+    Fix("pinned_model", "send every request to the log's main model (a fallback's cache is its own)", start_pinned_model),
 ]

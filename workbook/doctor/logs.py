@@ -37,7 +37,7 @@ from typing import Iterable, Iterator
 from .parts import LogError, Part, chat_parts, gemini_parts, responses_parts
 from .proxies import unwrap
 
-__all__ = ["LogError", "Record", "iter_items", "iter_records", "read_log", "record"]
+__all__ = ["LogError", "Record", "Reread", "iter_items", "iter_records", "read_log", "record"]
 
 COMPRESSED = {".gz": gzip.open, ".xz": lzma.open}  # read line by line as they decompress
 ANTHROPIC_BLOCKS = {"tool_use", "tool_result", "thinking", "redacted_thinking"}
@@ -70,6 +70,21 @@ def read_log(source: str | Path | Iterable[dict | str]) -> list[Record]:
     return list(iter_records(source))
 
 
+class Reread:
+    """A log file read afresh each time it is iterated: passes over a log too big to hold in memory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter_records(self.path)
+
+
+def is_file(source) -> bool:
+    """Whether `source` names a log file (rather than holding requests)."""
+    return isinstance(source, Path) or (isinstance(source, str) and source.endswith((".jsonl", ".json", *COMPRESSED)))
+
+
 def iter_records(source: str | Path | Iterable[dict | str]) -> Iterator[Record]:
     """Records, one at a time, from a JSONL path, a JSON list of prompts, or an iterable of request dicts or prompt
     strings; times become seconds after the first record's timestamp."""
@@ -91,7 +106,7 @@ def iter_records(source: str | Path | Iterable[dict | str]) -> Iterator[Record]:
 
 def iter_items(source: str | Path | Iterable[dict | str]) -> Iterator[tuple[int, dict | str]]:
     """(line, request as logged) for each request of a log, one at a time, before any reading of its shape."""
-    if isinstance(source, Path) or (isinstance(source, str) and source.endswith((".jsonl", ".json", *COMPRESSED))):
+    if is_file(source):
         return _file_items(Path(source))
     if isinstance(source, str):
         raise LogError(f"{source!r} is not a .jsonl or .json file. Give a path, or a list of requests.")

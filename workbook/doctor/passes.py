@@ -1,0 +1,114 @@
+"""Replaying logs for the report: the log as it is and each fixed log, diagnosed and billed, here or in workers.
+
+A `Replayer` replays one log after another in this process (`diagnosis.replay`). `Forked` replays the fixed logs
+the doctor prices (each fix alone) in worker processes started by fork: they inherit the log, the tokenizer and its
+caches without a copy, replay while this process diagnoses the log as it is, and each sends back a few numbers
+(`FixResult`). Where fork is missing (Windows) `Forked` replays here. `sharded.Sharded` replays on Dask instead.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .diagnosis import Costs, Diagnosis, Tokens, costs, replay
+from .logs import Record
+
+PARALLEL_FROM = 2_000  # requests in a log from which `Forked` pays for its workers' start (about 50 ms each)
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """One fix applied to the whole log: the hit rate and dollars it would give, and the share of prompt tokens the
+    first provider's simulator reads from cache after it."""
+
+    name: str
+    does: str
+    hit_rate: float
+    cost_usd: dict[str, float]  # model key -> the log's total after the fix
+    cached_share: float = 0.0
+
+
+def cached_share(bills) -> float:
+    """Share of the billed prompt tokens read from cache."""
+    read = sum(b.usage.cache_read_tokens for b in bills)
+    total = sum(b.usage.input_tokens + b.usage.cache_write_tokens + b.usage.cache_read_tokens for b in bills)
+    return read / total if total else 0.0
+
+
+def numbers(diagnosis: Diagnosis, billed: Costs, model_keys: Sequence[str]) -> FixResult:
+    """What a replayed log gave, as a fix's result (named by the caller)."""
+    return FixResult("", "", diagnosis.hit_rate, {key: billed.total(key) for key in model_keys},
+                     cached_share(billed.bills[model_keys[0]]))
+
+
+class Replayer:
+    """Replays logs in this process: `tokens` counts, `provider` decides the lifetimes of records that do not say
+    whose they are."""
+
+    def __init__(self, tokens: Tokens, tokenizer_name: str, provider: str):
+        self.tokens, self.tokenizer_name, self.provider = tokens, tokenizer_name, provider
+
+    def replay(self, log: Iterable[Record], model_keys: Sequence[str], explain: bool = True) -> tuple[Diagnosis, Costs]:
+        return replay(log, self.tokens, self.tokenizer_name, model_keys, explain=explain, provider=self.provider)
+
+    def costs(self, log: Iterable[Record], model_keys: Sequence[str]) -> Costs:
+        return costs(log, self.tokens, model_keys)
+
+    def start(self, logs: Sequence[Iterable[Record]], model_keys: Sequence[str]) -> Pending:
+        """Begin replaying each of `logs` (without explanations); `Pending.results` gives each one's numbers."""
+        return Pending(lambda: [numbers(*self.replay(log, model_keys, explain=False), model_keys) for log in logs])
+
+
+class Pending:
+    """Replays under way; `results()` waits for them."""
+
+    def __init__(self, finish):
+        self.finish = finish
+
+    def results(self) -> list[FixResult]:
+        return self.finish()
+
+
+class Forked(Replayer):
+    """A `Replayer` whose `start` replays each log in one of `workers` forked processes."""
+
+    def __init__(self, tokens: Tokens, tokenizer_name: str, provider: str, workers: int):
+        super().__init__(tokens, tokenizer_name, provider)
+        self.workers = workers
+
+    def start(self, logs: Sequence[Iterable[Record]], model_keys: Sequence[str]) -> Pending:
+        if self.workers < 2 or not logs or "fork" not in multiprocessing.get_all_start_methods():
+            return super().start(logs, model_keys)
+        global _FORKED
+        _FORKED = (self, list(logs), list(model_keys))  # what each worker inherits when it is forked
+        pool = ProcessPoolExecutor(min(self.workers, len(logs)), mp_context=multiprocessing.get_context("fork"))
+        futures = [pool.submit(_replay_one, k) for k in range(len(logs))]
+
+        def finish() -> list[FixResult]:
+            global _FORKED
+            try:
+                return [future.result() for future in futures]
+            finally:
+                pool.shutdown()
+                _FORKED = None
+
+        return Pending(finish)
+
+
+_FORKED: tuple | None = None  # (replayer, logs, model keys), set in the parent just before its workers fork
+
+
+def _replay_one(k: int) -> FixResult:
+    """In a worker: replay the `k`-th log it inherited."""
+    replayer, logs, model_keys = _FORKED
+    return numbers(*replayer.replay(logs[k], model_keys, explain=False), model_keys)
+
+
+def default_workers(log: Iterable[Record]) -> int:
+    """Every core for a long log (`PARALLEL_FROM` requests, or one read from its file again per pass), else one."""
+    short = isinstance(log, (list, tuple)) and len(log) < PARALLEL_FROM
+    return 1 if short else (os.cpu_count() or 1)
