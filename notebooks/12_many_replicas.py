@@ -264,13 +264,16 @@ figure.update_layout(title=f"p99 time to first token, one tenant sending {HOT:.0
 figure.show()
 
 # %%
-mid, big = SIZES[1], SIZES[-1]
-assert sweep["cache_aware", mid].ttft_p99_s < sweep["round_robin", mid].ttft_p99_s
-assert sweep["round_robin", SIZES[0]].ttft_p99_s < sweep["cache_aware", SIZES[0]].ttft_p99_s
-print(f"At {mid} replicas cache-aware routing hits {sweep['cache_aware', mid].hit_rate:.1%} against round robin's "
-      f"{sweep['round_robin', mid].hit_rate:.1%}, and its p99 first token comes "
-      f"{sweep['round_robin', mid].ttft_p99_s / sweep['cache_aware', mid].ttft_p99_s:.1f}x sooner: the hits are "
-      f"prefill not done. At {SIZES[0]} round robin still hits often and its tail is the shorter one.")
+big = SIZES[-1]
+shorter = [n for n in SIZES if sweep["cache_aware", n].ttft_p99_s < sweep["round_robin", n].ttft_p99_s]
+longer = [n for n in SIZES if n not in shorter]
+assert shorter and longer and max(shorter) < min(longer)
+pairs = ", ".join(f"{sweep['cache_aware', n].hit_rate:.0%} against {sweep['round_robin', n].hit_rate:.0%}"
+                  for n in SIZES)
+assert all(sweep["cache_aware", n].hit_rate > sweep["round_robin", n].hit_rate for n in SIZES)
+print(f"Cache-aware routing hits more than round robin at every size ({pairs}). Its p99 first token is shorter "
+      f"at {' and '.join(map(str, shorter))} replicas, where the hits are prefill not done, and longer at "
+      f"{' and '.join(map(str, longer))}, where the hot replica's queue outgrows them.")
 spilled = sweep["cache_aware", big].balanced_by_load
 assert sweep["consistent_hash", big].ttft_p99_s > 3 * sweep["round_robin", big].ttft_p99_s
 assert sweep["cache_aware", SIZES[0]].balanced_by_load == 0 < spilled
@@ -300,7 +303,7 @@ per_replica_rate = 1 / PER_REPLICA_GAP_S
 # One step of k hits lasts step_s + k * hit_s: at most 1 / hit_s hits a second, however large the batch.
 most_hits = 1 / hit_s
 crossover = most_hits / (HOT * per_replica_rate)
-assert SIZES[1] < crossover < SIZES[2]
+assert max(shorter) < crossover < min(longer)  # section 4's sweep turned between the same sizes
 print(f"A hit computes about {typical - shared:.0f} of its {typical:.0f} tokens: {hit_s * 1000:.1f} ms of prefill, "
       f"so one replica serves at most {most_hits:.0f} hits a second. The hot tenant sends {HOT:.0%} of "
       f"{per_replica_rate:.0f} requests a second per replica. Past {crossover:.0f} replicas its one replica cannot "

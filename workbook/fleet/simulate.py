@@ -8,8 +8,8 @@ one step's token budget; every request admitted in a step matches the tree as it
 A step lasts `Costs.step_s` plus `Costs.prefill_s_per_token` for each token it computes; a request's first
 token comes at the end of its step, and it leaves the replica `decode_s` later.
 
-The router sees what sglang-router sees: how many requests each replica has in flight, and (cache-aware)
-an approximate tree of the prompts it has sent to each. Policies: the router's `cache_aware`, `round_robin`
+The router sees what sglang-router sees: each replica's load (assumed here: the requests it routed there that
+have not finished) and, for cache-aware routing, an approximate tree of the prompts it has sent to each. Policies: the router's `cache_aware`, `round_robin`
 and `power_of_two` (as sglang-router 0.3.2 implements them, quoted below), `least_load`, and
 `consistent_hash` on the prompt's first tokens.
 """
@@ -35,7 +35,7 @@ POLICIES = ("cache_aware", "round_robin", "power_of_two", "least_load", "consist
 
 # sglang-router's cache-aware thresholds at their defaults (sglang_router 0.3.2, router_args.py: cache_threshold
 # 0.3, balance_abs_threshold 64, balance_rel_threshold 1.5; read 2026-12-06). What they mean, from the policy's
-# own comment (sgl-project/sglang, sgl-router/src/policies/cache_aware.rs, read 2026-12-06):
+# own comment (sgl-project/sglang, sgl-router/src/policies/cache_aware.rs at 026f853, read 2026-12-06):
 #   "A system is considered imbalanced if both conditions are met: 1. (max - min) > abs_threshold
 #    2. max > rel_threshold * min" -- then it routes to the worker with the fewest requests in flight; else
 #   "a. For each request, find the worker with the highest prefix match b. If match rate > cache_threshold:
@@ -54,12 +54,13 @@ def replica_cache(capacity_tokens: int, page_size: int) -> PrefixCache:
 
 @dataclass(frozen=True)
 class Costs:
-    """What a replica's time goes on. Defaults: our engine on the shipped `tiny` model, one CPU thread here
-    (697 ms cold for a 2,048-token prompt, DESIGN.md; about 20 ms a decode step)."""
+    """What a replica's time goes on. Defaults: our engine on the shipped `tiny` model, one CPU thread, on this
+    2-core VM: 697 ms cold for a 2,048-token prompt (DESIGN.md), and 5.3 ms between one request's tokens alone,
+    11.7 ms in a batch of 16 (`python -m workbook.bench serving`, data/benchmarks/)."""
 
     prefill_s_per_token: float = 0.34e-3
-    step_s: float = 0.02
-    decode_s: float = 0.08  # from a request's first token to its last (4 new tokens)
+    step_s: float = 0.01  # a step's cost beyond its prefill: one decode pass over the batch
+    decode_s: float = 0.03  # from a request's first token to its last: 3 more steps (4 new tokens)
 
 
 @dataclass
@@ -159,7 +160,8 @@ class LeastLoad:
 
 
 class PowerOfTwo:
-    """sglang-router's power_of_two (sgl-router/src/policies/power_of_two.rs, read 2026-12-06): two workers drawn
+    """sglang-router's power_of_two (sgl-project/sglang, sgl-router/src/policies/power_of_two.rs at 00b01f9, read
+    2026-12-06): two workers drawn
     at random, "if worker1.load() <= worker2.load()" the first, else the second."""
 
     def __init__(self, n: int, seed: int = 0, **_):
