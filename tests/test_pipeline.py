@@ -29,7 +29,7 @@ def test_unknown_stages_and_lessons_are_refused():
     with pytest.raises(WorkbookError, match="prefix"):
         pipeline_svg(["prefix", "vector database"])
     with pytest.raises(WorkbookError, match="lessons are"):
-        show_pipeline(12)
+        show_pipeline(13)
 
 
 def test_the_palette_becomes_plotlys_default_and_leaves_orange_and_blue_their_meaning():
