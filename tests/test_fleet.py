@@ -1,8 +1,9 @@
 """`workbook.fleet`: replicas of `python -m workbook.serve` behind a real router, on 127.0.0.1 only.
 
 The real run starts two replicas and, in turn, a round-robin and a cache-aware router in front of
-them (sglang-router, then vllm-router), and replays the same sequential workload (prefixes of its
-own per run) through each.
+them (sglang-router, then vllm-router), replays the same sequential workload (prefixes of its
+own per run) through each, and checks the simulator against it (tests/test_fleet_simulate.py checks it
+against the recorded 4-replica runs).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from workbook.errors import WorkbookError
 from workbook.fleet import Fleet, request_log, run_policy, workload
 from workbook.fleet.__main__ import main
 from workbook.fleet.processes import ROUTERS, free_port, start_router
+from workbook.fleet.simulate import simulate, tokenized
+from workbook.tokenizer import load_tokenizer
 from workbook.fleet.workload import Answer
 
 
@@ -90,3 +93,8 @@ def test_two_replicas_behind_a_real_router(router):
     # on each); cache-aware routing keeps requests where their prefix is (vllm-router 0.1.17 sent every request to
     # one replica when they came one at a time), so it misses less.
     assert reports["cache_aware"].hit_rate > reports["round_robin"].hit_rate
+    # The simulator on the same requests, sent one at a time: the same hit rate within a few points.
+    tok = load_tokenizer("tiny")
+    for policy, rep in reports.items():
+        bursts = tokenized(workload(policy, tenants=2, requests=12, burst=1), tok)
+        assert abs(simulate(bursts, 2, policy, capacity_tokens=4096).hit_rate - rep.hit_rate) < 0.05, policy
