@@ -47,7 +47,7 @@ import time
 import torch
 
 import workbook
-from workbook import Engine, PrefixCache, PriceSheet, Usage, cost, first_divergence, load_price_sheets
+from workbook import Engine, PagePool, PrefixCache, PriceSheet, Usage, cost, first_divergence, load_price_sheets
 from workbook.exercises.lesson4 import check_break_penalty, check_loadable_tokens, check_prompt_order
 from workbook.kv_memory import format_bytes, head_dim, kv_heads, kv_memory, load_configs
 from workbook.lessons.provider_bills import WARM_GAP_S, bill_both, careful_request, chat_request, provider_bills
@@ -180,7 +180,7 @@ def ttft_runs_ms(engine, warm, runs=3):
     return times
 
 
-timing_engine = Engine(model, tokenizer, PrefixCache(page_size=16, capacity_tokens=4096))
+timing_engine = Engine(model, tokenizer, PrefixCache(PagePool.for_tokens(4096, 16)))
 
 
 def cold_and_hit_ms():
@@ -217,7 +217,7 @@ ttft.widget
 # %%
 real_name = "smollm2-135m-instruct"
 real_engine = Engine(workbook.load_model(real_name), workbook.load_tokenizer(real_name),
-                     PrefixCache(page_size=16, capacity_tokens=2048))
+                     PrefixCache(PagePool.for_tokens(2048, 16)))
 support_request = chat(DEFAULT_SYSTEM_PROMPT, QUESTION_2)
 real_cold = real_engine.generate(support_request, max_new_tokens=32)
 real_hit = real_engine.generate(support_request, max_new_tokens=32)
@@ -490,7 +490,7 @@ driven_tree.set_pinned(False)
 # documentation says its caches are not shared between organisations.
 
 # %%
-shared_pool = Engine(model, tokenizer, PrefixCache(page_size=16, capacity_tokens=4096))
+shared_pool = Engine(model, tokenizer, PrefixCache(PagePool.for_tokens(4096, 16)))
 acme_1 = shared_pool.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_1), max_new_tokens=1, tenant="acme")
 globex_1 = shared_pool.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_1), max_new_tokens=1, tenant="globex")
 acme_2 = shared_pool.generate(chat(DEFAULT_SYSTEM_PROMPT, QUESTION_2), max_new_tokens=1, tenant="acme")

@@ -210,7 +210,7 @@ assert dated.divergence < 10 and dated.loaded == 0
 # right any more.
 
 # %%
-shift_engine = workbook.Engine(model, tokenizer, workbook.PrefixCache(page_size=16, capacity_tokens=4096))
+shift_engine = workbook.Engine(model, tokenizer, workbook.PrefixCache(workbook.PagePool.for_tokens(4096, 16)))
 static_ids = tokenizer.encode(DEFAULT_SYSTEM_PROMPT)
 question_ids = tokenizer.encode(" Can I return a bike a day early?")
 shift_engine.generate(static_ids + question_ids, max_new_tokens=1)

@@ -142,20 +142,23 @@ view = SpeculativeView(target, draft, tokenizer, DOC_PAGE, k=4, max_new_tokens=2
 view.widget
 
 # %% [markdown]
-# The same trace, from code. A verify pass writes rows for the pending token and every guess; the rollback
-# keeps the text so far plus the accepted guesses, so k − (accepted) rows go. The target's own new token has
-# no row yet: it is the next pass's pending token.
+# The same trace, from code. A speculative run is an ordinary request on the paged path every request takes
+# (lesson 9's server): it returns the usual `GenerationResult`, with the trace in `result.speculation`. A
+# verify pass writes rows for the pending token and every guess; the rollback (`truncate` on the request's
+# pages) keeps the text so far plus the accepted guesses, so k − (accepted) rows go. The target's own new
+# token has no row yet: it is the next pass's pending token.
 
 # %%
 result = view.state.result
-for i, step in enumerate(result.steps[:6]):
+trace = result.speculation
+for i, step in enumerate(trace.steps[:6]):
     guesses = " ".join(f"{tokenizer.token_texts([t])[0]!r}{'✓' if ok else '✗'}" for t, ok in zip(step.proposed, step.accepted))
     own = "bonus" if step.bonus else "correction"
     print(f"step {i + 1}: {guesses:48} {own} {tokenizer.token_texts([step.next_token])[0]!r:10} "
           f"target rows {step.target_rows_before}->{step.target_rows_after}, draft {step.draft_rows_before}->{step.draft_rows_after}")
     assert step.target_rows_before - step.target_rows_after == len(step.proposed) - step.n_accepted
-print(f"{len(result.tokens)} tokens from {len(result.steps)} target passes: {result.tokens_per_target_pass:.2f} per pass; "
-      f"{result.accepted} of {result.proposed} proposals accepted ({result.acceptance_rate:.0%})")
+print(f"{len(result.output_ids)} tokens from {len(trace.steps)} target passes: {trace.tokens_per_target_pass:.2f} per pass; "
+      f"{trace.accepted} of {trace.proposed} proposals accepted ({trace.acceptance_rate:.0%})")
 
 # %% [markdown]
 # ## 3. The output is exactly the target's
@@ -168,10 +171,10 @@ print(f"{len(result.tokens)} tokens from {len(result.steps)} target passes: {res
 # %%
 CHAT_PROMPT = tokenizer.encode_chat([{"role": "user", "content": "How do I read a file line by line?"}])
 for prompt in (doc_ids, CHAT_PROMPT):
-    alone = target_generate(target, prompt, max_new_tokens=32).tokens
+    alone = target_generate(target, prompt, max_new_tokens=32).output_ids
     for k in (1, 3, 6):
-        assert speculative_generate(target, draft, prompt, k=k, max_new_tokens=32).tokens == alone
-    assert speculative_generate(target, PromptLookupDrafter(), prompt, k=4, max_new_tokens=32).tokens == alone
+        assert speculative_generate(target, draft, prompt, k=k, max_new_tokens=32).output_ids == alone
+    assert speculative_generate(target, PromptLookupDrafter(), prompt, k=4, max_new_tokens=32).output_ids == alone
     print(f"same 32 tokens for k = 1, 3, 6 and prompt lookup: {tokenizer.decode(alone)[:70]!r}...")
 
 # %% [markdown]
@@ -208,10 +211,11 @@ print(f"P(accept) at this position = {kept.sum():.3f}; largest gap between the o
 
 # %%
 sampled = speculative_generate(target, draft, doc_ids, k=4, max_new_tokens=32, temperature=0.8, seed=1)
-assert len(sampled.tokens) == 32 and all(0 <= t < target.config.vocab_size for t in sampled.tokens)
-assert [t for s in sampled.steps for t in s.new_tokens] == sampled.tokens
-print(f"temperature 0.8: acceptance {sampled.acceptance_rate:.0%}, {sampled.tokens_per_target_pass:.2f} tokens per pass")
-print(repr(tokenizer.decode(sampled.tokens)))
+assert len(sampled.output_ids) == 32 and all(0 <= t < target.config.vocab_size for t in sampled.output_ids)
+assert [t for s in sampled.speculation.steps for t in s.new_tokens] == sampled.output_ids
+print(f"temperature 0.8: acceptance {sampled.speculation.acceptance_rate:.0%}, "
+      f"{sampled.speculation.tokens_per_target_pass:.2f} tokens per pass")
+print(repr(sampled.text))
 
 # %% [markdown]
 # ## 4. Acceptance and speedup against k
@@ -237,7 +241,7 @@ def timed_speculative(k):
     made = []
     timing = measure(lambda: made.append(speculative_generate(target, draft, doc_ids, k=k, max_new_tokens=NEW)),
                      warmup=1, repeats=3, device=target.device)
-    return timing.median_s, made[-1]  # greedy: every run makes the same trace
+    return timing.median_s, made[-1].speculation  # greedy: every run makes the same trace
 
 
 seconds, runs = {}, {}
@@ -322,15 +326,15 @@ quoting_ids = tokenizer.encode_chat(quoting_chat)
 lookup = PromptLookupDrafter(max_ngram=3)
 alone = target_generate(target, quoting_ids, NEW)
 copied = speculative_generate(target, lookup, quoting_ids, k=4, max_new_tokens=NEW)
-assert copied.tokens == alone.tokens  # exact here too
+assert copied.output_ids == alone.output_ids  # exact here too
 t_alone = measure(lambda: target_generate(target, quoting_ids, NEW), warmup=1, repeats=3, device=target.device).median_s
 t_lookup = measure(lambda: speculative_generate(target, lookup, quoting_ids, k=4, max_new_tokens=NEW),
                    warmup=1, repeats=3, device=target.device).median_s
-print(f"{len(quoting_ids)}-token prompt; the reply: {tokenizer.decode(alone.tokens)!r}")
+print(f"{len(quoting_ids)}-token prompt; the reply: {tokenizer.decode(alone.output_ids)!r}")
 print("the chat's text, to paste into the viewer's prompt:", tokenizer.decode(quoting_ids), sep="\n")
-print(f"prompt lookup, k = 4: {copied.acceptance_rate:.0%} of guesses accepted, {copied.tokens_per_target_pass:.2f} tokens "
-      f"per pass, {t_alone / t_lookup:.2f}x the speed of target only ({t_alone * 1e3:.0f} -> {t_lookup * 1e3:.0f} ms)")
-assert copied.tokens_per_target_pass > 1.5
+print(f"prompt lookup, k = 4: {copied.speculation.acceptance_rate:.0%} of guesses accepted, "
+      f"{copied.speculation.tokens_per_target_pass:.2f} tokens per pass, {t_alone / t_lookup:.2f}x the speed of target only ({t_alone * 1e3:.0f} -> {t_lookup * 1e3:.0f} ms)")
+assert copied.speculation.tokens_per_target_pass > 1.5
 
 # %% [markdown]
 # Where the reply copies, whole runs of guesses pass at once; where it writes something new (here, the name it
@@ -365,11 +369,12 @@ started = time.perf_counter()
 real_copied = speculative_generate(real_target, PromptLookupDrafter(max_ngram=3), edit_ids, k=4, max_new_tokens=40,
                                    eos_token_id=end)
 real_copied_s = time.perf_counter() - started
-assert real_copied.tokens == real_alone.tokens  # exact on the real model too
-assert real_copied.tokens_per_target_pass > 2
-print(f"the reply: {real_tokenizer.decode(real_alone.tokens)!r}")
-print(f"prompt lookup, k = 4: {real_copied.acceptance_rate:.0%} of guesses accepted, "
-      f"{real_copied.tokens_per_target_pass:.2f} tokens per pass; one run each: target only {real_alone_s * 1e3:,.0f} ms, "
+assert real_copied.output_ids == real_alone.output_ids  # exact on the real model too
+assert real_copied.speculation.tokens_per_target_pass > 2
+print(f"the reply: {real_tokenizer.decode(real_alone.output_ids)!r}")
+print(f"prompt lookup, k = 4: {real_copied.speculation.acceptance_rate:.0%} of guesses accepted, "
+      f"{real_copied.speculation.tokens_per_target_pass:.2f} tokens per pass; "
+      f"one run each: target only {real_alone_s * 1e3:,.0f} ms, "
       f"with lookup {real_copied_s * 1e3:,.0f} ms ({real_alone_s / real_copied_s:.2f}x)")
 
 # %% [markdown]

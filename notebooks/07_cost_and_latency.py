@@ -96,7 +96,7 @@ for row in measured:
 
 # %%
 n = LENGTHS[-1]
-check = Engine(model, tokenizer, workbook.PrefixCache(page_size=16, capacity_tokens=2048))
+check = Engine(model, tokenizer, workbook.PrefixCache(workbook.PagePool.for_tokens(2048, 16)))
 check.generate(text_ids[:n] + text_ids[n:n + 16], max_new_tokens=1)
 hit = check.generate(text_ids[:n] + text_ids[n + 16:n + 32], max_new_tokens=1)
 assert hit.usage.cache_read_tokens == n and hit.provenance.count("computed") == 16

@@ -50,7 +50,7 @@ import plotly.graph_objects as go
 import torch
 
 import workbook
-from workbook import Engine, PrefixCache, Server
+from workbook import Engine, PagePool, PrefixCache, Server
 from workbook.bench.serving import measure_decode, measure_mixed_load
 from workbook.bench.speculative import lesson_prompts
 from workbook.exercises.lesson9 import check_bytes_per_token, check_hardware_cost, check_shared_pages
@@ -210,7 +210,7 @@ print(f"With sharing, sixteen requests hold the system prompt's {prefix_pages} p
 # cached from earlier, then twelve requests on the system prompt:
 
 # %%
-small = PrefixCache(page_size=16, capacity_tokens=640)
+small = PrefixCache(PagePool.for_tokens(640, 16))
 busy = Server(model, tokenizer, small, max_running=12)
 busy.submit([rng.randrange(6, VOCAB) for _ in range(200)], max_new_tokens=1)  # a prefix nobody asks for again
 busy.run_until_done()
@@ -357,7 +357,7 @@ calculator.widget
 # %%
 prompts = lesson_prompts(tokenizer)[:3]
 quant = quantisation_rows(model, tokenizer, prompts, new_tokens=64)
-full_page = PrefixCache(16, 1024)
+full_page = PagePool.for_tokens(1024, 16)
 full_page.bind(model)
 print(f"{'format':>6} {'bytes/page':>10} {'of float32':>10} {'max |Δ logit|':>14} {'KL (nats)':>10} {'same tokens':>12}")
 for r in quant:
@@ -385,8 +385,8 @@ print(f"int8 kept {by_kind['int8'].agreement:.0%} of the greedy tokens, int4 {by
 # %%
 question = lesson_prompts(tokenizer)[0]
 for kind in ("int8", "int4"):
-    cold = Engine(model, tokenizer, PrefixCache(16, 1024, kv_dtype=kind)).generate(question, max_new_tokens=16)
-    warm = Engine(model, tokenizer, PrefixCache(16, 1024, kv_dtype=kind))
+    cold = Engine(model, tokenizer, PrefixCache(PagePool.for_tokens(1024, 16, kind))).generate(question, max_new_tokens=16)
+    warm = Engine(model, tokenizer, PrefixCache(PagePool.for_tokens(1024, 16, kind)))
     warm.generate(question, max_new_tokens=1)
     hit = warm.generate(question, max_new_tokens=16)
     assert hit.cached_tokens > 0 and hit.output_ids == cold.output_ids

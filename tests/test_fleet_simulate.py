@@ -195,3 +195,14 @@ def test_a_hot_tenant_takes_its_share_and_chats_grow_from_their_last_turn(tok):
             assert user not in last or ids[:len(last[user])] == last[user]  # the previous request is a prefix
             last[user] = ids
     assert len(last) == 3
+
+
+def test_the_benchmark_times_each_policy_and_fleet_size(capsys):
+    from workbook.bench.__main__ import main
+
+    payload = main(["fleet-sim", "--requests", "200", "--replicas", "4", "16", "--policies", "round_robin",
+                    "cache_aware", "--no-save"])
+    assert [(r["replicas"], r["policy"]) for r in payload["runs"]] == [
+        (4, "round_robin"), (4, "cache_aware"), (16, "round_robin"), (16, "cache_aware")]
+    assert all(r["cpu_s"] > 0 and 0 <= r["hit_rate"] <= 1 for r in payload["runs"])
+    assert "slowest replay" in capsys.readouterr().out

@@ -165,10 +165,10 @@ def test_every_entry_point_refuses_the_same_bad_ids_with_the_same_error(small_mo
 
 def test_a_request_that_fills_the_context_exactly_is_accepted_everywhere(small_model, small_tokenizer):
     ids = token_ids(1, 90, seed=3)[0].tolist()  # 90 + 7 - 1 = 96 positions: the last new token is never fed back
-    plain = target_generate(small_model, ids, max_new_tokens=7).tokens
+    plain = target_generate(small_model, ids, max_new_tokens=7).output_ids
     assert len(plain) == 7
     assert Engine(small_model, small_tokenizer).generate(ids, max_new_tokens=7, stop_at_eos=False).output_ids == plain
-    assert speculative_generate(small_model, small_model, ids, k=3, max_new_tokens=7).tokens == plain
+    assert speculative_generate(small_model, small_model, ids, k=3, max_new_tokens=7).output_ids == plain
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(

@@ -6,7 +6,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from workbook import CacheBudgetError, ContextLengthError, EmptyInputError, Engine, PrefixCache, WorkbookError
+from workbook import (CacheBudgetError, ContextLengthError, EmptyInputError, Engine, KVManager, PagePool, PrefixCache,
+                      WorkbookError)
+from workbook.paged_attention import BatchSlice, PagedBatch
 from workbook.prefix_cache import loadable_tokens
 
 VOCAB = 320
@@ -14,8 +16,9 @@ VOCAB = 320
 
 def snapshot(cache: PrefixCache):
     """Everything observable about a prefix cache, to check that a failed request changed nothing."""
-    return (cache.nodes(), cache.stats(), sorted(cache.free_pages),
-            None if cache.keys is None else (cache.keys.clone(), cache.values.clone()))
+    pool = cache.pool
+    return (cache.nodes(), cache.stats(), sorted(pool.free_pages),
+            None if pool.keys is None else (pool.keys.clone(), pool.values.clone()))
 
 
 def assert_same(a, b):
@@ -50,7 +53,7 @@ def prompt_families(draw):
 @given(family=prompt_families())
 def test_hits_give_the_same_logits_and_greedy_tokens_as_cold_runs(small_model, small_tokenizer, family):
     requests, page_size = family
-    cached = Engine(small_model, small_tokenizer, PrefixCache(page_size=page_size, capacity_tokens=4096))
+    cached = Engine(small_model, small_tokenizer, PrefixCache(PagePool.for_tokens(4096, page_size)))
     cold = Engine(small_model, small_tokenizer)
     for prompt in requests:
         hit = cached.generate(prompt, max_new_tokens=3, stop_at_eos=False)
@@ -65,7 +68,7 @@ def test_hits_give_the_same_logits_and_greedy_tokens_as_cold_runs(small_model, s
 
 
 def test_repeat_hits_every_full_page_but_the_one_holding_the_last_token(small_model, small_tokenizer):
-    engine = Engine(small_model, small_tokenizer, PrefixCache(page_size=16, capacity_tokens=1024))
+    engine = Engine(small_model, small_tokenizer, PrefixCache(PagePool.for_tokens(1024, 16)))
     prompt = ids(64, seed=1)
     first = engine.generate(prompt, max_new_tokens=2)
     assert (first.usage.cache_read_tokens, first.usage.cache_write_tokens, first.usage.input_tokens) == (0, 64, 0)
@@ -79,7 +82,7 @@ def test_repeat_hits_every_full_page_but_the_one_holding_the_last_token(small_mo
 
 
 def test_sampling_settings_never_change_a_hit(small_model, small_tokenizer):
-    engine = Engine(small_model, small_tokenizer, PrefixCache(page_size=8, capacity_tokens=512))
+    engine = Engine(small_model, small_tokenizer, PrefixCache(PagePool.for_tokens(512, 8)))
     prompt = ids(40, seed=2)
     engine.generate(prompt, max_new_tokens=1)
     hot = engine.generate(prompt, max_new_tokens=4, temperature=1.3, top_p=0.8, seed=5)
@@ -88,7 +91,7 @@ def test_sampling_settings_never_change_a_hit(small_model, small_tokenizer):
 
 
 def test_tenants_never_share_hits(small_model, small_tokenizer):
-    engine = Engine(small_model, small_tokenizer, PrefixCache(page_size=4, capacity_tokens=512))
+    engine = Engine(small_model, small_tokenizer, PrefixCache(PagePool.for_tokens(512, 4)))
     prompt = ids(30, seed=3)
     engine.generate(prompt, max_new_tokens=1, tenant="acme")
     assert engine.generate(prompt, max_new_tokens=1, tenant="globex").usage.cache_read_tokens == 0
@@ -119,7 +122,7 @@ def test_segments_are_joined_as_tokens_so_the_seam_never_retokenizes(small_model
     (dict(prompt=ids(70, 4)), CacheBudgetError),  # 4 pages of 16 > the 3-page budget
 ])
 def test_a_refused_request_leaves_the_cache_exactly_as_it_was(small_model, small_tokenizer, call, error):
-    engine = Engine(small_model, small_tokenizer, PrefixCache(page_size=16, capacity_tokens=48))
+    engine = Engine(small_model, small_tokenizer, PrefixCache(PagePool.for_tokens(48, 16)))
     engine.generate(ids(40, seed=5), max_new_tokens=2)
     before = snapshot(engine.prefix_cache)
     with pytest.raises(error):
@@ -129,71 +132,83 @@ def test_a_refused_request_leaves_the_cache_exactly_as_it_was(small_model, small
 
 def test_too_small_a_budget_is_refused_up_front():
     with pytest.raises(CacheBudgetError, match="no page"):
-        PrefixCache(page_size=16, capacity_tokens=8)
+        PagePool.for_tokens(8, 16)
+    with pytest.raises(WorkbookError, match="PagePool"):
+        PrefixCache(16)  # the old PrefixCache(page_size, capacity_tokens) call: the pool is built first now
 
 
 # ----- eviction, locks, and the pool going back to its baseline ------------------------------------
 
-def fill(model, prompt):
-    rows = model.new_cache(len(prompt))
-    model(torch.tensor([prompt]), cache=rows)
-    return rows
+def manager(model, page_size: int, capacity_tokens: int) -> KVManager:
+    """A K/V manager over a fresh pool for `model`, with a prefix cache on it."""
+    pool = PagePool.for_tokens(capacity_tokens, page_size)
+    pool.bind(model)
+    return KVManager(pool, PrefixCache(pool))
+
+
+def fill(kv: KVManager, model, prompt: list[int]) -> bool:
+    """Compute `prompt`'s rows on the paged path and publish its full pages, as a finished request does; False if no room."""
+    allocation = kv.admit(prompt, len(prompt))
+    if allocation is None:
+        return False
+    past = allocation.cached
+    model.forward_paged(PagedBatch(kv.pool, [BatchSlice(allocation.block_table, past, prompt[past:])]))
+    kv.publish(allocation, prompt)
+    kv.free(allocation)
+    return True
 
 
 def test_lru_evicts_the_least_recently_used_unlocked_leaf(small_model):
-    cache = PrefixCache(page_size=8, capacity_tokens=32)  # room for two 16-token prompts
-    cache.bind(small_model)
+    kv = manager(small_model, 8, 32)  # room for two 16-token prompts
+    cache = kv.prefix_cache
     a, b, c = ids(16, 10), ids(16, 11), ids(16, 12)
     for prompt in (a, b):
-        cache.insert(prompt, fill(small_model, prompt))
+        assert fill(kv, small_model, prompt)
     cache.match(a + [1])  # touch a, so b is now the least recently used
-    cache.insert(c, fill(small_model, c))
+    assert fill(kv, small_model, c)
     assert cache.match(a + [1]).length == 16 and cache.match(c + [1]).length == 16
     assert cache.match(b + [1]).length == 0
     assert cache.stats().evictions == 1 and cache.stats().evicted_tokens == 16
 
 
 def test_eviction_never_frees_a_locked_page(small_model):
-    cache = PrefixCache(page_size=8, capacity_tokens=32)
-    cache.bind(small_model)
+    kv = manager(small_model, 8, 32)
+    cache = kv.prefix_cache
     a, b = ids(16, 20), ids(16, 21)
-    rows_a = fill(small_model, a)
-    cache.insert(a, rows_a)
+    assert fill(kv, small_model, a)
     held = cache.match(a + [1])
     cache.lock(held.node)
-    pool_rows = cache.keys[:, :, held.pages].clone()
-    cache.insert(b, fill(small_model, b))
+    pool_rows = kv.pool.keys[:, :, held.pages].clone()
+    assert fill(kv, small_model, b)
     before = snapshot(cache)
-    with pytest.raises(CacheBudgetError):  # needs 4 pages; only b's 2 are free to take
-        cache.insert(ids(32, 22), fill(small_model, ids(32, 22)))
+    assert not fill(kv, small_model, ids(32, 22))  # needs 4 pages; only b's 2 can be had
     assert_same(snapshot(cache), before)
-    cache.insert(ids(16, 23), fill(small_model, ids(16, 23)))  # evicts b, never a
+    assert fill(kv, small_model, ids(16, 23))  # evicts b, never a
     assert cache.match(a + [1]).pages == held.pages
-    assert torch.equal(cache.keys[:, :, held.pages], pool_rows)
+    assert torch.equal(kv.pool.keys[:, :, held.pages], pool_rows)
     cache.unlock(held.node)
     assert all(not n.locked for n in cache.nodes())
+    kv.check()
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(st.tuples(st.integers(0, 5), st.integers(1, 40), st.booleans()), min_size=1, max_size=12))
 def test_random_inserts_under_pressure_keep_every_locked_path_intact(small_model, ops):
-    cache = PrefixCache(page_size=4, capacity_tokens=64)
-    cache.bind(small_model)
+    kv = manager(small_model, 4, 64)
+    cache = kv.prefix_cache
     bases = [ids(40, 100 + i) for i in range(6)]
     held = []
     for base, length, keep in ops:
         prompt = bases[base][:length] + ids(3, length)
-        try:
-            cache.insert(prompt, fill(small_model, prompt))
-        except CacheBudgetError:
-            pass
+        fill(kv, small_model, prompt)  # may find no room: then nothing changes
         match = cache.match(prompt)
         if keep and match.node is not None:
             cache.lock(match.node)
-            held.append((prompt, match, cache.keys[:, :, match.pages].clone()))
+            held.append((prompt, match, kv.pool.keys[:, :, match.pages].clone()))
         for p, m, rows in held:
             assert cache.match(p).pages[:len(m.pages)] == m.pages
-            assert torch.equal(cache.keys[:, :, m.pages], rows)
+            assert torch.equal(kv.pool.keys[:, :, m.pages], rows)
+        kv.check()
     for _, m, _ in held:
         cache.unlock(m.node)
     cache.clear()
@@ -201,29 +216,31 @@ def test_random_inserts_under_pressure_keep_every_locked_path_intact(small_model
 
 
 def test_pool_usage_returns_to_baseline(small_model, small_tokenizer):
-    engine = Engine(small_model, small_tokenizer, PrefixCache(page_size=4, capacity_tokens=256))
+    engine = Engine(small_model, small_tokenizer, PrefixCache(PagePool.for_tokens(256, 4)))
     for seed in range(5):
         engine.generate(ids(10, 1) + ids(12, seed), max_new_tokens=2)
     stats = engine.prefix_cache.stats()
-    assert stats.pages_in_use > 0 and stats.bytes_in_use == stats.pages_in_use * engine.prefix_cache.bytes_per_page()
+    assert stats.pages_in_use > 0 and stats.bytes_in_use == stats.pages_in_use * engine.prefix_cache.pool.bytes_per_page()
     assert all(not n.locked for n in engine.prefix_cache.nodes())
     engine.prefix_cache.clear()
     assert engine.prefix_cache.pages_in_use == 0 and engine.prefix_cache.nodes() == []
 
 
 def test_tree_view_shows_shared_prefixes_as_one_branch(small_model):
-    cache = PrefixCache(page_size=4, capacity_tokens=256)
-    cache.bind(small_model)
+    kv = manager(small_model, 4, 256)
+    cache = kv.prefix_cache
     shared = ids(8, 30)
     for tail in (ids(8, 31), ids(8, 32)):
-        cache.insert(shared + tail, fill(small_model, shared + tail))
+        assert fill(kv, small_model, shared + tail)
     cache.match(shared + ids(8, 31) + [0])
     nodes = cache.nodes()
     root_children = [n for n in nodes if n.parent_id is None]
     assert len(nodes) == 3 and len(root_children) == 1 and root_children[0].tokens == tuple(shared)
     leaves = [n for n in nodes if n.parent_id == root_children[0].id]
     assert sorted(n.depth_tokens for n in leaves) == [8, 8]
-    assert root_children[0].hits == 1 and sorted(n.hits for n in leaves) == [0, 1]
+    # Admitting the second prompt hit the first one's node before its publish split it (both halves keep that
+    # hit); the match above hit the shared branch and the first leaf once more; the second leaf was never hit.
+    assert root_children[0].hits == 2 and sorted(n.hits for n in leaves) == [0, 2]
 
 
 # ----- the page rule, written once -------------------------------------------------------------------
@@ -236,10 +253,9 @@ def test_match_loads_exactly_what_loadable_tokens_says(small_model, cached_len, 
     shared = min(shared, cached_len, prompt_len)
     tail = [(cached[i] + 1) % VOCAB if i < cached_len else 7 for i in range(shared, prompt_len)]  # differs at once
     prompt = cached[:shared] + tail
-    cache = PrefixCache(page_size=page_size, capacity_tokens=128)
-    cache.bind(small_model)
-    cache.insert(cached, fill(small_model, cached))
-    assert cache.match(prompt).length == loadable_tokens(shared, prompt_len, page_size)
+    kv = manager(small_model, page_size, 128)
+    assert fill(kv, small_model, cached)
+    assert kv.prefix_cache.match(prompt).length == loadable_tokens(shared, prompt_len, page_size)
 
 
 def test_loadable_tokens_by_hand():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import workbook
-from workbook import CacheBudgetError, EmptyInputError, Engine, PrefixCache, Server, WorkbookError
+from workbook import CacheBudgetError, EmptyInputError, Engine, PagePool, PrefixCache, Server, WorkbookError
 
 PAGE = 16
 
@@ -49,9 +49,10 @@ def workload(tokenizer, rng: random.Random, n: int) -> list[tuple[list[int], int
 def assert_no_leak(server: Server):
     """Once every request has finished, the pool holds exactly the tree's pages, each once, and nothing is locked."""
     cache, pool = server.prefix_cache, server.pool
-    assert not server.running and not server.waiting
+    assert not server.running and not server.waiting and not server.kv.live
+    server.kv.check()
     tree_pages = cache.held_pages()
-    assert len(tree_pages) == len(set(tree_pages)) == pool.pages_in_use == cache.tree_pages()
+    assert len(tree_pages) == len(set(tree_pages)) == pool.pages_in_use
     assert all(pool.refs[p] == 1 for p in tree_pages) and sum(pool.refs) == len(tree_pages)
     assert all(node.lock_ref == 0 for node in cache._all_nodes())
 
@@ -70,7 +71,7 @@ ROUNDS = [
 def test_every_request_gives_what_it_gives_alone(shipped, alone, round_):
     model, tokenizer = shipped
     settings = ROUNDS[round_]
-    server = Server(model, tokenizer, PrefixCache(page_size=PAGE, capacity_tokens=settings["capacity"]),
+    server = Server(model, tokenizer, PrefixCache(PagePool.for_tokens(settings["capacity"], PAGE)),
                     max_running=settings["max_running"], max_batch_tokens=512, prefill_chunk=settings["prefill_chunk"])
     rng = random.Random(round_)
     requests = workload(tokenizer, rng, 48)
@@ -112,7 +113,7 @@ def test_batched_paged_steps_equal_one_full_forward_without_a_cache(random_check
     rng = random.Random(3)
     shared = [rng.randrange(320) for _ in range(20)]
     prompts = [shared + [rng.randrange(320) for _ in range(rng.randint(1, 30))] for _ in range(5)] + [[9], [4, 5, 6]]
-    server = Server(model, small_tokenizer, PrefixCache(page_size=4, capacity_tokens=512), max_running=8, prefill_chunk=8)
+    server = Server(model, small_tokenizer, PrefixCache(PagePool.for_tokens(512, 4)), max_running=8, prefill_chunk=8)
     server.submit(prompts[0], max_new_tokens=1)
     server.run_until_done()  # so the others hit the shared prefix
     ids = {server.submit(p, max_new_tokens=6, stop_at_eos=False): p for p in prompts}
@@ -127,7 +128,7 @@ def test_batched_paged_steps_equal_one_full_forward_without_a_cache(random_check
 
 def test_seeded_sampling_gives_the_same_tokens_alone_and_in_a_batch(shipped, alone):
     model, tokenizer = shipped
-    server = Server(model, tokenizer, PrefixCache(page_size=PAGE, capacity_tokens=4096), max_running=8)
+    server = Server(model, tokenizer, PrefixCache(PagePool.for_tokens(4096, PAGE)), max_running=8)
     requests = workload(tokenizer, random.Random(7), 12)
     ids = {server.submit(p, max_new_tokens=10, temperature=0.9, top_p=0.95, seed=i): (p, i)
            for i, (p, _) in enumerate(requests)}
@@ -140,7 +141,7 @@ def test_seeded_sampling_gives_the_same_tokens_alone_and_in_a_batch(shipped, alo
 def test_requests_sharing_a_prefix_share_its_pages(shipped):
     model, tokenizer = shipped
     prefix = [random.Random(1).randrange(6, 4096) for _ in range(1024)]
-    cache = PrefixCache(page_size=PAGE, capacity_tokens=8192)
+    cache = PrefixCache(PagePool.for_tokens(8192, PAGE))
     server = Server(model, tokenizer, cache, max_running=16)
     server.submit(prefix + [7], max_new_tokens=1)
     server.run_until_done()  # the system prompt is now cached: 64 pages
@@ -185,7 +186,7 @@ def test_a_short_request_does_not_wait_for_a_long_one(shipped):
 
 def test_the_newest_request_is_preempted_and_its_output_is_unchanged(shipped, alone):
     model, tokenizer = shipped
-    cache = PrefixCache(page_size=PAGE, capacity_tokens=80)  # 5 pages: both start on 2, both need a 3rd at row 32
+    cache = PrefixCache(PagePool.for_tokens(80, PAGE))  # 5 pages: both start on 2, both need a 3rd at row 32
     server = Server(model, tokenizer, cache, max_running=4)
     first = server.submit(list(range(30, 60)), max_new_tokens=18, stop_at_eos=False)
     second = server.submit(list(range(60, 90)), max_new_tokens=18, stop_at_eos=False)
@@ -205,12 +206,16 @@ def test_the_newest_request_is_preempted_and_its_output_is_unchanged(shipped, al
     (dict(prompt=[1, 2], max_new_tokens=0), WorkbookError),
     (dict(prompt=[1, 2], temperature=-1.0), WorkbookError),
     (dict(prompt=[1, 2], top_p=1.5), WorkbookError),
+    (dict(prompt=[1, 2], top_k=0), WorkbookError),
+    (dict(prompt=[1, 2], max_new_tokens=True), WorkbookError),
+    (dict(prompt=[1, 2], stop_token_ids=[-1]), WorkbookError),
+    (dict(prompt=[1, 2], seed=1.5), WorkbookError),
     (dict(prompt=[1] * 8190, max_new_tokens=8), workbook.ContextLengthError),
     (dict(prompt=[1] * 200, max_new_tokens=8), CacheBudgetError),  # 13 pages; the whole pool holds 8
 ])
 def test_a_refused_request_changes_nothing(shipped, call, error):
     model, tokenizer = shipped
-    cache = PrefixCache(page_size=PAGE, capacity_tokens=128)
+    cache = PrefixCache(PagePool.for_tokens(128, PAGE))
     server = Server(model, tokenizer, cache, max_running=4)
     server.submit(list(range(40, 80)), max_new_tokens=4)
     server.step()
@@ -225,15 +230,42 @@ def test_a_refused_request_changes_nothing(shipped, call, error):
 
 
 @pytest.mark.parametrize("settings", [dict(max_running=0), dict(max_batch_tokens=0), dict(prefill_chunk=0),
-                                      dict(max_running=2.5), dict(pool_tokens=8)])
+                                      dict(max_running=2.5), dict(pool_tokens=8), dict(pool_tokens=True)])
 def test_impossible_settings_are_refused(shipped, settings):
     with pytest.raises(WorkbookError):
         Server(*shipped, None, **settings)
 
 
+@pytest.mark.parametrize("settings", [dict(pool_tokens=4096), dict(kv_dtype="int8")])
+def test_pool_settings_beside_a_prefix_cache_are_refused_not_ignored(shipped, settings):
+    """The cache's pool is the server's pool: sizing or typing it again here would be silently ignored, so it is refused."""
+    with pytest.raises(WorkbookError, match="PagePool.for_tokens"):
+        Server(*shipped, PrefixCache(PagePool.for_tokens(1024, PAGE)), **settings)
+
+
+def test_sampling_params_or_settings_by_name_but_not_both(shipped):
+    from workbook.sampling import SamplingParams
+    server = Server(*shipped, None, pool_tokens=1024)
+    by_name = server.submit([5, 6, 7], max_new_tokens=3, stop_at_eos=False)
+    by_params = server.submit([5, 6, 7], SamplingParams(max_new_tokens=3, stop_at_eos=False))
+    results = server.run_until_done()
+    assert results[by_name].output_ids == results[by_params].output_ids and len(results[by_name].output_ids) == 3
+    with pytest.raises(WorkbookError, match="not both"):
+        server.submit([5, 6, 7], SamplingParams(), max_new_tokens=3)
+
+
+def test_a_stop_token_ends_a_request_and_is_kept(shipped, alone):
+    model, tokenizer = shipped
+    free = alone([30, 31, 32, 33], 12, stop_at_eos=False).output_ids
+    stop = free[4]
+    server = Server(model, tokenizer, None, pool_tokens=1024)
+    rid = server.submit([30, 31, 32, 33], max_new_tokens=12, stop_at_eos=False, stop_token_ids=[stop])
+    assert server.run_until_done()[rid].output_ids == free[:free.index(stop) + 1]
+
+
 def test_cancelling_frees_a_requests_pages(shipped):
     model, tokenizer = shipped
-    cache = PrefixCache(page_size=PAGE, capacity_tokens=1024)
+    cache = PrefixCache(PagePool.for_tokens(1024, PAGE))
     server = Server(model, tokenizer, cache, max_running=2)
     running = server.submit(list(range(100, 150)), max_new_tokens=30)
     waiting = [server.submit(list(range(200, 230 + i)), max_new_tokens=5) for i in range(2)]
@@ -249,7 +281,7 @@ def test_cancelling_frees_a_requests_pages(shipped):
 
 def test_a_request_pinned_out_of_the_pool_is_dropped_with_a_clear_error(shipped):
     model, tokenizer = shipped
-    cache = PrefixCache(page_size=PAGE, capacity_tokens=64)  # 4 pages
+    cache = PrefixCache(PagePool.for_tokens(64, PAGE))  # 4 pages
     engine = Engine(model, tokenizer, cache)
     engine.generate(list(range(10, 43)), max_new_tokens=1)  # caches 2 pages
     held = cache.match(list(range(10, 43)))
@@ -264,7 +296,7 @@ def test_a_request_pinned_out_of_the_pool_is_dropped_with_a_clear_error(shipped)
     not torch.cuda.is_available(), reason="needs a CUDA GPU; the cpu case is its twin")])])
 def test_a_mixed_batch_equals_each_request_alone_on(device):
     model, tokenizer = workbook.load_model("tiny", device=device), workbook.load_tokenizer("tiny")
-    server = Server(model, tokenizer, PrefixCache(page_size=PAGE, capacity_tokens=2048), max_running=16, prefill_chunk=64)
+    server = Server(model, tokenizer, PrefixCache(PagePool.for_tokens(2048, PAGE)), max_running=16, prefill_chunk=64)
     requests = workload(tokenizer, random.Random(11), 24)
     ids = {server.submit(p, max_new_tokens=n): (p, n) for p, n in requests}
     results = server.run_until_done()

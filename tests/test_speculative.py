@@ -77,7 +77,7 @@ def prompts(n=6, vocab=VOCAB):
 @pytest.fixture(scope="module")
 def reference(models):
     """Target-only greedy output for every prompt: what speculative decoding must reproduce."""
-    return {name: [target_generate(models[name], p, max_new_tokens=20).tokens for p in prompts()]
+    return {name: [target_generate(models[name], p, max_new_tokens=20).output_ids for p in prompts()]
             for name in ("target", "gpt2")}
 
 
@@ -89,26 +89,26 @@ def test_greedy_speculative_equals_target_greedy(models, reference, draft, k):
     drafter = PromptLookupDrafter(max_ngram=3, min_ngram=1) if draft == "prompt-lookup" else models[draft]
     for prompt, expected in zip(prompts(), reference["target"]):
         result = speculative_generate(models["target"], drafter, prompt, k=k, max_new_tokens=20)
-        assert result.tokens == expected
+        assert result.output_ids == expected
 
 
 @pytest.mark.parametrize("settings", [dict(k=8, min_draft_confidence=0.5), dict(k=2, adaptive_k=True, k_max=6)])
 def test_greedy_equality_holds_when_k_varies(models, reference, settings):
     for prompt, expected in zip(prompts(), reference["target"]):
-        assert speculative_generate(models["target"], models["truncated"], prompt, max_new_tokens=20, **settings).tokens == expected
+        assert speculative_generate(models["target"], models["truncated"], prompt, max_new_tokens=20, **settings).output_ids == expected
 
 
 def test_a_confidence_stop_shortens_drafts(models):
     prompt = prompts()[4]
     full = speculative_generate(models["target"], models["truncated"], prompt, k=8, max_new_tokens=20)
     cut = speculative_generate(models["target"], models["truncated"], prompt, k=8, max_new_tokens=20, min_draft_confidence=0.9)
-    assert cut.draft_forwards < full.draft_forwards and cut.tokens == full.tokens
+    assert cut.speculation.draft_forwards < full.speculation.draft_forwards and cut.output_ids == full.output_ids
 
 
 def test_greedy_equality_holds_for_the_gpt2_family_and_tensor_input(models, reference):
     for prompt, expected in zip(prompts(), reference["gpt2"]):
         ids = torch.tensor([prompt])
-        assert speculative_generate(models["gpt2"], models["gpt2-draft"], ids, k=3, max_new_tokens=20).tokens == expected
+        assert speculative_generate(models["gpt2"], models["gpt2-draft"], ids, k=3, max_new_tokens=20).output_ids == expected
 
 
 def test_the_drafts_exercise_both_acceptance_and_rejection(models):
@@ -116,29 +116,30 @@ def test_the_drafts_exercise_both_acceptance_and_rejection(models):
     rates = {}
     for draft in ("small", "truncated", "self"):
         results = [speculative_generate(models["target"], models[draft], p, k=4, max_new_tokens=20) for p in prompts()]
-        rates[draft] = sum(r.accepted for r in results) / sum(r.proposed for r in results)
+        rates[draft] = sum(r.speculation.accepted for r in results) / sum(r.speculation.proposed for r in results)
     lookup = [speculative_generate(models["target"], PromptLookupDrafter(), p, k=4, max_new_tokens=20) for p in prompts()]
     assert rates["self"] == 1.0
     assert 0.2 < rates["truncated"] < 0.95
     assert rates["small"] < 0.5
-    assert sum(r.proposed for r in lookup) > 0 and 0 < sum(r.accepted for r in lookup) < sum(r.proposed for r in lookup)
+    proposed, accepted = sum(r.speculation.proposed for r in lookup), sum(r.speculation.accepted for r in lookup)
+    assert proposed > 0 and 0 < accepted < proposed
 
 
 def test_adaptive_k_grows_on_acceptance_shrinks_on_rejection_and_keeps_the_output(models, reference):
     prompt, expected = prompts()[3], reference["target"][3]
     grown = speculative_generate(models["target"], models["self"], prompt, k=2, k_max=5, adaptive_k=True, max_new_tokens=20)
     shrunk = speculative_generate(models["target"], models["small"], prompt, k=4, adaptive_k=True, max_new_tokens=20)
-    assert grown.tokens == expected and shrunk.tokens == expected
-    assert [s.k for s in grown.steps[:4]] == [2, 3, 4, 5]
-    assert all(1 <= s.k <= 5 for s in grown.steps)
-    assert [s.k for s in shrunk.steps[:5]] == [4, 3, 2, 1, 1]  # this draft is never right
+    assert grown.output_ids == expected and shrunk.output_ids == expected
+    assert [s.k for s in grown.speculation.steps[:4]] == [2, 3, 4, 5]
+    assert all(1 <= s.k <= 5 for s in grown.speculation.steps)
+    assert [s.k for s in shrunk.speculation.steps[:5]] == [4, 3, 2, 1, 1]  # this draft is never right
 
 
 def test_the_trace_records_every_step_and_rollback(models):
     prompt = prompts()[2]
     result = speculative_generate(models["target"], models["truncated"], prompt, k=4, max_new_tokens=20)
     produced = 0
-    for step in result.steps:
+    for step in result.speculation.steps:
         n = step.n_accepted
         assert step.accepted == [True] * n + [False] * (len(step.proposed) - n)
         # Before rollback the target holds a row for the pending token and every proposal...
@@ -151,11 +152,12 @@ def test_the_trace_records_every_step_and_rollback(models):
         if step.proposed:
             assert step.draft_rows_before == step.target_rows_before - 1
         assert step.draft_rows_after == min(step.draft_rows_before, step.target_rows_after)
-    assert [t for step in result.steps for t in step.new_tokens] == result.tokens
-    assert result.target_forwards == len(result.steps) + 1  # one verify pass per step, plus the prefill
-    assert result.draft_forwards == result.proposed + 1
-    assert result.tokens_per_target_pass == pytest.approx(1 + result.accepted / len(result.steps))
-    assert set(result.seconds) == {"prefill", "draft", "verify", "other"} and result.tokens_per_second > 0
+    assert [t for step in result.speculation.steps for t in step.new_tokens] == result.output_ids
+    assert result.speculation.target_forwards == len(result.speculation.steps) + 1  # a verify pass per step, and the prefill
+    assert result.speculation.draft_forwards == result.speculation.proposed + 1
+    trace = result.speculation
+    assert trace.tokens_per_target_pass == pytest.approx(1 + trace.accepted / len(trace.steps))
+    assert set(trace.seconds) == {"prefill", "draft", "verify", "other"} and trace.tokens_per_second > 0
 
 
 def test_generation_stops_at_the_end_of_sequence_token(models, reference):
@@ -164,8 +166,8 @@ def test_generation_stops_at_the_end_of_sequence_token(models, reference):
     cut = expected[:expected.index(eos) + 1]
     result = speculative_generate(models["target"], models["truncated"], prompt, k=3, max_new_tokens=20, eos_token_id=eos)
     plain = target_generate(models["target"], prompt, max_new_tokens=20, eos_token_id=eos)
-    assert result.tokens == cut == plain.tokens
-    assert result.finish_reason == plain.finish_reason == "eos"
+    assert result.output_ids == cut == plain.output_ids
+    assert result.finish_reason == plain.finish_reason == "stop"
 
 
 def test_prompt_lookup_proposes_what_followed_the_latest_match():
@@ -207,12 +209,13 @@ def test_a_third_drafter_plugs_in_and_greedy_output_stays_the_target_s(models, r
     for prompt, expected in zip(prompts(), reference["target"]):
         drafter = FixedTokenDrafter(Counter(expected).most_common(1)[0][0])  # right now and then
         result = speculative_generate(models["target"], drafter, prompt, k=3, max_new_tokens=20)
-        assert result.tokens == expected
+        assert result.output_ids == expected
         assert drafter.prompts == [prompt]
-        assert drafter.kept == [step.target_rows_after for step in result.steps]  # rolled back with the target
-        assert result.draft_forwards == 0 and all(step.draft_rows_before is None for step in result.steps)
+        assert drafter.kept == [step.target_rows_after for step in result.speculation.steps]  # rolled back with the target
+        assert result.speculation.draft_forwards == 0
+        assert all(step.draft_rows_before is None for step in result.speculation.steps)
         results.append(result)
-    assert 0 < sum(r.accepted for r in results) < sum(r.proposed for r in results)  # both outcomes happened
+    assert 0 < sum(r.speculation.accepted for r in results) < sum(r.speculation.proposed for r in results)  # both outcomes happened
 
 
 def test_both_shipped_drafters_follow_the_drafter_protocol(models):
@@ -293,7 +296,7 @@ def tv_per_position(small_pair, drafter_name, prompt, temperature, top_p):
     exact = exact_marginals(target, prompt, N_TOKENS, temperature, top_p)
     sampled = sampled_marginals(lambda seed: speculative_generate(
         target, drafter, prompt, k=2, max_new_tokens=N_TOKENS, temperature=temperature, top_p=top_p, seed=seed,
-        min_draft_confidence=confidence).tokens, N_SAMPLES, N_TOKENS)
+        min_draft_confidence=confidence).output_ids, N_SAMPLES, N_TOKENS)
     return 0.5 * (sampled - exact).abs().sum(-1)
 
 
@@ -322,7 +325,7 @@ def test_always_accepting_the_draft_fails_the_same_test(small_pair, monkeypatch)
 
 def test_seeded_sampling_repeats(small_pair):
     target, draft = small_pair
-    runs = [speculative_generate(target, draft, [1, 2], k=3, max_new_tokens=12, temperature=1.0, seed=s).tokens
+    runs = [speculative_generate(target, draft, [1, 2], k=3, max_new_tokens=12, temperature=1.0, seed=s).output_ids
             for s in (5, 5, 6)]
     assert runs[0] == runs[1] != runs[2]
 
@@ -349,11 +352,11 @@ def test_shipped_pair_greedy_equals_target_greedy():
     accepted = 0
     for text in texts:
         ids = tokenizer.encode(text)
-        expected = target_generate(target, ids, max_new_tokens=24).tokens
+        expected = target_generate(target, ids, max_new_tokens=24).output_ids
         for drafter, k in ((draft, 2), (draft, 5), (PromptLookupDrafter(), 4)):
             result = speculative_generate(target, drafter, ids, k=k, max_new_tokens=24)
-            assert result.tokens == expected
-            accepted += result.accepted
+            assert result.output_ids == expected
+            accepted += result.speculation.accepted
     assert accepted > 0  # a trained pair agrees at least sometimes
 
 
@@ -362,9 +365,9 @@ def test_shipped_pair_greedy_equals_target_greedy():
 def test_speculative_decoding_on_cuda(models):
     target, draft = (copy.deepcopy(models[name]).to("cuda") for name in ("target", "truncated"))
     for prompt in prompts(3):
-        expected = target_generate(target, prompt, max_new_tokens=20).tokens
-        assert speculative_generate(target, draft, prompt, k=4, max_new_tokens=20).tokens == expected
-    sampled = [speculative_generate(target, drafter, prompts()[4], k=3, max_new_tokens=12, temperature=1.0, seed=3).tokens
+        expected = target_generate(target, prompt, max_new_tokens=20).output_ids
+        assert speculative_generate(target, draft, prompt, k=4, max_new_tokens=20).output_ids == expected
+    sampled = [speculative_generate(target, drafter, prompts()[4], k=3, max_new_tokens=12, temperature=1.0, seed=3).output_ids
                for drafter in (draft, draft, PromptLookupDrafter())]
     assert sampled[0] == sampled[1] and len(sampled[2]) == 12
 
@@ -436,7 +439,7 @@ def test_a_draft_with_another_tokenizer_of_the_same_size_is_refused(models, tmp_
     target, same, other = (with_tokenizer(models, tmp_path, name, first) for name, first in
                            (("target", "a"), ("small", "a"), ("truncated", "b")))
     prompt = prompts()[2]
-    assert speculative_generate(target, same, prompt, max_new_tokens=4).tokens == target_generate(target, prompt, max_new_tokens=4).tokens
+    assert speculative_generate(target, same, prompt, max_new_tokens=4).output_ids == target_generate(target, prompt, max_new_tokens=4).output_ids
     with pytest.raises(WorkbookError, match="different tokenizers"):
         speculative_generate(target, other, prompt, max_new_tokens=4)
 

@@ -7,7 +7,7 @@ import ipywidgets as W
 import pytest
 import torch
 
-from workbook import Engine, PrefixCache, Usage
+from workbook import Engine, PagePool, PrefixCache, Usage
 from workbook.exercises.lesson4 import (BREAK_SHEET, OUTPUT_TOKENS, QUESTION_TOKENS, SYSTEM_TOKENS, break_penalty_usd,
                                         check_break_penalty, check_loadable_tokens, check_prompt_order)
 from workbook.lessons.invalidation import mark_invalidated, reusable_length
@@ -244,7 +244,7 @@ def test_checks_say_not_answered_for_none():
 
 
 def test_loadable_tokens_matches_the_engine(small_model, small_tokenizer):
-    engine = Engine(small_model, small_tokenizer, PrefixCache(page_size=16, capacity_tokens=256))
+    engine = Engine(small_model, small_tokenizer, PrefixCache(PagePool.for_tokens(256, 16)))
     prompt = list(range(10, 74))  # 64 tokens
     engine.generate(prompt, max_new_tokens=1)
     assert engine.generate(prompt, max_new_tokens=1).cached_tokens == loadable_tokens(64, 64, 16) == 48

@@ -32,7 +32,7 @@ def view(small_model, small_draft, small_tokenizer):
 
 
 def target_tokens(view):
-    return target_generate(view.target, view.state.prompt_ids, view.state.max_new_tokens).tokens
+    return target_generate(view.target, view.state.prompt_ids, view.state.max_new_tokens).output_ids
 
 
 # ----- the view -------------------------------------------------------------------------------
@@ -40,9 +40,9 @@ def target_tokens(view):
 
 def test_view_shows_a_real_greedy_trace_that_matches_the_target(view):
     s = view.state
-    assert s.result is not None and s.step == 0 and s.n_steps == len(s.result.steps) >= 1
-    assert s.result.tokens == target_tokens(view)
-    assert [t for step in s.result.steps for t in step.new_tokens] == s.result.tokens
+    assert s.result is not None and s.step == 0 and s.n_steps == len(s.result.speculation.steps) >= 1
+    assert s.result.output_ids == target_tokens(view)
+    assert [t for step in s.result.speculation.steps for t in step.new_tokens] == s.result.output_ids
     assert "tokens per target pass" in view.stats.value and "Acceptance rate" in view.stats.value
     assert view.errors.message == ""
 
@@ -64,7 +64,7 @@ def test_next_and_previous_walk_the_trace_without_generating(view):
 
 
 def test_each_step_shows_its_proposals_roles_target_token_and_caches(view):
-    for i, step in enumerate(view.state.result.steps):
+    for i, step in enumerate(view.state.result.speculation.steps):
         view.go_to(i)
         page = view.picture.value
         roles = step_roles(step)
@@ -82,33 +82,33 @@ def test_text_before_a_step_is_the_prompt_plus_earlier_steps(view):
     s = view.state
     last = s.n_steps - 1
     assert s.text_before(0) == s.prompt_ids
-    assert s.text_before(last) + s.result.steps[last].new_tokens == s.prompt_ids + s.result.tokens
+    assert s.text_before(last) + s.result.speculation.steps[last].new_tokens == s.prompt_ids + s.result.output_ids
 
 
 def test_k_slider_runs_again_and_greedy_output_stays_the_target_s(view):
     view.k_slider.value = 1
-    assert view.state.k == 1 and all(step.k <= 1 for step in view.state.result.steps)
-    assert view.state.result.tokens == target_tokens(view)
+    assert view.state.k == 1 and all(step.k <= 1 for step in view.state.result.speculation.steps)
+    assert view.state.result.output_ids == target_tokens(view)
     view.k_slider.value = 5
-    assert view.state.k == 5 and max(step.k for step in view.state.result.steps) == 5
-    assert view.state.result.tokens == target_tokens(view)
+    assert view.state.k == 5 and max(step.k for step in view.state.result.speculation.steps) == 5
+    assert view.state.result.output_ids == target_tokens(view)
 
 
 def test_temperature_slider_samples_a_full_valid_output(view):
     view.temperature_slider.value = 0.8
     r = view.state.result
     assert view.state.temperature == pytest.approx(0.8) and view.errors.message == ""
-    assert len(r.tokens) == view.state.max_new_tokens and all(0 <= t < 320 for t in r.tokens)
-    assert [t for step in r.steps for t in step.new_tokens] == r.tokens
+    assert len(r.output_ids) == view.state.max_new_tokens and all(0 <= t < 320 for t in r.output_ids)
+    assert [t for step in r.speculation.steps for t in step.new_tokens] == r.output_ids
 
 
 def test_prompt_lookup_has_no_draft_cache(view):
     view.prompt_box.value = "the shop the shop the shop the shop"
     view.drafter_buttons.value = "prompt lookup"
     assert view.state.drafter == "prompt lookup"
-    assert all(step.draft_rows_before is None for step in view.state.result.steps)
+    assert all(step.draft_rows_before is None for step in view.state.result.speculation.steps)
     assert "<td>draft</td>" not in view.picture.value and "no draft model" in view.stats.value
-    assert view.state.result.tokens == target_tokens(view)
+    assert view.state.result.output_ids == target_tokens(view)
 
 
 def test_view_without_a_draft_model_offers_prompt_lookup_only(small_model, small_tokenizer):
@@ -150,7 +150,7 @@ def test_step_roles_accept_then_reject_then_discard():
 
 
 def test_step_outcome_matches_a_real_rollback(view):
-    for step in view.state.result.steps:
+    for step in view.state.result.speculation.steps:
         added, dropped = step_outcome(len(step.proposed), step.n_accepted)
         assert added == len(step.new_tokens)
         assert dropped == step.target_rows_before - step.target_rows_after

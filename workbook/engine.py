@@ -1,19 +1,23 @@
 """One request at a time, with an optional prefix cache, reporting usage and timings the way providers do.
 
-`Engine` is the one-request case of `Server`: the same paged pool, scheduler and forward pass,
-so there is one code path for K/V rows whether one request runs or thirty-two.
+`Engine` is the one-request case of `Server`: the same paged pool, K/V manager, scheduler and
+forward pass, so there is one code path for K/V rows whether one request runs or thirty-two.
 """
 
 from __future__ import annotations
 
-from typing import Hashable
+from typing import TYPE_CHECKING, Hashable
 
-from .model import check_request, request_rows
+from .page_pool import pages_for_rows
 from .prefix_cache import PrefixCache
-from .request import GenerationResult, Prompt, Timings, prompt_ids
+from .request import GenerationResult, Prompt, check_request, prompt_ids, request_rows
+from .sampling import SamplingParams, sampling_params
 from .server import Server
 
-__all__ = ["Engine", "GenerationResult", "Prompt", "Timings"]
+if TYPE_CHECKING:
+    from .speculative import Speculation
+
+POOL_STEP = 256  # rows; a private pool grows in steps of this many rows, so requests of similar length reuse it
 
 
 class Engine:
@@ -32,21 +36,24 @@ class Engine:
         """Token ids for a prompt given as text, ids, chat messages, or segments (see `request.prompt_ids`)."""
         return prompt_ids(self.tokenizer, prompt)
 
-    def generate(self, prompt: Prompt, max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int | None = None, tenant: Hashable = None, stop_at_eos: bool = True) -> GenerationResult:
-        """Generate up to `max_new_tokens` after `prompt`, reusing and then extending the prefix cache.
+    def generate(self, prompt: Prompt, params: SamplingParams | None = None, *, tenant: Hashable = None,
+                 speculation: Speculation | None = None, **settings) -> GenerationResult:
+        """Generate after `prompt`, reusing and then extending the prefix cache.
 
-        Everything is checked before the cache is touched, so a refused request changes nothing.
+        Sampling settings come as a `SamplingParams` or by name (max_new_tokens=16, temperature=0.8, ...);
+        `speculation` (a `workbook.speculative.Speculation`) drafts and verifies k tokens a step.
+        Everything is checked (once) before the cache is touched, so a refused request changes nothing.
         """
-        ids = check_request(self.model, self.prompt_ids(prompt), max_new_tokens)
-        server = self._server_for(request_rows(len(ids), max_new_tokens))
-        request = server.submit(ids, max_new_tokens, temperature, top_p, seed, tenant, stop_at_eos)
+        params = sampling_params(params, settings)
+        ids = check_request(self.model, self.prompt_ids(prompt), params)
+        server = self._server_for(request_rows(len(ids), params.max_new_tokens))
+        request = server._enqueue(ids, params, tenant, speculation)
         return server.run_until_done()[request]
 
     def _server_for(self, rows: int) -> Server:
         """The server to run a request of `rows` K/V rows on: the prefix cache's, or a private pool that fits it."""
-        if self.prefix_cache is None and (self._server is None or self._server.pool.num_pages * self._server.pool.page_size < rows):
-            self._server = self._new_server(pool_tokens=-(-rows // 256) * 256)
+        if self.prefix_cache is None and (self._server is None or self._server.pool.capacity_tokens < rows):
+            self._server = self._new_server(pool_tokens=pages_for_rows(rows, POOL_STEP) * POOL_STEP)
         return self._server
 
     def _new_server(self, pool_tokens: int | None) -> Server:

@@ -23,3 +23,11 @@ class ContextLengthError(WorkbookError):
 
 class EmptyInputError(WorkbookError):
     """An empty prompt or token list."""
+
+
+class CacheBudgetError(WorkbookError):
+    """A KV pool or prefix cache too small for what was asked of it."""
+
+
+class AllocationError(WorkbookError):
+    """A K/V allocation used after it was freed, freed twice, or rolled back past what it may drop."""

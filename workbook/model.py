@@ -18,7 +18,6 @@ from torch import nn
 
 from .attention import causal_attention, causal_attention_steps
 from .checkpoints import resolve_checkpoint, vocabulary_fingerprint
-from .checks import check_whole
 from .errors import ContextLengthError, EmptyInputError, UnsupportedModelError, WorkbookError
 from .kv_cache import KVCache
 from .paged_attention import PagedBatch
@@ -295,7 +294,7 @@ class Transformer(nn.Module):
         return input_ids.to(self.device, torch.long)
 
 
-# ----- checking a request: each rule once, for the model, the engine and speculative decoding ------
+# ----- the model's own input rules (workbook.request.check_request applies them to every request) ------
 
 def check_integer_ids(input_ids: torch.Tensor) -> None:
     """Refuse a float or bool tensor where token ids belong."""
@@ -319,11 +318,6 @@ def check_context(model: Transformer, rows: int, role: str = "model") -> None:
                                  "Shorten the prompt or ask for fewer new tokens.")
 
 
-def request_rows(prompt_tokens: int, max_new_tokens: int) -> int:
-    """Cache rows a generation request fills: the prompt, then every new token but the last, which is never fed back."""
-    return prompt_tokens + max_new_tokens - 1
-
-
 def token_list(input_ids) -> list[int]:
     """One sequence of token ids as a list, from a list, a 1-D tensor or a [1, seq] tensor."""
     if isinstance(input_ids, torch.Tensor):
@@ -336,15 +330,6 @@ def token_list(input_ids) -> list[int]:
     if isinstance(input_ids, (list, tuple)) and all(isinstance(i, Integral) for i in input_ids):
         return [int(i) for i in input_ids]
     raise WorkbookError("input_ids must be a list of token ids or a tensor shaped [seq] or [1, seq].")
-
-
-def check_request(model: Transformer, input_ids, max_new_tokens: int) -> list[int]:
-    """The prompt as a list of ids, once the checks every generation request shares have passed (before any work)."""
-    check_whole("max_new_tokens", max_new_tokens, 1)
-    ids = token_list(input_ids)
-    check_token_ids(ids, model.config.vocab_size)
-    check_context(model, request_rows(len(ids), max_new_tokens))
-    return ids
 
 
 def gpt2_to_llama_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -4,13 +4,18 @@ Every page has a reference count: one for each running request whose block table
 one if a node of the prefix cache's radix tree holds it. A request that hits the cache lists the
 tree's pages in its own block table instead of copying them, so a system prompt used by many
 requests sits in memory once. A page goes back to the free list when its count reaches zero.
+The pool only counts; `workbook.kv_manager.KVManager` decides who holds what, and checks the counts.
+
+The page arithmetic lives here, once: `pages_for_rows` (the pages a request holds, the last one
+possibly part full) and `full_pages` (the whole pages a prefix cache can keep).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .errors import WorkbookError
+from .checks import check_whole
+from .errors import CacheBudgetError, WorkbookError
 from .kv_quant import bytes_per_row, check_kind, dequantize, quantize, storage_dtype
 
 
@@ -18,10 +23,22 @@ class PoolFullError(WorkbookError):
     """Asked for more free pages than the pool has."""
 
 
+def pages_for_rows(rows: int, page_size: int) -> int:
+    """Pages needed to hold `rows` rows, the last one possibly part full (a ceiling)."""
+    return -(-rows // page_size)
+
+
+def full_pages(tokens: int, page_size: int) -> int:
+    """Whole pages `tokens` tokens fill (a floor): only full pages are ever cached."""
+    return tokens // page_size
+
+
 class PagePool:
     """`num_pages` pages of `page_size` K/V rows for every layer, allocated once a model is bound."""
 
     def __init__(self, page_size: int, num_pages: int, kv_dtype: str | None = None):
+        check_whole("page_size", page_size, 1)
+        check_whole("num_pages", num_pages, 1)
         check_kind(kv_dtype)
         self.page_size = page_size
         self.num_pages = num_pages
@@ -32,6 +49,21 @@ class PagePool:
         self.values: torch.Tensor | None = None
         self.params: torch.Tensor | None = None  # quantised pools: scale and offset per row, [2 (K, V), layers, kv_heads, pages, page_size, 2]
         self.model_dtype: torch.dtype | None = None
+
+    @classmethod
+    def for_tokens(cls, capacity_tokens: int, page_size: int = 16, kv_dtype: str | None = None) -> PagePool:
+        """A pool of `capacity_tokens` rows (rounded down to whole pages) in pages of `page_size` rows."""
+        check_whole("page_size", page_size, 1)
+        check_whole("capacity_tokens", capacity_tokens, 1)
+        if capacity_tokens < page_size:
+            raise CacheBudgetError(f"capacity_tokens={capacity_tokens} holds no page of {page_size} tokens; "
+                                   f"give at least {page_size}.")
+        return cls(page_size, full_pages(capacity_tokens, page_size), kv_dtype)
+
+    @property
+    def capacity_tokens(self) -> int:
+        """Rows the whole pool holds."""
+        return self.num_pages * self.page_size
 
     def bind(self, model) -> None:
         """Allocate the pool for `model`'s K/V shape on its device (once; a second model must match)."""
@@ -58,8 +90,8 @@ class PagePool:
         return int(2 * layers * heads * size * bytes_per_row(self.kv_dtype, dim, element))
 
     def pages_for_rows(self, rows: int) -> int:
-        """Pages needed to hold `rows` rows, the last one possibly part full."""
-        return -(-rows // self.page_size)
+        """Pages needed to hold `rows` rows in this pool, the last one possibly part full."""
+        return pages_for_rows(rows, self.page_size)
 
     @property
     def pages_in_use(self) -> int:

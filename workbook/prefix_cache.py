@@ -2,8 +2,9 @@
 
 A request's prompt walks down the tree as far as it matches a cached prompt, in whole pages;
 the request then lists those pages in its own block table instead of recomputing (or copying)
-their K/V rows. After the prompt is computed, its full pages are inserted so later requests can
-reuse them. Ideas from SGLang's radix cache (lock references, LRU eviction of unlocked leaves)
+their K/V rows. After the prompt is computed, its full pages are inserted by reference so later
+requests can reuse them. The tree holds page ids only; the pool it is given owns the K/V, and
+`workbook.kv_manager.KVManager` is what requests go through. Ideas from SGLang's radix cache (lock references, LRU eviction of unlocked leaves)
 and vLLM's prefix caching (full pages only, a per-tenant salt in the key, one shared pool).
 """
 
@@ -13,16 +14,10 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Hashable, Sequence
 
-import torch
+from .errors import CacheBudgetError, WorkbookError
+from .page_pool import PagePool, full_pages
 
-from .errors import WorkbookError
-from .kv_cache import KVCache
-from .page_pool import PagePool
-from .paged_attention import slots as page_slots
-
-
-class CacheBudgetError(WorkbookError):
-    """The prefix cache is too small for what was asked of it."""
+__all__ = ["CacheBudgetError", "CacheStats", "Match", "Node", "NodeView", "PrefixCache", "loadable_tokens"]
 
 
 def loadable_tokens(shared_tokens: int, prompt_tokens: int, page_size: int) -> int:
@@ -90,52 +85,17 @@ class NodeView:
 
 
 class PrefixCache:
-    """Longest-prefix reuse of K/V rows across requests, in pages of `page_size` tokens, within `capacity_tokens`."""
+    """Longest-prefix reuse of K/V rows across requests, in whole pages of `pool`, the KV pool it shares with them."""
 
-    def __init__(self, page_size: int = 16, capacity_tokens: int = 8192, kv_dtype: str | None = None):
-        if page_size < 1:
-            raise CacheBudgetError(f"page_size must be at least 1 token, not {page_size}.")
-        if capacity_tokens < page_size:
-            raise CacheBudgetError(f"capacity_tokens={capacity_tokens} holds no page of {page_size} tokens; give at least {page_size}.")
-        # Shared with the requests that run on it; kv_dtype ("int8", "fp8", "int4", "int2") stores its rows quantised.
-        self.pool = PagePool(page_size, capacity_tokens // page_size, kv_dtype)
+    def __init__(self, pool: PagePool):
+        if not isinstance(pool, PagePool):
+            raise WorkbookError("PrefixCache takes the KV pool it shares with running requests, e.g. "
+                                f"PrefixCache(PagePool.for_tokens(8192, page_size=16)); not {type(pool).__name__}.")
+        self.pool = pool
         self.roots: dict[Hashable, Node] = {}  # one subtree per tenant: the tenant salts every key
         self._clock = itertools.count(1)
         self._ids = itertools.count(1)
         self._stats = dict(queries=0, queried_tokens=0, hit_tokens=0, inserted_tokens=0, evictions=0, evicted_tokens=0)
-
-    # ----- the pool -----------------------------------------------------------------------------
-
-    @property
-    def page_size(self) -> int:
-        return self.pool.page_size
-
-    @property
-    def num_pages(self) -> int:
-        return self.pool.num_pages
-
-    @property
-    def free_pages(self) -> list[int]:
-        return self.pool.free_pages
-
-    @property
-    def keys(self) -> torch.Tensor | None:
-        return self.pool.keys
-
-    @property
-    def values(self) -> torch.Tensor | None:
-        return self.pool.values
-
-    def bind(self, model) -> None:
-        """Allocate the pool for `model`'s K/V shape on its device (once; a second model must match)."""
-        self.pool.bind(model)
-
-    def bytes_per_page(self) -> int:
-        return self.pool.bytes_per_page()
-
-    def pages_for(self, n_tokens: int) -> int:
-        """Whole pages `n_tokens` fill: only full pages are ever cached."""
-        return n_tokens // self.page_size
 
     # ----- the tree -----------------------------------------------------------------------------
 
@@ -147,7 +107,7 @@ class PrefixCache:
         `record=False` (a scheduler asking whether a request would fit before admitting it).
         """
         ids = list(ids)
-        path, length = self._walk(ids[:loadable_tokens(len(ids), len(ids), self.page_size)], tenant)
+        path, length = self._walk(ids[:loadable_tokens(len(ids), len(ids), self.pool.page_size)], tenant)
         if record:
             now = next(self._clock)
             for node, _ in path:
@@ -159,45 +119,17 @@ class PrefixCache:
         pages = [page for node, same in path for page in node.pages[:same]]
         return Match(length, pages, path[-1][0] if path else None)
 
-    def insert(self, ids: Sequence[int], cache: KVCache, tenant: Hashable = None) -> int:
-        """Copy the full pages of `ids` whose K/V rows are in `cache` (rows 0..len(ids)); return tokens newly written.
-
-        Pages already in the tree are kept, not rewritten. Raises CacheBudgetError, changing
-        nothing, if the new pages do not fit even after evicting every unlocked leaf.
-        """
-        ids = list(ids)
-        if cache.length < len(ids):
-            raise WorkbookError(f"The KV cache has {cache.length} rows but {len(ids)} tokens were given to insert.")
-
-        def copied(start: int, n_pages: int) -> list[int]:
-            self.make_room(n_pages)
-            pages = self.pool.allocate(n_pages)
-            self._copy_rows_to_pages(cache, start, pages)
-            return pages
-
-        return self._insert(ids, tenant, copied)[0]
-
     def insert_pages(self, ids: Sequence[int], pages: Sequence[int], tenant: Hashable = None) -> tuple[int, Node | None]:
         """Add the full pages of `ids` by reference: `pages[i]` already holds rows i*page_size.. of `ids` in the pool.
 
-        Nothing is copied; the tree becomes one more holder of the pages it did not have. Returns
-        the tokens newly written and the deepest node of `ids` now in the tree (lock it while
-        the pages are in use).
+        Nothing is copied or allocated; the tree becomes one more holder of the pages it did not
+        have (pages already in the tree are kept, not replaced). Returns the tokens newly added
+        and the deepest node of `ids` now in the tree (lock it while the pages are in use).
         """
-        ids, pages = list(ids), list(pages)
-        if len(pages) < self.pages_for(len(ids)):
-            raise WorkbookError(f"{len(ids)} tokens fill {self.pages_for(len(ids))} pages; {len(pages)} were given.")
-
-        def shared(start: int, n_pages: int) -> list[int]:
-            first = start // self.page_size
-            self.pool.retain(pages[first:first + n_pages])
-            return pages[first:first + n_pages]
-
-        return self._insert(ids, tenant, shared)
-
-    def _insert(self, ids: list[int], tenant: Hashable, new_pages) -> tuple[int, Node | None]:
-        """Add the full pages of `ids` the tree lacks, taking them from `new_pages(first_token, n_pages)`."""
-        end = self.pages_for(len(ids)) * self.page_size
+        ids, pages, size = list(ids), list(pages), self.pool.page_size
+        end = full_pages(len(ids), size) * size
+        if len(pages) < end // size:
+            raise WorkbookError(f"{len(ids)} tokens fill {end // size} pages; {len(pages)} were given.")
         path, length = self._walk(ids[:end], tenant)
         now = next(self._clock)
         for node, _ in path:
@@ -206,15 +138,11 @@ class PrefixCache:
         if length == end:
             return 0, anchor
         stopped_inside = bool(path) and path[-1][1] < len(path[-1][0].pages)
-        self.lock(anchor)  # our own path must survive any eviction that makes room
-        try:
-            pages = new_pages(length, self.pages_for(end - length))
-            parent = self._split(*path[-1]) if stopped_inside else anchor or self._root(tenant)
-            tokens = tuple(ids[length:end])
-            node = Node(tokens, pages, parent, last_access=now, id=next(self._ids))
-            parent.children[tokens[:self.page_size]] = node
-        finally:
-            self.unlock(anchor)
+        parent = self._split(*path[-1]) if stopped_inside else anchor or self._root(tenant)
+        tokens, new = tuple(ids[length:end]), pages[length // size:end // size]
+        self.pool.retain(new)
+        node = Node(tokens, new, parent, last_access=now, id=next(self._ids))
+        parent.children[tokens[:size]] = node
         self._stats["inserted_tokens"] += len(tokens)
         return len(tokens), node
 
@@ -254,8 +182,8 @@ class PrefixCache:
         return len(self.held_pages())
 
     def stats(self) -> CacheStats:
-        return CacheStats(**self._stats, pages_in_use=self.pages_in_use, pages_total=self.num_pages,
-                          bytes_in_use=self.pages_in_use * self.bytes_per_page())
+        return CacheStats(**self._stats, pages_in_use=self.pages_in_use, pages_total=self.pool.num_pages,
+                          bytes_in_use=self.pages_in_use * self.pool.bytes_per_page())
 
     def nodes(self) -> list[NodeView]:
         """Every node of every tenant's tree, parents before children."""
@@ -281,33 +209,33 @@ class PrefixCache:
         """Follow `ids` down the tree: each node entered with how many of its pages match, and the tokens matched."""
         path, length = [], 0
         node = self.roots.get(tenant)
-        while node is not None and length + self.page_size <= len(ids):
-            child = node.children.get(tuple(ids[length:length + self.page_size]))
+        while node is not None and length + self.pool.page_size <= len(ids):
+            child = node.children.get(tuple(ids[length:length + self.pool.page_size]))
             if child is None:
                 break
             same = self._common_pages(child.tokens, ids[length:])
             path.append((child, same))
-            length += same * self.page_size
+            length += same * self.pool.page_size
             node = child if same == len(child.pages) else None
         return path, length
 
     def _common_pages(self, tokens: Sequence[int], ids: Sequence[int]) -> int:
         """How many leading whole pages of `tokens` equal those of `ids`."""
         n = 0
-        for start in range(0, min(len(tokens), len(ids)) - self.page_size + 1, self.page_size):
-            if tuple(tokens[start:start + self.page_size]) != tuple(ids[start:start + self.page_size]):
+        for start in range(0, min(len(tokens), len(ids)) - self.pool.page_size + 1, self.pool.page_size):
+            if tuple(tokens[start:start + self.pool.page_size]) != tuple(ids[start:start + self.pool.page_size]):
                 break
             n += 1
         return n
 
     def _split(self, child: Node, n_pages: int) -> Node:
         """Cut `child` after `n_pages`; return the new upper part (same content, one more node)."""
-        cut = n_pages * self.page_size
+        cut = n_pages * self.pool.page_size
         upper = Node(child.tokens[:cut], child.pages[:n_pages], child.parent, lock_ref=child.lock_ref,
                      last_access=child.last_access, hits=child.hits, id=next(self._ids))
-        child.parent.children[upper.tokens[:self.page_size]] = upper
+        child.parent.children[upper.tokens[:self.pool.page_size]] = upper
         child.tokens, child.pages, child.parent = child.tokens[cut:], child.pages[n_pages:], upper
-        upper.children[child.tokens[:self.page_size]] = child
+        upper.children[child.tokens[:self.pool.page_size]] = child
         return upper
 
     def _all_nodes(self):
@@ -320,12 +248,13 @@ class PrefixCache:
 
     def make_room(self, n_pages: int) -> None:
         """Evict least recently used unlocked leaves until `n_pages` pages are free; CacheBudgetError if they cannot be."""
-        if n_pages > len(self.free_pages) + self.evictable_pages():
+        free = self.pool.free_pages
+        if n_pages > len(free) + self.evictable_pages():
             raise CacheBudgetError(
-                f"The prefix cache needs {n_pages} free pages of {self.page_size} tokens but can free at most "
-                f"{len(self.free_pages) + self.evictable_pages()} of its {self.num_pages}. Raise capacity_tokens."
+                f"The prefix cache needs {n_pages} free pages of {self.pool.page_size} tokens but can free at most "
+                f"{len(free) + self.evictable_pages()} of its {self.pool.num_pages}. Raise capacity_tokens."
             )
-        while len(self.free_pages) < n_pages:
+        while len(free) < n_pages:
             self._evict_one()
 
     def _evict_one(self) -> bool:
@@ -334,16 +263,8 @@ class PrefixCache:
         if not leaves:
             return False
         victim = min(leaves, key=lambda n: n.last_access)
-        del victim.parent.children[victim.tokens[:self.page_size]]
+        del victim.parent.children[victim.tokens[:self.pool.page_size]]
         self.pool.release(victim.pages)
         self._stats["evictions"] += 1
         self._stats["evicted_tokens"] += len(victim.tokens)
         return True
-
-    def _copy_rows_to_pages(self, cache: KVCache, start: int, pages: list[int]) -> None:
-        """Copy a KVCache's rows start.. into `pages` of the pool."""
-        n = len(pages) * self.page_size
-        slots = page_slots(pages, n, self.page_size).to(self.keys.device)
-        for layer in range(cache.num_layers):
-            k, v = cache.rows(layer)  # [1, heads, length, dim]
-            self.pool.write(layer, slots, k[0, :, start:start + n], v[0, :, start:start + n])

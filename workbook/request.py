@@ -1,16 +1,26 @@
-"""One generation request: the forms a prompt may take, and what a finished request returns."""
+"""One generation request: the forms a prompt may take, the checks it passes once, and what a finished request returns.
+
+`check_request` is the one place a prompt is checked (ids in the vocabulary, room in the
+model's context for the prompt and every new token); sampling settings are checked where their
+`SamplingParams` is built. Everything that runs a request (`Server`, `Engine`, speculative
+decoding) calls these before any work, so a refused request changes nothing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Literal, Sequence, Union
 
 import torch
 
 from .errors import WorkbookError
-from .model import token_list
+from .model import check_context, check_token_ids, token_list
 from .pricing import Usage
+from .sampling import SamplingParams
+
+if TYPE_CHECKING:
+    from .speculative import SpeculativeTrace
 
 # Text, token ids, chat messages, or a list of segments (strings and id lists) joined at token level.
 Prompt = Union[str, Sequence[int], Sequence[dict], Sequence[Union[str, Sequence[int]]]]
@@ -22,6 +32,9 @@ def prompt_ids(tokenizer, prompt: Prompt) -> list[int]:
     Segments are tokenized one at a time and joined as ids, so the seam between a cached
     prefix and a new suffix is never re-tokenized into different tokens.
     """
+    if tokenizer is None and not (isinstance(prompt, (list, tuple, torch.Tensor))
+                                  and all(isinstance(x, Integral) for x in prompt)):
+        raise WorkbookError("Without a tokenizer a prompt must be token ids.")
     if isinstance(prompt, str):
         return tokenizer.encode(prompt)
     if isinstance(prompt, torch.Tensor):
@@ -33,6 +46,21 @@ def prompt_ids(tokenizer, prompt: Prompt) -> list[int]:
     if isinstance(prompt, (list, tuple)) and all(isinstance(x, (str, list, tuple)) for x in prompt):
         return [i for part in prompt for i in (tokenizer.encode(part) if isinstance(part, str) else part)]
     raise WorkbookError("A prompt is text, a list of token ids, a list of chat messages, or a list of segments.")
+
+
+def request_rows(prompt_tokens: int, max_new_tokens: int) -> int:
+    """Cache rows a generation request fills: the prompt, then every new token but the last, which is never fed back."""
+    return prompt_tokens + max_new_tokens - 1
+
+
+def check_request(model, ids: list[int], params: SamplingParams) -> list[int]:
+    """`ids` (a prompt already turned into token ids), once they fit `model`'s vocabulary and context with `params`' new tokens."""
+    vocab = model.config.vocab_size
+    check_token_ids(ids, vocab)
+    if any(t >= vocab for t in params.stop_token_ids):
+        raise WorkbookError(f"Stop token ids must lie in 0..{vocab - 1}; got {list(params.stop_token_ids)}.")
+    check_context(model, request_rows(len(ids), params.max_new_tokens))
+    return ids
 
 
 @dataclass
@@ -54,6 +82,8 @@ class GenerationResult:
     timings: Timings
     first_token_logits: torch.Tensor  # logits at the last prompt position: a hit must reproduce them
     preemptions: int = 0  # times a server took the request's pages back and recomputed them later
+    finish_reason: Literal["stop", "length"] = "length"  # "stop": it ended on a stop token (end of sequence included)
+    speculation: SpeculativeTrace | None = None  # how a speculative request's tokens were made
 
     @property
     def cached_tokens(self) -> int:

@@ -74,7 +74,7 @@ def tokenizer(name: str):
 
 def prefix_hit(name: str) -> str:
     """The same prompt twice through an engine with a prefix cache: the second loads rows and gets the same logits."""
-    engine = workbook.Engine(model(name), tokenizer(name), workbook.PrefixCache(page_size=16, capacity_tokens=1024))
+    engine = workbook.Engine(model(name), tokenizer(name), workbook.PrefixCache(workbook.PagePool.for_tokens(1024, 16)))
     cold = engine.generate(PROMPT, max_new_tokens=2, stop_at_eos=False)
     hit = engine.generate(PROMPT, max_new_tokens=2, stop_at_eos=False)
     if cold.cached_tokens != 0 or hit.cached_tokens == 0 or hit.output_ids != cold.output_ids:

@@ -2,10 +2,13 @@
 
 Every step is one forward pass over every running request: the new requests' prompt tokens
 (in chunks of at most `prefill_chunk`, as Sarathi-Serve does, when chunking is on) and one
-decode token for each request already generating. Requests join and leave between steps, so a
+decode token for each request already generating (a speculative request: its pending token and
+the k drafts it verifies, scored in the same pass). Requests join and leave between steps, so a
 short request never waits for a long one to finish (continuous batching, as in Orca, vLLM and
 nano-vllm). Each running request keeps its K/V rows in pages of the shared pool; one that hits
 the prefix cache lists the cached pages in its block table instead of computing or copying them.
+Every page is admitted, grown, published, rolled back and freed through one `KVManager`; the
+server keeps only its queues, the token budget, chunking and the preemption order.
 
 When a step needs more pages than the pool can give, even after evicting cold cached prefixes,
 the most recently admitted request is preempted: its pages are released and it goes back to the
@@ -19,47 +22,50 @@ import itertools
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Hashable
+from typing import TYPE_CHECKING, Hashable
 
 import torch
 
-from .errors import WorkbookError
-from .model import check_request, check_whole, request_rows
+from .checks import check_whole
+from .errors import CacheBudgetError, WorkbookError
+from .kv_manager import Allocation, KVManager
 from .page_pool import PagePool
 from .paged_attention import BatchSlice, PagedBatch
-from .prefix_cache import CacheBudgetError, Node, PrefixCache
+from .prefix_cache import PrefixCache
 from .pricing import Usage
-from .request import GenerationResult, Prompt, Timings, prompt_ids
-from .sampling import check_sampling, choose_token, make_generator
+from .request import GenerationResult, Prompt, Timings, check_request, prompt_ids, request_rows
+from .sampling import SamplingParams, choose_token, make_generator, sampling_params
 from .timing import resolve_device, synchronizer
+
+if TYPE_CHECKING:
+    from .speculative import Speculation, SpeculativeRun
 
 DEFAULT_PAGE_SIZE = 16  # tokens per page when the server makes its own pool (no prefix cache given)
 
 
 @dataclass(eq=False)
-class Request:
-    """A request inside the server: what it asked for, where its rows are, and what it has produced."""
+class ServerRequest:
+    """A request inside the server: what it asked for, the K/V pages it holds, and what it has produced."""
 
     id: int
     prompt_ids: list[int]
-    max_new_tokens: int
-    temperature: float
-    top_p: float
+    params: SamplingParams
     tenant: Hashable
-    eos: int | None
+    stops: frozenset[int]  # token ids that end it (the stopping token is kept)
     generator: torch.Generator | None
     submitted_at: float
     output: list[int] = field(default_factory=list)
-    block_table: list[int] = field(default_factory=list)  # pool pages of its rows, in order
+    allocation: Allocation | None = None  # its pages while it runs (None while it waits)
     computed: int = 0  # rows of prompt + output already in the pool
-    node: Node | None = None  # the prefix-cache node it holds locked
-    in_tree: bool = False  # its prompt's full pages were offered to the prefix cache since it was admitted
+    published: bool = False  # its prompt's full pages were offered to the prefix cache since it was admitted
     usage: Usage | None = None  # billed once, when the prompt is first computed
     provenance: list[str] = field(default_factory=list)
     first_token_logits: torch.Tensor | None = None
     token_at: list[float] = field(default_factory=list)  # when each output token was chosen
     cache_write_s: float = 0.0
     preemptions: int = 0
+    speculation: SpeculativeRun | None = None  # its drafter and trace, for a speculative request
+    drafts: list[int] | None = None  # the guesses this step verifies (None: not at a verify step)
 
     @property
     def tokens(self) -> list[int]:
@@ -72,7 +78,21 @@ class Request:
 
     @property
     def finished(self) -> bool:
-        return len(self.output) >= self.max_new_tokens or (bool(self.output) and self.output[-1] == self.eos)
+        return len(self.output) >= self.params.max_new_tokens or self.stopped
+
+    @property
+    def stopped(self) -> bool:
+        """It ended on a stop token (the end of sequence included)."""
+        return bool(self.output) and self.output[-1] in self.stops
+
+    @property
+    def at_verify(self) -> bool:
+        """A speculative request whose only pending token is its last: its next step verifies drafts after it."""
+        return self.speculation is not None and self.pending == 1
+
+    def to_prefill(self, computed: int) -> int:
+        """Tokens to compute before it chooses: all pending ones, or all but the last for a speculative request."""
+        return len(self.tokens) - computed - (self.speculation is not None)
 
 
 @dataclass(frozen=True)
@@ -95,12 +115,15 @@ class Server:
     """Runs many requests at once on one model, with continuous batching over a paged KV pool.
 
     The pool is the prefix cache's when one is given (cached prefixes and running requests share
-    it, as in vLLM and SGLang), else a private one of `pool_tokens` rows (default: the model's
-    context) holding rows as `kv_dtype` (None: the model's dtype; see `workbook.kv_quant`).
+    it, as in vLLM and SGLang; size it where the cache is built), else a private one of
+    `pool_tokens` rows (default: the model's context) holding rows as `kv_dtype` (None: the
+    model's dtype; see `workbook.kv_quant`). Every page goes through one `KVManager` (`self.kv`).
     `max_running` caps the requests in a step, `max_batch_tokens` the tokens in a step;
     `prefill_chunk` (None: off) splits long prompts into chunks of at most that many tokens.
     Without chunking a prompt is computed in one step; one longer than `max_batch_tokens` runs
-    in a step of its own.
+    in a step of its own. A request may carry a `Speculation` (a drafter and k): it then
+    verifies k drafts per step, in the same batches as the others. `tokenizer` may be None for a
+    server fed token ids only; its results then carry no text.
     """
 
     def __init__(self, model, tokenizer, prefix_cache: PrefixCache | None = None, max_running: int = 32,
@@ -110,52 +133,60 @@ class Server:
         check_whole("max_batch_tokens", max_batch_tokens, 1)
         if prefill_chunk is not None:
             check_whole("prefill_chunk", prefill_chunk, 1)
-        if prefix_cache is None:
-            rows = model.config.max_position_embeddings if pool_tokens is None else pool_tokens
-            check_whole("pool_tokens", rows, DEFAULT_PAGE_SIZE)
-            self.pool = PagePool(DEFAULT_PAGE_SIZE, rows // DEFAULT_PAGE_SIZE, kv_dtype)
-        else:
-            self.pool = prefix_cache.pool
-        self.pool.bind(model)
-        self.model, self.tokenizer, self.prefix_cache = model, tokenizer, prefix_cache
+        pool = self._pool(model, prefix_cache, pool_tokens, kv_dtype)
+        pool.bind(model)
+        self.kv = KVManager(pool, prefix_cache)
+        self.pool, self.model, self.tokenizer, self.prefix_cache = pool, model, tokenizer, prefix_cache
         self.max_running, self.max_batch_tokens, self.prefill_chunk = max_running, max_batch_tokens, prefill_chunk
-        self.waiting: deque[Request] = deque()
-        self.running: list[Request] = []  # in the order they were admitted
+        self.waiting: deque[ServerRequest] = deque()
+        self.running: list[ServerRequest] = []  # in the order they were admitted
         self.results: dict[int, GenerationResult] = {}  # finished and not yet collected by run_until_done
         self.steps = 0
         self._ids = itertools.count()
         self._sync = synchronizer(resolve_device(model.device))
 
+    @staticmethod
+    def _pool(model, prefix_cache: PrefixCache | None, pool_tokens: int | None, kv_dtype: str | None) -> PagePool:
+        """The prefix cache's pool, or a private one; refuses settings that a given cache's pool would override."""
+        if prefix_cache is None:
+            rows = model.config.max_position_embeddings if pool_tokens is None else pool_tokens
+            return PagePool.for_tokens(rows, DEFAULT_PAGE_SIZE, kv_dtype)
+        if pool_tokens is not None or kv_dtype is not None:
+            raise WorkbookError("With a prefix cache the server runs on the cache's KV pool, so pool_tokens and kv_dtype "
+                                "are set where that pool is built: PrefixCache(PagePool.for_tokens(tokens, page_size, "
+                                "kv_dtype)). Leave them out here.")
+        return prefix_cache.pool
+
     # ----- the public interface -------------------------------------------------------------------
 
-    def submit(self, prompt: Prompt, max_new_tokens: int = 32, temperature: float = 0.0, top_p: float = 1.0,
-               seed: int | None = None, tenant: Hashable = None, stop_at_eos: bool = True) -> int:
-        """Queue a request and return its id. Everything is checked first: a refused request changes nothing."""
-        check_sampling(temperature, top_p)
-        ids = check_request(self.model, prompt_ids(self.tokenizer, prompt), max_new_tokens)
-        pages = self.pool.pages_for_rows(request_rows(len(ids), max_new_tokens))
-        if pages > self.pool.num_pages:
-            raise CacheBudgetError(
-                f"This request needs {pages} pages of {self.pool.page_size} tokens for its prompt and new tokens, "
-                f"but the whole KV pool holds {self.pool.num_pages}. Raise capacity_tokens (or pool_tokens), "
-                "shorten the prompt, or ask for fewer new tokens.")
-        request = Request(next(self._ids), ids, max_new_tokens, temperature, top_p, tenant,
-                          getattr(self.tokenizer, "eos_token_id", None) if stop_at_eos else None,
-                          make_generator(seed, self.model.device), self._now())
-        self.waiting.append(request)
-        return request.id
+    def submit(self, prompt: Prompt, params: SamplingParams | None = None, *, tenant: Hashable = None,
+               speculation: Speculation | None = None, **settings) -> int:
+        """Queue a request and return its id. Everything is checked first: a refused request changes nothing.
+
+        Sampling settings come as a `SamplingParams` or by name (max_new_tokens=16, temperature=0.8, ...);
+        `speculation` (a `workbook.speculative.Speculation`) makes it a speculative request.
+        """
+        params = sampling_params(params, settings)
+        ids = check_request(self.model, prompt_ids(self.tokenizer, prompt), params)
+        return self._enqueue(ids, params, tenant, speculation)
 
     def step(self) -> StepSnapshot | None:
         """One forward pass over every request that can run now; None once nothing is waiting or running."""
         if not self.waiting and not self.running:
             return None
         start = self._now()
-        preempted: list[Request] = []
+        preempted: list[ServerRequest] = []
         plan = self._schedule_running(preempted)
         if not preempted:
             plan += self._admit(self.max_batch_tokens - sum(n for _, n in plan), alone=not plan)
+        # Drafts are asked for once the step's pages are settled, so a preemption never wastes (or redraws) them.
+        plan = [(r, 1 + self._draft(r, n - 1) if r.at_verify else n) for r, n in plan]
         decode = tuple(r.id for r, _ in plan if r.output and r.pending == 1)
-        finished = self._advance(plan, self.model.forward_paged(self._batch(plan))) if plan else []
+        finished = []
+        if plan:
+            forward_start = self._now()
+            logits = self.model.forward_paged(self._batch(plan))
+            finished = self._advance(plan, logits, self._now() - forward_start)
         self.steps += 1
         return StepSnapshot(
             step=self.steps, prefill={r.id: n for r, n in plan if r.id not in decode}, decode=decode,
@@ -188,25 +219,39 @@ class Server:
 
     def page_holders(self) -> dict[int, list]:
         """Who holds each page in use, for a picture of the pool: request ids, and "cache" for the prefix cache's tree."""
-        holders: dict[int, list] = {}
-        if self.prefix_cache:
-            for page in self.prefix_cache.held_pages():
-                holders.setdefault(page, []).append("cache")
-        for request in self.running:
-            for page in request.block_table:
-                holders.setdefault(page, []).append(request.id)
-        return holders
+        return self.kv.page_holders()
 
     # ----- scheduling -----------------------------------------------------------------------------
 
-    def _schedule_running(self, preempted: list[Request]) -> list[tuple[Request, int]]:
+    def _enqueue(self, ids: list[int], params: SamplingParams, tenant: Hashable,
+                 speculation: Speculation | None = None) -> int:
+        """Queue a request whose prompt and settings are already checked; refuse one the whole pool cannot hold."""
+        rows = request_rows(len(ids), params.max_new_tokens)
+        if speculation is not None and not callable(getattr(speculation, "start", None)):
+            raise WorkbookError("speculation must be a workbook.speculative.Speculation(draft, k=...), "
+                                f"not {type(speculation).__name__}.")
+        pages = self.pool.pages_for_rows(rows)
+        if pages > self.pool.num_pages:
+            raise CacheBudgetError(
+                f"This request needs {pages} pages of {self.pool.page_size} tokens for its prompt and new tokens, "
+                f"but the whole KV pool holds {self.pool.num_pages}. Raise the pool's capacity_tokens (PagePool.for_tokens, "
+                "or pool_tokens without a prefix cache), shorten the prompt, or ask for fewer new tokens.")
+        run = speculation.start(self.model, rows) if speculation is not None else None  # checks its drafter first
+        request = ServerRequest(next(self._ids), ids, params, tenant,
+                                params.stops(getattr(self.tokenizer, "eos_token_id", None)),
+                                make_generator(params.seed, self.model.device), self._now(), speculation=run)
+        self.waiting.append(request)
+        return request.id
+
+    def _schedule_running(self, preempted: list[ServerRequest]) -> list[tuple[ServerRequest, int]]:
         """Tokens for each running request, oldest first; preempt the newest when pages run out."""
         plan, budget = [], self.max_batch_tokens
         for request in list(self.running):
             if request not in self.running or budget == 0:
                 continue
-            n = min(request.pending, budget, self.prefill_chunk or request.pending)
-            while not self._reserve(request, request.computed + n):
+            n = self._verify_tokens(request, budget) if request.at_verify else \
+                min(request.to_prefill(request.computed), budget, self.prefill_chunk or request.pending)
+            while not self.kv.grow(request.allocation, request.computed + n):
                 victim = self.running[-1]  # the most recently admitted
                 self._preempt(victim)
                 preempted.append(victim)
@@ -217,132 +262,134 @@ class Server:
                 budget -= n
         return plan
 
-    def _admit(self, budget: int, alone: bool) -> list[tuple[Request, int]]:
+    def _admit(self, budget: int, alone: bool) -> list[tuple[ServerRequest, int]]:
         """Move queued requests into the batch, first come first served, while tokens, slots and pages allow."""
         plan = []
         while self.waiting and len(self.running) < self.max_running and budget > 0:
             request = self.waiting[0]
-            cache = self.prefix_cache
-            match = cache.match(request.tokens, request.tenant, record=False) if cache else None
-            past = match.length if match else 0
-            pending = len(request.tokens) - past
+            past = self.kv.cached_tokens(request.tokens, request.tenant)
+            pending = request.to_prefill(past)
             n = min(pending, budget, self.prefill_chunk or pending)
             if n < pending and self.prefill_chunk is None:
                 if not (alone and not plan):
                     break
                 n = pending  # a prompt longer than a step's budget runs in a step of its own
-            if cache:
-                cache.lock(match.node)  # the matched pages must not be evicted to make room for the rest
-            if not self._fits(len(match.pages) if match else 0, past + n):
-                if cache:
-                    cache.unlock(match.node)
+            if pending == 0:  # a speculative request whose prompt but its last token is cached: it verifies at once
+                n = self._verify_tokens(request, budget)
+            request.allocation = self.kv.admit(request.tokens, past + n, request.tenant, owner=request.id)
+            if request.allocation is None:
                 if not plan and not self.running:
                     self.waiting.popleft()
                     raise CacheBudgetError(
                         f"Request {request.id} cannot get the pages it needs even with nothing else running: "
-                        f"{self.pool.num_pages - self._available()} of the pool's {self.pool.num_pages} pages are "
-                        "held (locked prefixes). It was dropped; unlock them or raise capacity_tokens.")
+                        f"{self.pool.num_pages - self.kv.available()} of the pool's {self.pool.num_pages} pages are "
+                        "held (locked prefixes). It was dropped; unlock them or give the pool more tokens.")
                 break
             self.waiting.popleft()
-            if cache:
-                match = cache.match(request.tokens, request.tenant)  # now it counts, in the statistics and for LRU
-                self.pool.retain(match.pages)
-                request.node, request.block_table = match.node, list(match.pages)
             request.computed = past
             if request.usage is None:
                 request.provenance = ["loaded"] * past + ["computed"] * (len(request.prompt_ids) - past)
-            self._reserve(request, past + n)
             self.running.append(request)
             plan.append((request, n))
             budget -= n
         return plan
 
-    def _available(self) -> int:
-        """Pages that could be handed out now: free ones, and those of cached prefixes nobody holds."""
-        return len(self.pool.free_pages) + (self.prefix_cache.evictable_pages() if self.prefix_cache else 0)
+    def _verify_tokens(self, request: ServerRequest, budget: int) -> int:
+        """Rows to reserve for a verify step: the pending token and up to k drafts, within the budget and max_new_tokens."""
+        room = request.params.max_new_tokens - len(request.output) - 1
+        return 1 + max(0, min(request.speculation.k, room, budget - 1))
 
-    def _fits(self, pages_held: int, rows: int) -> bool:
-        return self.pool.pages_for_rows(rows) - pages_held <= self._available()
+    def _draft(self, request: ServerRequest, room: int) -> int:
+        """Ask the request's drafter for at most `room` guesses to verify in this step; how many it gave."""
+        request.drafts = request.speculation.propose(request.tokens, room, request.params, request.generator)
+        return len(request.drafts)
 
-    def _reserve(self, request: Request, rows: int) -> bool:
-        """Give `request` pages for its first `rows` rows, evicting cold prefixes if needed; False if they cannot be had."""
-        need = self.pool.pages_for_rows(rows) - len(request.block_table)
-        if need <= 0:
-            return True
-        if need > self._available():
-            return False
-        if self.prefix_cache:
-            self.prefix_cache.make_room(need)
-        request.block_table += self.pool.allocate(need)
-        return True
-
-    def _preempt(self, request: Request) -> None:
+    def _preempt(self, request: ServerRequest) -> None:
         """Take a running request's pages back and queue it first, to be recomputed later."""
         self._release(request)
-        request.computed, request.in_tree = 0, False
+        request.computed, request.published = 0, False
         request.preemptions += 1
         self.waiting.appendleft(request)
 
-    def _release(self, request: Request) -> None:
-        """A request leaves the batch: its pages lose a holder and its cached prefix is unlocked."""
-        self.pool.release(request.block_table)
-        if self.prefix_cache:
-            self.prefix_cache.unlock(request.node)
-        request.block_table, request.node = [], None
+    def _release(self, request: ServerRequest) -> None:
+        """A request leaves the batch: its pages go back through the manager."""
+        self.kv.free(request.allocation)
+        request.allocation = None
         self.running.remove(request)
 
     # ----- running a step -------------------------------------------------------------------------
 
-    def _batch(self, plan: list[tuple[Request, int]]) -> PagedBatch:
-        slices = [BatchSlice(r.block_table, r.computed, r.tokens[r.computed:r.computed + n]) for r, n in plan]
+    def _batch(self, plan: list[tuple[ServerRequest, int]]) -> PagedBatch:
+        slices = [BatchSlice(r.allocation.block_table, r.computed, (r.tokens + (r.drafts or []))[r.computed:r.computed + n],
+                             scored=n if r.drafts is not None else 1) for r, n in plan]
         return PagedBatch(self.pool, slices, self.model.config.sliding_window)
 
-    def _advance(self, plan: list[tuple[Request, int]], logits: torch.Tensor) -> list[int]:
-        """Count the rows computed, choose a token for every request that reached its end, finish the done ones."""
-        chose = []
-        for (request, n), row in zip(plan, logits):
+    def _advance(self, plan: list[tuple[ServerRequest, int]], logits: torch.Tensor, forward_s: float) -> list[int]:
+        """Count the rows computed, choose (or verify) tokens for every request that reached its end, finish the done ones."""
+        chose, offset = [], 0
+        for request, n in plan:
+            scored = n if request.drafts is not None else 1
+            rows, offset = logits[offset:offset + scored], offset + scored
+            if request.speculation is not None:
+                request.speculation.target_forwards += 1
+                request.speculation.seconds["verify" if request.drafts is not None else "prefill"] += forward_s
+            if request.drafts is not None:
+                chose.append((request, self._accept(request, n, rows)))
+                continue
             request.computed += n
             if request.pending == 0:
                 if not request.output:
-                    request.first_token_logits = row.clone()
-                request.output.append(choose_token(row, request.temperature, request.top_p, request.generator))
-                chose.append(request)
+                    request.first_token_logits = rows[0].clone()
+                p = request.params
+                request.output.append(choose_token(rows[0], p.temperature, p.top_p, request.generator, p.top_k))
+                chose.append((request, 1))
         now = self._now()
-        for request in chose:
-            request.token_at.append(now)
+        for request, count in chose:
+            request.token_at += [now] * count
         for request, _ in plan:
-            if not request.in_tree and request.computed >= len(request.prompt_ids):
-                self._offer_prompt(request)
+            if not request.published and request.computed >= len(request.prompt_ids):
+                self._publish_prompt(request)
         finished = [r for r, _ in plan if r.finished and r in self.running]
         for request in finished:
             self._release(request)
             self.results[request.id] = self._result(request)
         return [r.id for r in finished]
 
-    def _offer_prompt(self, request: Request) -> None:
-        """The prompt is computed: bill it (the first time), and add its full pages to the prefix cache by reference."""
-        start, written = self._now(), 0
-        if self.prefix_cache:
-            written, node = self.prefix_cache.insert_pages(request.prompt_ids, request.block_table, request.tenant)
-            self.prefix_cache.lock(node)  # hold the deepest node now, so its pages (ours too) are not evicted
-            self.prefix_cache.unlock(request.node)
-            request.node = node
-        request.in_tree = True
+    def _accept(self, request: ServerRequest, n: int, rows: torch.Tensor) -> int:
+        """Verify a speculative step from its logits [n, vocab]: keep what passed, roll the rest back; tokens added."""
+        if not request.output:
+            request.first_token_logits = rows[0].clone()
+        new, keep = request.speculation.verify(rows, request.computed + n, request.params, request.generator)
+        request.computed, request.drafts = keep, None
+        self.kv.truncate(request.allocation, keep)
+        stop = next((i for i, t in enumerate(new) if t in request.stops), None)
+        request.output += new if stop is None else new[:stop + 1]  # tokens after a stop are never returned
+        return len(new) if stop is None else stop + 1
+
+    def _publish_prompt(self, request: ServerRequest) -> None:
+        """The prompt is computed: bill it (the first time), and offer its full pages to the prefix cache by reference."""
+        start = self._now()
+        written = self.kv.publish(request.allocation, request.prompt_ids)
+        request.published = True
         if request.usage is None:
             loaded = request.provenance.count("loaded")
             request.usage = Usage(input_tokens=len(request.prompt_ids) - loaded - written, cache_write_tokens=written,
                                   cache_read_tokens=loaded)
             request.cache_write_s = self._now() - start
 
-    def _result(self, request: Request) -> GenerationResult:
+    def _result(self, request: ServerRequest) -> GenerationResult:
         times = [request.submitted_at] + request.token_at
         usage = Usage(request.usage.input_tokens, request.usage.cache_write_tokens, request.usage.cache_read_tokens,
                       output_tokens=len(request.output))
+        run = request.speculation
         return GenerationResult(
-            prompt_ids=request.prompt_ids, output_ids=request.output, text=self.tokenizer.decode(request.output),
+            prompt_ids=request.prompt_ids, output_ids=request.output,
+            text=self.tokenizer.decode(request.output) if self.tokenizer is not None else "",
             provenance=request.provenance, usage=usage,
             timings=Timings(times[1] - times[0], request.cache_write_s, [b - a for a, b in zip(times[1:], times[2:])]),
-            first_token_logits=request.first_token_logits, preemptions=request.preemptions)
+            first_token_logits=request.first_token_logits, preemptions=request.preemptions,
+            finish_reason="stop" if request.stopped else "length",
+            speculation=run.trace(len(request.output)) if run is not None else None)
 
     def _now(self) -> float:
         """The time, once the device has finished what was queued."""

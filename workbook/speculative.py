@@ -2,14 +2,18 @@
 
 Verifying k+1 positions costs the target little more than decoding one, because its weights
 are read once either way. So a drafter (a small model, or a lookup in the prompt) proposes
-`k` tokens, the target scores them in one forward pass over its KV cache, the longest correct
-run is kept plus one token from the target, and the rows of rejected guesses are cropped from
-both caches. The acceptance rule (Leviathan et al. 2023; Chen et al. 2023) keeps the output
-exactly what the target alone would produce: the same tokens when greedy, the same
-distribution when sampling.
+`k` tokens, the target scores them in one paged step over its pool, the longest correct run is
+kept plus one token from the target, and the rows of rejected guesses are rolled back
+(`KVManager.truncate`) in both the target's and the draft's pages. The acceptance rule
+(Leviathan et al. 2023; Chen et al. 2023) keeps the output exactly what the target alone would
+produce: the same tokens when greedy, the same distribution when sampling.
 
-Both caches keep rows for every token but the last one, which is "pending": the next forward
-pass feeds it first, so its row and the drafts' rows are computed together.
+A speculative request is a request like any other: the `Server` runs it on the same paged path,
+beside plain requests in the same batches, with a prefix-cache hit when its prompt has one; it
+asks for drafts with a `Speculation` (`Server.submit(..., speculation=Speculation(draft, k=4))`)
+and returns the same `GenerationResult`, with the trace of its steps in `result.speculation`.
+Its pages keep rows for every token but the last one, which is "pending": the next step feeds
+it first, so its row and the drafts' rows are computed together.
 
 Drafters sit behind one protocol, `Drafter`: a small model (`ModelDrafter`) and prompt lookup
 (`PromptLookupDrafter`) ship, and any other class with the same members plugs in.
@@ -17,17 +21,23 @@ Drafters sit behind one protocol, `Drafter`: a small model (`ModelDrafter`) and 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from numbers import Integral
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Protocol
 
 import torch
 
+from .checks import check_whole
+from .engine import Engine
 from .errors import WorkbookError
-from .kv_cache import KVCache
-from .model import Transformer, check_context, check_request, check_whole, request_rows
-from .sampling import check_sampling, choose_token, make_generator, next_token_probs, sample
-from .timing import Stopwatch
+from .kv_manager import Allocation, KVManager
+from .model import Transformer, check_context, token_list
+from .page_pool import PagePool, pages_for_rows
+from .paged_attention import BatchSlice, PagedBatch
+from .request import GenerationResult
+from .sampling import SamplingParams, next_token_probs, sample
+from .server import DEFAULT_PAGE_SIZE
 
 PHASES = ("prefill", "draft", "verify", "other")
 
@@ -63,8 +73,8 @@ class Drafter(Protocol):
         """Forget everything after the first `keep` tokens: the guesses the target rejected."""
 
 
-# Read off the protocol, so the check in `as_drafter` cannot drift from it.
-DRAFTER_METHODS = tuple(name for name, member in vars(Drafter).items() if callable(member) and not name.startswith("_"))
+# Read off the protocol, so the check in `as_drafter` cannot drift from it: its methods and its two properties.
+DRAFTER_MEMBERS = tuple(name for name in vars(Drafter) if not name.startswith("_"))
 
 
 @dataclass
@@ -111,8 +121,10 @@ class PromptLookupDrafter:
 
 
 class ModelDrafter:
-    """A small draft model with its own KV cache, rolled back like the target's.
+    """A small draft model with pages of its own, rolled back like the target's.
 
+    Its rows live in a private pool for the one request it drafts for, held as one `Allocation`
+    of a `KVManager`; a rejection gives the rejected rows' pages back with `truncate`.
     With `min_confidence` > 0 a draft stops early, after a guess the draft itself gives less
     than that probability: later guesses would build on a likely miss, and each costs a forward.
     """
@@ -120,15 +132,17 @@ class ModelDrafter:
     def __init__(self, model: Transformer, capacity: int, min_confidence: float = 0.0):
         if not isinstance(model, Transformer):
             raise WorkbookError("draft must be a workbook Transformer (workbook.load_model), a PromptLookupDrafter, or a "
-                                f"Drafter with the methods {', '.join(DRAFTER_METHODS)}; not {type(model).__name__}.")
+                                f"Drafter with the members {', '.join(DRAFTER_MEMBERS)}; not {type(model).__name__}.")
         self.model, self.capacity, self.min_confidence = model, capacity, min_confidence
-        self.cache: KVCache | None = None  # made by prefill, so a refused request never allocates one
+        self.kv: KVManager | None = None  # made by prefill, so a refused request never allocates a pool
+        self.allocation: Allocation | None = None
+        self.rows = 0  # rows of the text in the draft's pages
         self.forwards = 0
 
     @property
     def cache_rows(self) -> int:
-        """Rows in the draft model's cache (after prefill)."""
-        return self.cache.length
+        """Rows in the draft model's pages (after prefill)."""
+        return self.rows
 
     def check_compatible(self, target: Transformer, rows: int) -> None:
         """Refuse a draft whose token ids mean other text than the target's, on another device, or too short."""
@@ -147,48 +161,57 @@ class ModelDrafter:
         check_context(draft, rows, "draft model")
 
     def prefill(self, tokens: list[int]) -> None:
-        """Start an empty cache and fill it with every token but the last (the pending one), as the target does."""
-        self.cache, self.forwards = self.model.new_cache(self.capacity), 0
+        """Start on a fresh pool and fill it with every token but the last (the pending one), as the target does."""
+        pool = PagePool(DEFAULT_PAGE_SIZE, pages_for_rows(self.capacity, DEFAULT_PAGE_SIZE))
+        pool.bind(self.model)
+        self.kv, self.rows, self.forwards = KVManager(pool), 0, 0
+        self.allocation = self.kv.admit(tokens, rows=0, owner="draft")
         if len(tokens) > 1:
-            self.model(torch.tensor([tokens[:-1]], device=self.model.device), cache=self.cache)
-            self.forwards += 1
+            self._forward(tokens[:-1])
 
     def propose(self, tokens: list[int], k: int, temperature: float, top_p: float,
                 generator: torch.Generator | None) -> tuple[list[int], torch.Tensor | None]:
         """k tokens drafted one at a time, and the distributions q they were drawn from (None when greedy)."""
-        ids = torch.tensor([tokens[self.cache.length:]], device=self.model.device)  # rows not cached yet
-        drafted, q_rows = [], []
+        ids, drafted, q_rows = tokens[self.rows:], [], []  # rows not in the pages yet
         for _ in range(k):
-            logits = self.model(ids, cache=self.cache)[0, -1]
-            self.forwards += 1
+            logits = self._forward(ids)
             if temperature == 0:
-                token = logits.argmax()
+                token = int(logits.argmax())
             else:
                 q_rows.append(next_token_probs(logits, temperature, top_p))
-                token = torch.multinomial(q_rows[-1], 1, generator=generator)[0]
+                token = sample(q_rows[-1], generator)
             drafted.append(token)
             if self.min_confidence and self.confidence(logits, token, q_rows) < self.min_confidence:
                 break
-            ids = token.view(1, 1)
-        # Tokens stay tensors inside the loop so a GPU is not made to wait (unless a confidence stop
-        # must look at a probability); one transfer here.
-        return torch.stack(drafted).tolist(), torch.stack(q_rows) if q_rows else None
+            ids = [token]
+        return drafted, torch.stack(q_rows) if q_rows else None
 
     @staticmethod
-    def confidence(logits: torch.Tensor, token: torch.Tensor, q_rows: list[torch.Tensor]) -> float:
+    def confidence(logits: torch.Tensor, token: int, q_rows: list[torch.Tensor]) -> float:
         """The draft's own probability for the token it just proposed."""
         q = q_rows[-1] if q_rows else torch.softmax(logits.float(), dim=-1)
         return float(q[token])
 
     def rollback(self, keep: int) -> None:
         """Drop the rows of rejected drafts; the last draft was never fed, so there may be fewer than `keep`."""
-        self.cache.crop(min(self.cache.length, keep))
+        self.rows = min(self.rows, keep)
+        self.kv.truncate(self.allocation, self.rows)
+
+    def _forward(self, ids: list[int]) -> torch.Tensor:
+        """One paged step of the draft over `ids` after its rows; the logits at the last of them."""
+        self.kv.grow(self.allocation, self.rows + len(ids))
+        batch = PagedBatch(self.kv.pool, [BatchSlice(self.allocation.block_table, self.rows, list(ids))],
+                           self.model.config.sliding_window)
+        logits = self.model.forward_paged(batch)[0]
+        self.rows += len(ids)
+        self.forwards += 1
+        return logits
 
 
 def as_drafter(draft: Transformer | Drafter, capacity: int, min_confidence: float = 0.0) -> Drafter:
     """The drafter for one request: anything with the `Drafter` methods is used as it is; a model drafts through a
     `ModelDrafter`, which gives it the cache of its own that a plain model lacks."""
-    if all(callable(getattr(draft, name, None)) for name in DRAFTER_METHODS):
+    if all(hasattr(draft, name) for name in DRAFTER_MEMBERS):
         return draft
     return ModelDrafter(draft, capacity, min_confidence)
 
@@ -291,15 +314,18 @@ class SpeculativeStep:
 
 
 @dataclass
-class SpeculativeResult:
-    """New tokens from speculative decoding, and how they were made."""
+class SpeculativeTrace:
+    """How a speculative request's tokens were made: its steps, forward passes and time (`GenerationResult.speculation`).
 
-    tokens: list[int]
+    In a batch, a step's forward pass is shared with the other requests in it; its time counts
+    in full for each (as "prefill" while the prompt is computed, "verify" after).
+    """
+
     steps: list[SpeculativeStep]
     target_forwards: int  # prefill included
     draft_forwards: int  # 0 for a drafter without a model (prompt lookup)
     seconds: dict[str, float]  # per phase: prefill, draft, verify, other
-    finish_reason: Literal["length", "eos"]
+    tokens: int  # new tokens the request returned
 
     @property
     def proposed(self) -> int:
@@ -331,7 +357,7 @@ class SpeculativeResult:
     @property
     def tokens_per_target_pass(self) -> float:
         """New tokens per verify pass; plain decoding gets exactly 1."""
-        return len(self.tokens) / len(self.steps)
+        return self.tokens / len(self.steps)
 
     @property
     def total_seconds(self) -> float:
@@ -339,143 +365,143 @@ class SpeculativeResult:
 
     @property
     def tokens_per_second(self) -> float:
-        return len(self.tokens) / self.total_seconds
+        return self.tokens / self.total_seconds
 
 
-@dataclass
-class TargetResult:
-    """New tokens from plain decoding with the target alone: the baseline speculative decoding must match."""
+# ----- a speculative request --------------------------------------------------------------------
 
-    tokens: list[int]
-    target_forwards: int
-    seconds: float
-    finish_reason: Literal["length", "eos"]
+@dataclass(frozen=True, eq=False)
+class Speculation:
+    """What a request asks of speculative decoding: who drafts (a smaller `Transformer` sharing the target's
+    tokenizer, a `PromptLookupDrafter`, or any other `Drafter`) and how many guesses a step.
 
-    @property
-    def tokens_per_second(self) -> float:
-        return len(self.tokens) / self.seconds
-
-
-# ----- checking a request -----------------------------------------------------------------------
-
-def checked_prompt(target: Transformer, input_ids, max_new_tokens, temperature, top_p, eos_token_id) -> list[int]:
-    """The prompt as a list of ids, once everything a target-only or speculative request needs is checked."""
-    if not isinstance(target, Transformer):
-        raise WorkbookError(f"target must be a workbook Transformer (workbook.load_model), not {type(target).__name__}.")
-    check_sampling(temperature, top_p)
-    vocab = target.config.vocab_size
-    if eos_token_id is not None and (isinstance(eos_token_id, bool) or not isinstance(eos_token_id, Integral)
-                                     or not 0 <= eos_token_id < vocab):
-        raise WorkbookError(f"eos_token_id must be None or a token id in 0..{vocab - 1}, not {eos_token_id!r}.")
-    return check_request(target, input_ids, max_new_tokens)
-
-
-def stop_at_eos(tokens: list[int], eos_token_id: int | None) -> tuple[list[int], bool]:
-    """Cut `tokens` just after the first end-of-sequence token, if there is one."""
-    if eos_token_id is not None and eos_token_id in tokens:
-        return tokens[:tokens.index(eos_token_id) + 1], True
-    return tokens, False
-
-
-# ----- decoding ---------------------------------------------------------------------------------
-
-def target_generate(target: Transformer, input_ids, max_new_tokens: int = 64, temperature: float = 0.0,
-                    top_p: float = 1.0, seed: int | None = None, eos_token_id: int | None = None) -> TargetResult:
-    """Plain decoding with the target and a KV cache, one forward pass per new token (the baseline)."""
-    prompt = checked_prompt(target, input_ids, max_new_tokens, temperature, top_p, eos_token_id)
-    device = target.device
-    cache = target.new_cache(request_rows(len(prompt), max_new_tokens))
-    generator = make_generator(seed, device)
-    with Stopwatch(device) as clock:
-        logits = target(torch.tensor([prompt], device=device), cache=cache)[0, -1]
-        tokens = [choose_token(logits, temperature, top_p, generator)]
-        while len(tokens) < max_new_tokens and tokens[-1] != eos_token_id:
-            logits = target(torch.tensor([tokens[-1:]], device=device), cache=cache)[0, -1]
-            tokens.append(choose_token(logits, temperature, top_p, generator))
-    return TargetResult(tokens, target_forwards=len(tokens), seconds=clock.elapsed_s,
-                        finish_reason="eos" if tokens[-1] == eos_token_id else "length")
-
-
-def speculative_generate(target: Transformer, draft: Transformer | Drafter, input_ids,
-                         k: int = 4, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
-                         seed: int | None = None, adaptive_k: bool = False, k_max: int | None = None,
-                         min_draft_confidence: float = 0.0, eos_token_id: int | None = None) -> SpeculativeResult:
-    """Generate up to `max_new_tokens` after `input_ids`: `draft` guesses, `target` verifies in one pass per step.
-
-    `draft` is a smaller `Transformer` sharing the target's tokenizer, a `PromptLookupDrafter`,
-    or any other `Drafter`.
-
-    Greedy (temperature 0) output equals `target_generate`'s token for token; sampled output
-    follows the target's distribution exactly. With `adaptive_k`, k starts at `k` and moves
-    within [1, k_max] (default 2k) as drafts are accepted or rejected. With `min_draft_confidence`,
-    a draft model stops before k once it proposes a token it gives less than that probability
-    (k is then a ceiling); either way the output stays exact, since only the draft decides.
+    With `adaptive_k`, k starts at `k` and moves within [1, k_max] (default 2k) as drafts are
+    accepted or rejected. With `min_draft_confidence`, a draft model stops before k once it
+    proposes a token it gives less than that probability (k is then a ceiling). Either way the
+    output stays exact, since only the draft decides. Checked here, once.
     """
-    prompt = checked_prompt(target, input_ids, max_new_tokens, temperature, top_p, eos_token_id)
-    check_whole("k", k, 1)
-    k_max = 2 * k if k_max is None else k_max
-    check_whole("k_max", k_max, k)
-    if not 0 <= min_draft_confidence < 1:
-        raise WorkbookError(f"min_draft_confidence must be in [0, 1) (0 never stops a draft early), not {min_draft_confidence}.")
-    rows = request_rows(len(prompt), max_new_tokens)
-    drafter = as_drafter(draft, rows, min_draft_confidence)
-    drafter.check_compatible(target, rows)
 
-    device = target.device
-    cache = target.new_cache(rows)
-    generator = make_generator(seed, device)
-    tokens, steps, target_forwards = list(prompt), [], 0
-    seconds = dict.fromkeys(PHASES, 0.0)
-    with Stopwatch(device) as clock:
-        if len(prompt) > 1:
-            target(torch.tensor([prompt[:-1]], device=device), cache=cache)
-            target_forwards += 1
-        drafter.prefill(prompt)
-        seconds["prefill"] += clock.lap()
+    draft: Transformer | Drafter
+    k: int = 4
+    adaptive_k: bool = False
+    k_max: int | None = None
+    min_draft_confidence: float = 0.0
 
-        while len(tokens) - len(prompt) < max_new_tokens:
-            # Never draft past max_new_tokens: the step adds at most k_step + 1 tokens.
-            k_step = min(k, max_new_tokens - (len(tokens) - len(prompt)) - 1)
-            proposed, q = drafter.propose(tokens, k_step, temperature, top_p, generator) if k_step else ([], None)
-            seconds["draft"] += clock.lap()
+    def __post_init__(self):
+        check_whole("k", self.k, 1)
+        object.__setattr__(self, "k_max", 2 * self.k if self.k_max is None else self.k_max)
+        check_whole("k_max", self.k_max, self.k)
+        if not 0 <= self.min_draft_confidence < 1:
+            raise WorkbookError(f"min_draft_confidence must be in [0, 1) (0 never stops a draft early), "
+                                f"not {self.min_draft_confidence}.")
 
-            # One target pass scores the pending token and every proposal: k+1 next-token distributions.
-            logits = target(torch.tensor([tokens[cache.length:] + proposed], device=device), cache=cache)[0]
-            target_forwards += 1
-            n_accepted, next_token = verify(logits, proposed, q, temperature, top_p, generator)
-            seconds["verify"] += clock.lap()
-
-            keep = len(tokens) + n_accepted  # rows of the text so far plus the accepted drafts; next_token is pending
-            step = SpeculativeStep(k_step, proposed, [i < n_accepted for i in range(len(proposed))], next_token,
-                                   *roll_back(cache, drafter, keep))
-            steps.append(step)
-            tokens += step.new_tokens
-            if adaptive_k:
-                k = next_k(k, n_accepted, len(proposed), k_max)
-            seconds["other"] += clock.lap()
-            if eos_token_id in step.new_tokens:
-                break
-
-    new, hit_eos = stop_at_eos(tokens[len(prompt):], eos_token_id)
-    return SpeculativeResult(new, steps, target_forwards, drafter.forwards, seconds,
-                             finish_reason="eos" if hit_eos else "length")
+    def start(self, target: Transformer, rows: int) -> SpeculativeRun:
+        """This request's drafter, checked against `target` for a request of `rows` rows before any work."""
+        drafter = as_drafter(self.draft, rows, self.min_draft_confidence)
+        drafter.check_compatible(target, rows)
+        return SpeculativeRun(self, drafter)
 
 
-def verify(logits: torch.Tensor, proposed: list[int], q: torch.Tensor | None, temperature: float, top_p: float,
+class SpeculativeRun:
+    """One speculative request inside a server: its drafter, its current k, and the trace so far.
+
+    The server calls `propose` before a verify step and `verify` with the logits of its k+1
+    positions after it; it rolls the target's pages back itself (`KVManager.truncate`).
+    """
+
+    def __init__(self, speculation: Speculation, drafter: Drafter):
+        self.speculation, self.drafter, self.k = speculation, drafter, speculation.k
+        self.started = False
+        self.proposed: list[int] = []
+        self.q: torch.Tensor | None = None
+        self.k_step = 0
+        self.steps: list[SpeculativeStep] = []
+        self.target_forwards = 0
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+
+    def propose(self, tokens: list[int], room: int, params: SamplingParams, generator: torch.Generator | None) -> list[int]:
+        """Drafts to verify after `tokens` (their last one pending): at most k, and at most `room`."""
+        start = time.perf_counter()
+        if not self.started:
+            self.drafter.prefill(tokens)
+            self.started = True
+            self.seconds["prefill"] += time.perf_counter() - start
+            start = time.perf_counter()
+        self.k_step = min(self.k, room)
+        self.proposed, self.q = (self.drafter.propose(tokens, self.k_step, params.temperature, params.top_p, generator)
+                                 if self.k_step else ([], None))
+        self.seconds["draft"] += time.perf_counter() - start
+        return self.proposed
+
+    def verify(self, logits: torch.Tensor, rows_before: int, params: SamplingParams,
+               generator: torch.Generator | None) -> tuple[list[int], int]:
+        """The tokens this step adds, and the target rows to keep, from its logits at the k+1 positions [k+1, vocab].
+
+        `rows_before` counts the target's rows after the verify pass, rejected drafts' included.
+        The drafter is rolled back to the kept rows here.
+        """
+        start = time.perf_counter()
+        proposed = self.proposed
+        n_accepted, next_token = verify(logits, proposed, self.q, params, generator)
+        keep = rows_before - len(proposed) + n_accepted  # the pending token's row and the accepted drafts'
+        draft_before = self.drafter.cache_rows
+        self.drafter.rollback(keep)
+        step = SpeculativeStep(self.k_step, proposed, [i < n_accepted for i in range(len(proposed))], next_token,
+                               rows_before, keep, draft_before, self.drafter.cache_rows)
+        self.steps.append(step)
+        if self.speculation.adaptive_k:
+            self.k = next_k(self.k, n_accepted, len(proposed), self.speculation.k_max)
+        self.seconds["other"] += time.perf_counter() - start
+        return step.new_tokens, keep
+
+    def trace(self, tokens: int) -> SpeculativeTrace:
+        return SpeculativeTrace(self.steps, self.target_forwards, self.drafter.forwards, dict(self.seconds), tokens)
+
+
+def verify(logits: torch.Tensor, proposed: list[int], q: torch.Tensor | None, params: SamplingParams,
            generator: torch.Generator | None) -> tuple[int, int]:
     """How many proposals the target accepts, and its own next token, from its logits at the k+1 positions."""
-    if temperature == 0:
+    if params.temperature == 0:
         choice = logits.argmax(-1).tolist()
         n_accepted = accept_greedy(proposed, choice)
         return n_accepted, choice[n_accepted]
     if q is None:  # the drafter was sure of each guess
         q = certain_q(proposed, logits.shape[-1], logits.device)
-    return accept_sampled(proposed, next_token_probs(logits, temperature, top_p), q, generator)
+    p = next_token_probs(logits, params.temperature, params.top_p, params.top_k)
+    return accept_sampled(proposed, p, q, generator)
 
 
-def roll_back(cache: KVCache, drafter: Drafter, keep: int) -> tuple[int, int, int | None, int | None]:
-    """Crop both caches to `keep` rows; their lengths before and after, for the trace."""
-    target_before, draft_before = cache.length, drafter.cache_rows
-    cache.crop(keep)
-    drafter.rollback(keep)
-    return target_before, keep, draft_before, drafter.cache_rows
+# ----- one request, from ids --------------------------------------------------------------------
+
+def target_params(target: Transformer, max_new_tokens, temperature, top_p, seed, eos_token_id) -> SamplingParams:
+    """The settings of a request given as loose arguments, stopping at `eos_token_id` (None: only at max_new_tokens)."""
+    if not isinstance(target, Transformer):
+        raise WorkbookError(f"target must be a workbook Transformer (workbook.load_model), not {type(target).__name__}.")
+    vocab = target.config.vocab_size
+    if eos_token_id is not None and (isinstance(eos_token_id, bool) or not isinstance(eos_token_id, Integral)
+                                     or not 0 <= eos_token_id < vocab):
+        raise WorkbookError(f"eos_token_id must be None or a token id in 0..{vocab - 1}, not {eos_token_id!r}.")
+    return SamplingParams(max_new_tokens, temperature, top_p, seed=seed, stop_at_eos=False,
+                          stop_token_ids=() if eos_token_id is None else (eos_token_id,))
+
+
+def target_generate(target: Transformer, input_ids, max_new_tokens: int = 64, temperature: float = 0.0,
+                    top_p: float = 1.0, seed: int | None = None, eos_token_id: int | None = None) -> GenerationResult:
+    """Plain decoding with the target alone on the paged path, one step per new token: the baseline to match."""
+    params = target_params(target, max_new_tokens, temperature, top_p, seed, eos_token_id)
+    return Engine(target, None).generate(token_list(input_ids), params)
+
+
+def speculative_generate(target: Transformer, draft: Transformer | Drafter, input_ids,
+                         k: int = 4, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
+                         seed: int | None = None, adaptive_k: bool = False, k_max: int | None = None,
+                         min_draft_confidence: float = 0.0, eos_token_id: int | None = None) -> GenerationResult:
+    """Generate up to `max_new_tokens` after `input_ids`: `draft` guesses, `target` verifies in one step per guess run.
+
+    One request through an `Engine` on `target` with a `Speculation(draft, k, ...)`; the trace is
+    in `result.speculation`. Greedy (temperature 0) output equals `target_generate`'s token for
+    token; sampled output follows the target's distribution exactly.
+    """
+    params = target_params(target, max_new_tokens, temperature, top_p, seed, eos_token_id)
+    speculation = Speculation(draft, k, adaptive_k, k_max, min_draft_confidence)
+    return Engine(target, None).generate(token_list(input_ids), params, speculation=speculation)

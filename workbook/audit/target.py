@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from ..engine import Engine
 from ..errors import WorkbookError
+from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 
 Send = Callable[[Sequence[int], "Party"], float]  # (prompt ids, who sends it) -> seconds to the first token
@@ -65,7 +66,7 @@ class Deployment:
         if isolation not in ISOLATIONS:
             raise WorkbookError(f"isolation is one of {list(ISOLATIONS)}, got {isolation!r}.")
         self.isolation, self.mitigations = isolation, mitigations
-        self.engine = Engine(model, tokenizer, PrefixCache(mitigations.page_size, capacity_tokens))
+        self.engine = Engine(model, tokenizer, PrefixCache(PagePool.for_tokens(capacity_tokens, mitigations.page_size)))
         self.uncached = Engine(model, tokenizer)  # for prompts below the minimum length, and to set deadlines
         self._rng = random.Random(seed)
         self._deadline_s: dict[int, float] = {}  # prompt length -> how long a padded response takes at least

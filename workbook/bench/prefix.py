@@ -22,6 +22,7 @@ from ..checkpoints import default_model, resolve_checkpoint
 from ..engine import Engine
 from ..model import load_model
 from ..paths import DATA_DIR
+from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 from ..shapes import RANDOM_WEIGHTS_NOTE, IdsTokenizer, random_ids, random_model, shape_names
 from ..timing import device_name, measure, percentile, save_results
@@ -137,7 +138,7 @@ def measure_prefix(model, tokenizer, hf, ids: list[int], n: int, *, suffix: int 
     suffixes = iter([ids[n + i * suffix: n + (i + 1) * suffix] for i in range(repeats + warmup + 2)])
     cold_engine = Engine(model, tokenizer)
     capacity = n + suffix * (repeats + warmup + 2) + 16
-    hit_engine = Engine(model, tokenizer, PrefixCache(page_size=PAGE_SIZE, capacity_tokens=capacity))
+    hit_engine = Engine(model, tokenizer, PrefixCache(PagePool.for_tokens(capacity, PAGE_SIZE)))
     hit_engine.generate(prefix + next(suffixes), max_new_tokens=1)  # the request that writes the prefix
     hit = measure(lambda: hit_engine.generate(prefix + next(suffixes), max_new_tokens=1),
                   warmup=warmup, repeats=repeats, device=model.device)
@@ -186,7 +187,7 @@ def replay_workload(model, tokenizer, text: str, *, users: int = 24, turns: int 
     chats = [{"system": systems[u % 3], "history": []} for u in range(users)]
     order = [u for u in range(users) for _ in range(turns)]
     rng.shuffle(order)
-    cache = PrefixCache(page_size=PAGE_SIZE, capacity_tokens=budget) if cached else None
+    cache = PrefixCache(PagePool.for_tokens(budget, PAGE_SIZE)) if cached else None
     engine = Engine(model, tokenizer, cache)
     ttfts, computed, loaded = [], 0, 0
     for u in tqdm(order, desc=f"workload ({'cached' if cached else 'uncached'})", leave=False):

@@ -63,7 +63,7 @@ def run(*, model: str = "smollm2-135m-instruct", prompts: int = len(QUESTIONS), 
 
 def generate(model, tokenizer, kv_dtype: str | None, prompt: list[int], new_tokens: int):
     """Greedy generation on the engine, its K/V pool in the model's dtype or quantised to `kv_dtype`."""
-    engine = Engine(model, tokenizer, PrefixCache(PAGE_SIZE, len(prompt) + new_tokens + PAGE_SIZE, kv_dtype=kv_dtype))
+    engine = Engine(model, tokenizer, PrefixCache(PagePool.for_tokens(len(prompt) + new_tokens + PAGE_SIZE, PAGE_SIZE, kv_dtype)))
     return engine.generate(prompt, max_new_tokens=new_tokens, stop_at_eos=False)
 
 

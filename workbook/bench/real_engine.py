@@ -44,6 +44,7 @@ from ..engine import Engine
 from ..errors import WorkbookError
 from ..model import load_model
 from ..paths import REPO_DIR
+from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 from ..timing import device_name, measure, save_results
 from ..tokenizer import load_tokenizer
@@ -139,11 +140,11 @@ class Ours:
 
     def forget(self) -> None:
         """Start again with an empty prefix cache."""
-        cache = PrefixCache(page_size=self.page_size, capacity_tokens=self.model.config.max_position_embeddings)
+        cache = PrefixCache(PagePool.for_tokens(self.model.config.max_position_embeddings, self.page_size))
         self.cached = Engine(self.model, self.tokenizer, cache)
 
     def generate(self, ids: list[int], max_new_tokens: int, *, stop_at_eos: bool = True, reuse: bool = True) -> Reply:
-        result = (self.cached if reuse else self.uncached).generate(ids, max_new_tokens, stop_at_eos=stop_at_eos)
+        result = (self.cached if reuse else self.uncached).generate(ids, max_new_tokens=max_new_tokens, stop_at_eos=stop_at_eos)
         return Reply(result.output_ids, result.usage.cache_read_tokens)
 
 

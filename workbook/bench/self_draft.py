@@ -58,10 +58,11 @@ def run(*, model: str = "smollm2-135m-instruct", layers=(6, 12, 18), k: int = 3,
     for n in layers:
         draft = early_exit_draft(target, n)
         seconds, runs = timed(lambda p: speculative_generate(target, draft, p, k=k, max_new_tokens=new_tokens), prompts)
-        assert all(r.tokens == a.tokens for r, a in zip(runs, alone)), "speculative greedy output must equal the target's"
+        assert all(r.output_ids == a.output_ids for r, a in zip(runs, alone)), \
+            "speculative greedy output must equal the target's"
         rows.append({"draft_layers": n, "of_layers": target.config.num_layers,
-                     "acceptance": sum(r.acceptance_rate for r in runs) / len(runs),
-                     "tokens_per_target_pass": sum(r.tokens_per_target_pass for r in runs) / len(runs),
+                     "acceptance": sum(r.speculation.acceptance_rate for r in runs) / len(runs),
+                     "tokens_per_target_pass": sum(r.speculation.tokens_per_target_pass for r in runs) / len(runs),
                      "speedup": alone_s / seconds})
     payload = {"model": model, "device": device_name("cpu"), "threads": torch.get_num_threads(), "k": k,
                "prompts": len(prompts), "new_tokens": new_tokens, "target_only_s": alone_s, "drafts": rows}

@@ -17,9 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoints import default_model
-from ..model import load_model, request_rows
-from ..page_pool import PagePool
+from ..model import load_model
+from ..page_pool import PagePool, full_pages, pages_for_rows
 from ..prefix_cache import PrefixCache
+from ..request import request_rows
 from ..server import Server
 from ..shapes import random_ids
 from ..timing import device_name, percentile, save_results
@@ -126,7 +127,7 @@ def measure_shared_prefix(model, tokenizer, prefix: int, vocab: int, *, requests
     new = 32
     peaks = {}
     for mode in ("shared", "unshared"):
-        cache = PrefixCache(page_size=PAGE_SIZE, capacity_tokens=(requests + 2) * (prefix + 64 + new)) if mode == "shared" else None
+        cache = PrefixCache(PagePool.for_tokens((requests + 2) * (prefix + 64 + new), PAGE_SIZE)) if mode == "shared" else None
         server = Server(model, tokenizer, cache, max_running=requests, max_batch_tokens=requests * (prefix + 32),
                         pool_tokens=None if cache else (requests + 1) * (prefix + 64 + new))
         if cache:
@@ -136,8 +137,8 @@ def measure_shared_prefix(model, tokenizer, prefix: int, vocab: int, *, requests
             server.submit(p, max_new_tokens=new, stop_at_eos=False)
         peaks[mode] = max(s.pages_in_use for s in run_all(server))
         server.run_until_done()
-    one_prefix = prefix // PAGE_SIZE
-    own = requests * (PagePool(PAGE_SIZE, 1).pages_for_rows(request_rows(prefix + 32, new)) - one_prefix)
+    one_prefix = full_pages(prefix, PAGE_SIZE)
+    own = requests * (pages_for_rows(request_rows(prefix + 32, new), PAGE_SIZE) - one_prefix)
     return {"requests": requests, "prefix_tokens": prefix, "suffix_tokens": 32, "new_tokens": new,
             "pages_shared_run": peaks["shared"], "pages_unshared_run": peaks["unshared"],
             "pages_one_prefix_plus_own": one_prefix + own,

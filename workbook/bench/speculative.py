@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoints import default_draft_model, default_model, resolve_checkpoint
 from ..model import Transformer, load_model
-from ..speculative import (PromptLookupDrafter, SpeculativeResult, expected_tokens_per_pass, predicted_speedup,
+from ..speculative import (PromptLookupDrafter, SpeculativeTrace, expected_tokens_per_pass, predicted_speedup,
                            speculative_generate, target_generate)
 from ..shapes import RANDOM_WEIGHTS_NOTE, random_model, shape_names
 from ..timing import Stopwatch, device_name, forward_ms, save_results
@@ -127,13 +127,15 @@ class Method:
     k: int | None  # drafts per step when fixed (None: no drafting, or a k that varies)
     run: Callable[[list[int]], object]  # prompt -> a workbook result, or the new tokens as a list
     drafter: str | None = None  # "model" or "lookup" for our speculative methods: a lookup costs no forward (c = 0)
-    results: list[SpeculativeResult] = field(default_factory=list)  # statistics of the latest repeat
+    results: list[SpeculativeTrace] = field(default_factory=list)  # statistics of the latest repeat
 
     def generate(self, prompt: list[int]) -> list[int]:
         out = self.run(prompt)
-        if isinstance(out, SpeculativeResult):
-            self.results.append(out)
-        return out if isinstance(out, list) else out.tokens
+        if isinstance(out, list):
+            return out
+        if out.speculation is not None:
+            self.results.append(out.speculation)
+        return out.output_ids
 
 
 def workbook_methods(target, draft, ks, max_new: int) -> list[Method]:
@@ -292,7 +294,7 @@ def speculative_stats(m: Method, speedup: float, costs: PassCosts, base_s_per_to
     accepted, proposed, judged = (sum(getattr(r, key) for r in results) for key in ("accepted", "proposed", "judged"))
     alpha = accepted / judged if judged else 0.0
     stats = {"acceptance_rate": accepted / proposed if proposed else 0.0, "alpha": alpha,
-             "tokens_per_pass": sum(len(r.tokens) for r in results) / len(steps)}
+             "tokens_per_pass": sum(r.tokens for r in results) / len(steps)}
     c = costs.c if m.drafter == "model" else 0.0
     if c and proposed:  # one draft forward inside the loop, next to the target-only decode step
         stats["c_in_loop"] = sum(r.seconds["draft"] for r in results) / proposed / base_s_per_token

@@ -5,8 +5,8 @@ package and returns a `CheckResult`: right, wrong (with a hint), or not answered
 from __future__ import annotations
 
 from ..kv_memory import head_dim, kv_heads, kv_memory
-from ..model import request_rows
-from ..page_pool import PagePool
+from ..page_pool import full_pages, pages_for_rows
+from ..request import request_rows
 from .verdict import CheckResult, check_amount, check_number
 
 # Exercise 1's model: a made-up shape, so that no table or calculator in the lesson prints its answer.
@@ -35,8 +35,8 @@ def shared_pages() -> tuple[int, int, int, int]:
     """Exercise 2's arithmetic: each request's final rows, the prefix's pages, each request's own pages, and the total."""
     w = SHARED
     rows = request_rows(w["system_tokens"] + w["own_tokens"], w["new_tokens"])  # the last new token is never fed back
-    prefix = w["system_tokens"] // w["page_size"]
-    own = PagePool(w["page_size"], 1).pages_for_rows(rows) - prefix
+    prefix = full_pages(w["system_tokens"], w["page_size"])
+    own = pages_for_rows(rows, w["page_size"]) - prefix
     return rows, prefix, own, prefix + w["requests"] * own
 
 

@@ -27,6 +27,7 @@ import torch
 from ..engine import Engine
 from ..errors import WorkbookError
 from ..pricing import PriceSheet
+from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 from ..providers import ProviderCache, Request, without_breakpoints
 from ..semantic import SemanticCache
@@ -76,8 +77,8 @@ class CacheStack:
             raise WorkbookError(f"arrangement is one of {ARRANGEMENTS}, got {arrangement!r}.")
         self.arrangement = arrangement
         prefix = arrangement != "model only"
-        self.large = Engine(large, tokenizer, PrefixCache() if prefix else None)
-        self.small = Engine(small, tokenizer, PrefixCache()) if arrangement == "semantic + small first" else None
+        self.large = Engine(large, tokenizer, PrefixCache(PagePool.for_tokens(8192)) if prefix else None)
+        self.small = Engine(small, tokenizer, PrefixCache(PagePool.for_tokens(8192))) if arrangement == "semantic + small first" else None
         self.semantic = SemanticCache(embedder) if arrangement.startswith("semantic") else None
         self.tokenizer, self.system_prompt, self.prefix = tokenizer, system_prompt, prefix
         # Each model's provider keeps its own cache across the replay, as a real one would.

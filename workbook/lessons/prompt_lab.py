@@ -17,12 +17,10 @@ import json
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Literal, Sequence
 
-import torch
-
 from ..engine import Engine, GenerationResult
 from ..errors import WorkbookError
-from ..kv_cache import KVCache
-from ..prefix_cache import PrefixCache, loadable_tokens
+from ..page_pool import PagePool
+from ..prefix_cache import Node, PrefixCache, loadable_tokens
 from ..pricing import PriceSheet, Usage
 from ..providers import Request
 from ..timing import percentile
@@ -331,16 +329,16 @@ class PromptLab:
         self.model, self.tokenizer = model, tokenizer
         self.previous, self.current = previous, current
         self.capacity_tokens = capacity_tokens
-        self._rows: dict[tuple[int, ...], KVCache] = {}  # prompt ids -> their KVCache, oldest first
         self.set_page_size(page_size)
 
     def set_page_size(self, page_size: int) -> None:
         """Use a fresh prefix cache with pages of `page_size` tokens."""
-        self.engine = Engine(self.model, self.tokenizer, PrefixCache(page_size=page_size, capacity_tokens=self.capacity_tokens))
+        self.engine = Engine(self.model, self.tokenizer, PrefixCache(PagePool.for_tokens(self.capacity_tokens, page_size)))
+        self._pinned: tuple[tuple[int, ...], Node | None] | None = None  # the previous request's ids and the node holding them
 
     @property
     def page_size(self) -> int:
-        return self.engine.prefix_cache.page_size
+        return self.engine.prefix_cache.pool.page_size
 
     def run(self, template: PromptTemplate, breakers: Iterable[str] = (), *, temperature: float = 0.0,
             top_p: float = 1.0, max_new_tokens: int = 1, seed: int = 0) -> LabResult:
@@ -349,24 +347,25 @@ class PromptLab:
         before, now = drafts(template, breakers, self.previous, self.current)
         cached, prompt = render(before, self.tokenizer), render(now, self.tokenizer)
         cached_ids, ids = self.engine.prompt_ids(cached.prompt), self.engine.prompt_ids(prompt.prompt)
-        cache = self.engine.prefix_cache
-        cache.clear()
-        cache.insert(cached_ids, self._rows_of(cached_ids))
+        self._cache_only(cached_ids)
         result = self.engine.generate(ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
         return LabResult(breakers=tuple(n for n in BREAKERS if n in breakers), page_size=self.page_size,
                          cached_ids=cached_ids, divergence=shared_prefix_length(cached_ids, ids),
                          result=result, parts=prompt.blocks(self.tokenizer), cached_parts=cached.blocks(self.tokenizer))
 
-    def _rows_of(self, ids: list[int]) -> KVCache:
-        """The K/V rows of a whole prompt, computed on first use and kept for the next runs."""
-        key = tuple(ids)
-        if key not in self._rows:
-            rows = self.model.new_cache(len(ids))
-            self.model(torch.tensor([ids], device=self.model.device), cache=rows, last_only=True)
-            self._rows[key] = rows
-            while len(self._rows) > 8:  # a handful of templates is all a session needs
-                del self._rows[next(iter(self._rows))]
-        return self._rows[key]
+    def _cache_only(self, ids: list[int]) -> None:
+        """Leave exactly `ids` in the prefix cache: run through the engine once, then pinned, and the rest evicted each run."""
+        cache, key = self.engine.prefix_cache, tuple(ids)
+        if self._pinned is not None and self._pinned[0] != key:
+            cache.unlock(self._pinned[1])
+            self._pinned = None
+        cache.clear()  # everything unpinned: what the last run added
+        if self._pinned is None:
+            self.engine.generate(ids, max_new_tokens=1)
+            # One token more, so the match reaches every full page of `ids` (a match never loads a prompt's last token).
+            node = cache.match(ids + [0], record=False).node
+            cache.lock(node)
+            self._pinned = (key, node)
 
 
 # ----- a replayed workload: two layouts -------------------------------------------------------------

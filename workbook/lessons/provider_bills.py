@@ -15,6 +15,7 @@ from typing import Sequence
 
 from ..engine import Engine, GenerationResult
 from ..errors import WorkbookError
+from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 from ..pricing import PriceSheet, Usage, cost, get_sheet
 from ..providers import Bill, Block, Request, as_sent_to, chained_keys, simulate
@@ -104,7 +105,7 @@ def bill_both(model, tokenizer, requests: Sequence[Request], model_keys: Sequenc
     plain = Engine(model, tokenizer)
     prompts = [plain.prompt_ids([block.content for block in request.blocks]) for request in requests]
     capacity = page_size * (1 + distinct_pages(prompts, page_size))
-    engine = Engine(model, tokenizer, PrefixCache(page_size=page_size, capacity_tokens=capacity))
+    engine = Engine(model, tokenizer, PrefixCache(PagePool.for_tokens(capacity, page_size)))
     results = [engine.generate(ids, max_new_tokens=1) for ids in prompts]
     usages = [replace(result.usage, output_tokens=request.output_tokens) for result, request in zip(results, requests)]
     bills = {}

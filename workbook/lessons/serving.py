@@ -9,6 +9,7 @@ import torch
 
 from ..engine import Engine
 from ..kv_quant import KV_BITS
+from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 from ..timing import forward_ms
 from ..tokenizer import shared_prefix_length
@@ -40,14 +41,14 @@ def quantisation_rows(model, tokenizer, prompts: list[list[int]], new_tokens: in
     reference = [Engine(model, tokenizer).generate(p, max_new_tokens=new_tokens, stop_at_eos=False) for p in prompts]
     rows = []
     for kind in KV_BITS:
-        engine = Engine(model, tokenizer, PrefixCache(16, 4096, kv_dtype=kind))
+        engine = Engine(model, tokenizer, PrefixCache(PagePool.for_tokens(4096, 16, kind)))
         runs = [engine.generate(p, max_new_tokens=new_tokens, stop_at_eos=False) for p in prompts]
         engine.prefix_cache.clear()
         drift = max((r.first_token_logits - f.first_token_logits).abs().max().item() for r, f in zip(runs, reference))
         kl = max(torch.nn.functional.kl_div(r.first_token_logits.log_softmax(-1), f.first_token_logits.log_softmax(-1),
                                             log_target=True, reduction="sum").item() for r, f in zip(runs, reference))
         same = sum(shared_prefix_length(r.output_ids, f.output_ids) for r, f in zip(runs, reference))
-        rows.append(QuantRow(kind, KV_BITS[kind], engine.prefix_cache.bytes_per_page(), drift, kl,
+        rows.append(QuantRow(kind, KV_BITS[kind], engine.prefix_cache.pool.bytes_per_page(), drift, kl,
                              same / (new_tokens * len(prompts))))
     return rows
 

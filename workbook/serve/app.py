@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import ContextLengthError, WorkbookError
 from ..model import load_model
+from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 from ..request import prompt_ids
 from ..server import Server
@@ -36,7 +37,7 @@ def load_server(model: str = "tiny", *, prefix_cache_tokens: int = DEFAULT_PREFI
                 page_size: int = DEFAULT_PAGE_SIZE, device: str = "auto", max_running: int = 32,
                 max_batch_tokens: int = 2048) -> Server:
     """A `Server` for `model` whose pool is a prefix cache of `prefix_cache_tokens` (0: no prefix cache)."""
-    cache = PrefixCache(page_size, prefix_cache_tokens) if prefix_cache_tokens else None
+    cache = PrefixCache(PagePool.for_tokens(prefix_cache_tokens, page_size)) if prefix_cache_tokens else None
     return Server(load_model(model, device=device), load_tokenizer(model), cache, max_running=max_running,
                   max_batch_tokens=max_batch_tokens)
 
@@ -95,7 +96,7 @@ def _check_model(body: Sampling, model_name: str) -> None:
 
 def _room_left(server: Server, prompt_tokens: int) -> int:
     """New tokens a prompt leaves room for in the context and the pool (a chat's default `max_tokens`)."""
-    rows = min(server.model.config.max_position_embeddings, server.pool.num_pages * server.pool.page_size)
+    rows = min(server.model.config.max_position_embeddings, server.pool.capacity_tokens)
     return max(rows - prompt_tokens + 1, 1)  # the last new token is never fed back, so it takes no row
 
 

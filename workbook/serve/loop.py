@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import WorkbookError
-from ..server import Request, Server
+from ..server import Server, ServerRequest
 from .metrics import Metrics
 from .protocol import Counts
 from .text import TextStream
@@ -59,7 +59,7 @@ class Stream:
 class _Live:
     """A request the owner thread is following."""
 
-    request: Request
+    request: ServerRequest
     stream: Stream
     text: TextStream
     seen: int = 0  # output tokens already handled
@@ -171,7 +171,7 @@ class ServerLoop:
         delta += live.text.rest(request.output)
         if delta:
             live.stream.put(Delta(delta))
-        length = not live.text.stopped and request.output[-1] != request.eos
+        length = not live.text.stopped and request.output[-1] not in request.stops
         self._end(rid, Finished("length" if length else "stop", self._counts(request)), "length" if length else "stop")
 
     def _fail_dropped(self, error: WorkbookError) -> None:
@@ -193,6 +193,6 @@ class ServerLoop:
         live.stream.put(event)
 
     @staticmethod
-    def _counts(request: Request) -> Counts:
+    def _counts(request: ServerRequest) -> Counts:
         cached = request.usage.cache_read_tokens if request.usage else 0
         return Counts(len(request.prompt_ids), len(request.output), cached)

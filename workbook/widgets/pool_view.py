@@ -17,6 +17,7 @@ import ipywidgets as W
 
 from ..errors import EmptyInputError
 from ..checks import check_whole
+from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 from ..server import DEFAULT_PAGE_SIZE, Server, StepSnapshot
 from .style import CHART_COLOURS, PROVENANCE_COLOURS, ErrorBox, legend_html
@@ -116,7 +117,7 @@ class PoolOccupancyView:
             # Room for every request in one step: the picture shows the pool, not the scheduler's token budget.
             settings = dict(max_running=n_requests, max_batch_tokens=sum(map(len, prompts)))
             if share:
-                server = Server(self.model, self.tokenizer, PrefixCache(DEFAULT_PAGE_SIZE, self.capacity_tokens),
+                server = Server(self.model, self.tokenizer, PrefixCache(PagePool.for_tokens(self.capacity_tokens, DEFAULT_PAGE_SIZE)),
                                 **settings)
                 server.submit(system, max_new_tokens=1, stop_at_eos=False)
                 server.run_until_done()

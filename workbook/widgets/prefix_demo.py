@@ -18,6 +18,7 @@ from ..engine import Engine, GenerationResult
 from ..lessons.invalidation import mark_invalidated, reusable_length
 from ..lessons.provider_bills import WARM_GAP_S, SideBySide, chat_request, provider_bills
 from ..lessons.scenarios import DEFAULT_SYSTEM_PROMPT, QUESTION_1, QUESTION_2, break_system_prompt, chat
+from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 from ..pricing import PriceSheet, Usage, load_price_sheets
 from ..tokenizer import first_divergence
@@ -142,7 +143,7 @@ class PrefixCacheDemo:
     # ----- the work -----------------------------------------------------------------------------
 
     def _empty_engine(self) -> Engine:
-        cache = PrefixCache(page_size=self.page_size, capacity_tokens=self.capacity_tokens)
+        cache = PrefixCache(PagePool.for_tokens(self.capacity_tokens, self.page_size))
         return Engine(self.model, self.tokenizer, cache)
 
     def _inputs_ok(self, question: str) -> bool:
@@ -178,7 +179,7 @@ class PrefixCacheDemo:
         if previous is not None and previous.system_prompt != state.system_prompt:
             # What the cache would have served had the system prompt stayed as last time.
             unedited = engine.prompt_ids(chat(previous.system_prompt, question))
-            reusable = reusable_length(previous.prompt_ids, unedited, engine.prefix_cache.page_size)
+            reusable = reusable_length(previous.prompt_ids, unedited, engine.prefix_cache.pool.page_size)
             provenance = mark_invalidated(provenance, reusable)
             edit_at = first_divergence(unedited, result.prompt_ids)
         record = RequestRecord(label, state.system_prompt, question, result, provenance, edit_at)

@@ -19,6 +19,7 @@ from plotly.colors import sample_colorscale
 
 from ..engine import Engine
 from ..lessons.scenarios import QUESTIONS, SYSTEM_PROMPTS, USERS, User
+from ..page_pool import PagePool
 from ..prefix_cache import CacheStats, NodeView, PrefixCache
 from .style import ErrorBox, legend_html
 
@@ -106,7 +107,7 @@ class RadixTreeView:
         self.system_prompts, self.users, self.questions = system_prompts, users, questions
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
-        self.cache = PrefixCache(page_size=page_size, capacity_tokens=capacity_tokens)
+        self.cache = PrefixCache(PagePool.for_tokens(capacity_tokens, page_size))
         self.engine = Engine(model, tokenizer, self.cache)
         self.state = RadixTreeState(stats=self.cache.stats())
         self._held = None  # the deepest node a held-open request has locked (with its ancestors)

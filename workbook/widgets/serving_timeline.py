@@ -21,6 +21,7 @@ import ipywidgets as W
 
 from ..errors import WorkbookError
 from ..checks import check_whole
+from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
 from ..server import DEFAULT_PAGE_SIZE, Server, StepSnapshot
 from .style import CHART_COLOURS, PROVENANCE_COLOURS, TEXT_ON, ErrorBox, legend_html
@@ -137,7 +138,7 @@ class ServingTimelineView:
             for arrival, _, _ in self.trace:
                 check_whole("arrival step", arrival, 0)
             self.state.trace = sorted(self.trace, key=lambda request: request[0])
-            self.server = Server(self.model, self.tokenizer, PrefixCache(DEFAULT_PAGE_SIZE, self.capacity_tokens),
+            self.server = Server(self.model, self.tokenizer, PrefixCache(PagePool.for_tokens(self.capacity_tokens, DEFAULT_PAGE_SIZE)),
                                  self.max_running, self.max_batch_tokens, self.prefill_chunk)
         except ValueError as error:
             self._fail(error)

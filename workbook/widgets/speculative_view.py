@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import ipywidgets as W
 
-from ..speculative import PromptLookupDrafter, SpeculativeResult, SpeculativeStep, speculative_generate
+from ..request import GenerationResult
+from ..speculative import PromptLookupDrafter, SpeculativeStep, speculative_generate
 from ..timing import Stopwatch
 from .style import ACCEPTED, BONUS, REJECTED, TEXT_ON, ErrorBox, legend_html
 from .tokens import NEUTRAL, readable
@@ -44,21 +45,21 @@ class SpeculativeViewState:
     temperature: float = 0.0
     seed: int = 0
     max_new_tokens: int = 24
-    result: SpeculativeResult | None = None
-    step: int = 0  # index into result.steps
+    result: GenerationResult | None = None  # the latest run; its trace is result.speculation
+    step: int = 0  # index into result.speculation.steps
     run_seconds: float = 0.0  # wall time of the latest generation
 
     @property
     def n_steps(self) -> int:
-        return len(self.result.steps) if self.result else 0
+        return len(self.result.speculation.steps) if self.result else 0
 
     @property
     def current(self) -> SpeculativeStep | None:
-        return self.result.steps[self.step] if self.result else None
+        return self.result.speculation.steps[self.step] if self.result else None
 
     def text_before(self, step: int) -> list[int]:
         """Prompt and generated tokens as they stood when `step` began."""
-        made = [t for s in self.result.steps[:step] for t in s.new_tokens]
+        made = [t for s in self.result.speculation.steps[:step] for t in s.new_tokens]
         return self.prompt_ids + made
 
 
@@ -152,11 +153,11 @@ class SpeculativeView:
     # ----- drawing ----------------------------------------------------------------------------
 
     def _draw_stats(self) -> None:
-        r, s = self.state.result, self.state
+        r, s = self.state.result.speculation, self.state
         drafts = (f"{r.draft_forwards} draft-model forwards" if s.drafter == DRAFT_MODEL
                   else "no draft model: proposals are copied from earlier text")
         self.stats.value = (
-            f"<div>{len(r.tokens)} tokens in <b>{len(r.steps)} target passes</b> (plus the prefill): "
+            f"<div>{r.tokens} tokens in <b>{len(r.steps)} target passes</b> (plus the prefill): "
             f"<b>{r.tokens_per_target_pass:.2f} tokens per target pass</b>, where plain decoding makes 1. "
             f"Acceptance rate <b>{r.acceptance_rate:.0%}</b> ({r.accepted} of {r.proposed} proposals); "
             f"per-token α = {r.per_token_acceptance:.2f}; {drafts}; ran in {s.run_seconds * 1e3:.0f} ms.</div>")
