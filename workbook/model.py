@@ -10,6 +10,7 @@ renamed on load (`gpt2_to_llama_names`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from numbers import Integral
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .attention import causal_attention, causal_attention_steps
 from .checkpoints import resolve_checkpoint, vocabulary_fingerprint
 from .errors import ContextLengthError, EmptyInputError, UnsupportedModelError, WorkbookError
 from .kv_cache import KVCache
-from .paged_attention import PagedBatch
+from .paged_attention import PagedBatch, check_attention_kind
 
 # Hugging Face `model_type` -> the family of our skeleton that runs it.
 SUPPORTED_MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "gpt2": "gpt2"}
@@ -193,6 +194,16 @@ class Block(nn.Module):
         return h + self.mlp(self.post_attention_layernorm(h))
 
 
+@cache
+def compiled_block():
+    """`Block.forward` through `torch.compile`, built once per process and shared by every layer and model.
+
+    Shapes are dynamic (a step's token count changes every step), so it compiles about twice, not
+    once per length; the weights are inputs, so every layer shares one graph.
+    """
+    return torch.compile(Block.forward, dynamic=True)
+
+
 class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -219,6 +230,25 @@ class Transformer(nn.Module):
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.rotary = RotaryEmbedding(*rope_frequencies(hf_config, cfg.head_dim)) if cfg.family == "llama" else None
+        # How paged steps run (`configure_steps`): the readable reference unless asked otherwise.
+        self.attention = "gather"
+        self.compiled = False
+
+    def configure_steps(self, attention: str = "gather", compiled: bool = False) -> Transformer:
+        """Choose how paged steps (every `Server` and `Engine` request) run; returns the model.
+
+        `attention`: "gather" (the default and the checked reference), "pages" (copies whole pages,
+        not rows: the fastest read on a CPU) or "flex" (reads pages in place, compiled); see
+        `workbook.paged_attention`. `compiled=True` runs each layer's norms, projections, RoPE and
+        MLP through `torch.compile`, attention staying as chosen. All give the reference's tokens.
+        "flex" and `compiled` are off by default because compiling costs tens of seconds on a CPU
+        the first time each shape is seen, longer than a lesson's cell should take.
+        """
+        check_attention_kind(attention)
+        if not isinstance(compiled, bool):
+            raise WorkbookError(f"compiled must be True or False, not {compiled!r}.")
+        self.attention, self.compiled = attention, compiled
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -264,17 +294,25 @@ class Transformer(nn.Module):
 
         The server checks every request before it builds the batch, so nothing is checked here.
         """
-        h = self._hidden(batch.input_ids, batch.positions, batch, None)
+        check_attention_kind(self.attention, batch.pool)  # before any layer writes to the pool
+        batch.attention = self.attention
+        h = self._hidden(batch.input_ids, batch.positions, batch, None, compiled=self.compiled)
         return self.lm_head(self.model.norm(h[0, batch.last_rows]))
 
-    def _hidden(self, input_ids: torch.Tensor, positions: torch.Tensor, cache, record: list | None) -> torch.Tensor:
-        """The last layer's hidden states for `input_ids` at `positions` (one position per input column)."""
+    def _hidden(self, input_ids: torch.Tensor, positions: torch.Tensor, cache, record: list | None,
+                compiled: bool = False) -> torch.Tensor:
+        """The last layer's hidden states for `input_ids` at `positions` (one position per input column).
+
+        `compiled` runs each layer through `compiled_block()`; only a paged step asks for it, since
+        a `PagedBatch` keeps its attention out of the compiled graph.
+        """
         h = self.model.embed_tokens(input_ids)
         if self.config.family == "gpt2":
             h = h + self.model.embed_positions(positions)
         rope = self.rotary(positions, h.dtype) if self.rotary is not None else None
+        run = compiled_block() if compiled else Block.__call__
         for layer, block in enumerate(self.model.layers):
-            h = block(h, rope, cache, layer, record)
+            h = run(block, h, rope, cache, layer, record)
         return h
 
     def _checked(self, input_ids, cache: KVCache | None) -> torch.Tensor:
