@@ -27,6 +27,7 @@ import torch
 
 from ..engine import Engine
 from ..errors import WorkbookError
+from ..page_pool import full_pages
 from ..paths import REPO_DIR
 from ..shapes import RANDOM_WEIGHTS_NOTE, IdsTokenizer, random_ids, random_model, shape_names
 from ..timing import device_name, save_results
@@ -82,7 +83,7 @@ def run_gpu_tests() -> dict:
 def fitting_lengths(context: int, lengths=PREFIX_LENGTHS) -> list[int]:
     """The prefix lengths asked for, each cut to the longest whole-page prefix that leaves room for the suffix
     and one new token within the model's context."""
-    longest = (context - SUFFIX - 1) // PAGE_SIZE * PAGE_SIZE
+    longest = full_pages(context - SUFFIX - 1, PAGE_SIZE) * PAGE_SIZE
     return sorted({min(n, longest) for n in lengths})
 
 
