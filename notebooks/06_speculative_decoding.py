@@ -420,8 +420,9 @@ for slug, section in recorded.items():
 #
 # - A model checks k guessed tokens in one pass for little more than the price of one token, because a pass
 #   reads the weights once whatever the number of positions.
-# - The target keeps the longest run of guesses it agrees with, adds its own token, and crops the rows of the
-#   rejected guesses from both caches.
+# - The target keeps the longest run of guesses it agrees with, adds its own token, and rolls back the rows of
+#   the rejected guesses (`truncate`) in its own pages and the draft's. It is an ordinary request on the paged
+#   path, so it can hit the prefix cache and share a server's batches with plain requests.
 # - The output is the target's: identical tokens when greedy, the identical distribution when sampling
 #   (accept with min(1, p/q), otherwise draw from norm(max(0, p − q))). The draft decides only the speed.
 # - The speedup depends on α (how often guesses pass) and c (what a guess costs):
