@@ -17,7 +17,7 @@ from workbook.doctor.logs import read_log
 from workbook.errors import WorkbookError
 from workbook.fleet import Fleet, request_log, run_policy, workload
 from workbook.fleet.__main__ import main
-from workbook.fleet.processes import ROUTERS, free_port, start_router
+from workbook.fleet.processes import ROUTERS, free_port, healthy, start_replica, start_router, wait_until
 from workbook.fleet.simulate import simulate, tokenized
 from workbook.tokenizer import load_tokenizer
 from workbook.fleet.workload import Answer
@@ -98,3 +98,23 @@ def test_two_replicas_behind_a_real_router(router):
     for policy, rep in reports.items():
         bursts = tokenized(workload(policy, tenants=2, requests=12, burst=1), tok)
         assert abs(simulate(bursts, 2, policy, capacity_tokens=4096).hit_rate - rep.hit_rate) < 0.05, policy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("router", [installed("sglang")])
+def test_the_router_fronts_servers_that_run_elsewhere_given_by_url(router, tmp_path):
+    """--worker-urls: servers started apart from the fleet (here on loopback, as another machine's would be) are
+    routed to, and left running when the fleet stops."""
+    servers = [start_replica(i, tmp_path, model="tiny", prefix_cache_tokens=4096, page_size=16) for i in range(2)]
+    try:
+        for server in servers:
+            wait_until(lambda: healthy(server), server, 300)
+        with Fleet(0, worker_urls=[s.url for s in servers]) as fleet:
+            report = run_policy(fleet, router, "round_robin", workload("remote", tenants=1, requests=4, burst=1),
+                                log=tmp_path / "remote.jsonl")
+        assert sorted(r.requests for r in report.replicas) == [2, 2]
+        assert len(read_log(tmp_path / "remote.jsonl")) == 4
+        assert all(s.proc.poll() is None for s in servers)  # not the fleet's to stop
+    finally:
+        for server in servers:
+            server.stop()
