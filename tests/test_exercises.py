@@ -70,6 +70,13 @@ def test_decode_step_costs_grow_linearly_with_the_cache_and_quadratically_withou
         assert forward_flops(cfg, n_new=n).attention == per_pair * n * (n + 1) // 2  # every query again
 
 
+@pytest.mark.parametrize("counts, message", [(dict(n_new=1, n_past=-1), "n_past must be a whole number >= 0, not -1"),
+                                             (dict(n_new=1.5), "n_new must be a whole number >= 0, not 1.5")])
+def test_forward_flops_refuses_counts_that_are_not_whole(small_model, counts, message):
+    with pytest.raises(ValueError, match=message):
+        forward_flops(small_model.config, **counts)
+
+
 def test_kv_bytes_per_token_matches_the_cache_tensors(small_model):
     cfg = small_model.config
     cache = small_model.new_cache(7)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .checks import check_whole
+
 
 @dataclass(frozen=True)
 class FlopCount:
@@ -42,8 +44,8 @@ def forward_flops(config, n_new: int, n_past: int = 0, *, all_logits: bool = Fal
     RoPE, activations) is small next to this and left out. The output head runs for the last
     position only, as in generation, unless `all_logits`.
     """
-    if n_new < 0 or n_past < 0:
-        raise ValueError(f"Token counts must be >= 0, got n_new={n_new}, n_past={n_past}.")
+    check_whole("n_new", n_new, 0)
+    check_whole("n_past", n_past, 0)
     window = config.sliding_window
     visible_keys = sum(p + 1 if window is None else min(p + 1, window) for p in range(n_past, n_past + n_new))
     head_positions = n_new if all_logits else min(n_new, 1)
