@@ -6,7 +6,8 @@ match, an insert and an LRU eviction are exactly the server's, page for page. A 
 one step's token budget; every request admitted in a step matches the tree as it was before the step
 (their own pages are inserted at its end, so two requests of one step never share what neither has yet).
 A step lasts `Costs.step_s` plus `Costs.prefill_s_per_token` for each token it computes; a request's first
-token comes at the end of its step, and it leaves the replica `decode_s` later.
+token comes at the end of its step, and it leaves the replica `decode_s` later. A request holds pages only
+during its step (then the tree holds what it computed), so a full pool evicts from the tree, never preempts.
 
 The router sees what sglang-router sees: each replica's load (assumed here: the requests it routed there that
 have not finished) and, for cache-aware routing, an approximate tree of the prompts it has sent to each. Policies: the router's `cache_aware`, `round_robin`
@@ -30,8 +31,6 @@ from ..page_pool import PagePool, full_pages
 from ..prefix_cache import Match, PrefixCache
 from ..providers import chained_keys
 from .workload import ReplicaStats, p50_p99
-
-POLICIES = ("cache_aware", "round_robin", "power_of_two", "least_load", "consistent_hash")
 
 # sglang-router's cache-aware thresholds at their defaults (sglang_router 0.3.2, router_args.py: cache_threshold
 # 0.3, balance_abs_threshold 64, balance_rel_threshold 1.5; read 2026-12-06). What they mean, from the policy's
@@ -130,7 +129,8 @@ class Replica:
             cache.insert_pages(request.ids, match.pages + new)
             cache.pool.release(new)  # the request is done with them; the tree holds what it took
         except CacheBudgetError:
-            pass  # everything else is locked by running requests: served, not cached (as a full server would)
+            pass  # the rest of the pool is locked by requests of this step: served, not cached (a simplification:
+            # the server would hold the request back until pages were free)
         finally:
             cache.unlock(match.node)
             request.match = None
@@ -143,6 +143,8 @@ class Replica:
 # ----- routing policies: each chooses a replica for a prompt, given every replica's load ----------------------
 
 class RoundRobin:
+    """Replica 0, 1, ..., N - 1, then 0 again, whatever the prompt."""
+
     def __init__(self, n: int, **_):
         self.n, self.turn = n, -1
 
@@ -152,6 +154,8 @@ class RoundRobin:
 
 
 class LeastLoad:
+    """The replica with the fewest requests in flight (the first of them on a tie)."""
+
     def __init__(self, n: int, **_):
         self.n = n
 
@@ -225,9 +229,9 @@ class CacheAware:
             holders[replica] = self.clock
 
 
-ROUTERS = dict(cache_aware=CacheAware, round_robin=RoundRobin, power_of_two=PowerOfTwo, least_load=LeastLoad,
+ROUTING = dict(cache_aware=CacheAware, round_robin=RoundRobin, power_of_two=PowerOfTwo, least_load=LeastLoad,
                consistent_hash=ConsistentHash)
-assert tuple(ROUTERS) == POLICIES
+POLICIES = tuple(ROUTING)
 
 
 def _hash(text: str) -> int:
@@ -277,7 +281,7 @@ def simulate(bursts: Sequence[Sequence[Sequence[int]]], replicas: int, policy: s
     step with the first one to arrive and takes the rest in its next. `policy_settings` go
     to the policy (`cache_threshold`, `balance_abs_threshold`, `balance_rel_threshold`; `key_tokens`).
     """
-    if policy not in ROUTERS:
+    if policy not in ROUTING:
         raise WorkbookError(f"Unknown policy {policy!r}; the simulator runs: {', '.join(POLICIES)}.")
     if replicas < 1:
         raise WorkbookError(f"A fleet has at least one replica, not {replicas}.")
@@ -286,7 +290,7 @@ def simulate(bursts: Sequence[Sequence[Sequence[int]]], replicas: int, policy: s
         raise WorkbookError(f"Each replica's cache holds {capacity_tokens} tokens; give prompts (the longest here: "
                             f"{longest}) that fit, or raise capacity_tokens.")
     fleet = [Replica(replica_cache(capacity_tokens, page_size), max_batch_tokens, costs) for _ in range(replicas)]
-    router = ROUTERS[policy](replicas, page_size=page_size, seed=seed, **policy_settings)
+    router = ROUTING[policy](replicas, page_size=page_size, seed=seed, **policy_settings)
     sent, now = [], 0.0
     for b, burst in enumerate(bursts):
         now = b * interval_s if interval_s is not None else now
