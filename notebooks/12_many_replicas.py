@@ -235,7 +235,8 @@ print(f"64 tenants' prompts are about {tenant_tokens:,} tokens: more than one re
 #    the prompt: that replica. Otherwise: the replica with the smallest tree, the one that has seen least.
 # 3. Either way, the prompt joins the chosen replica's tree.
 #
-# So affinity wins until one replica runs 64 requests ahead. When does that happen? When one prefix is
+# So affinity wins until one replica runs more than 64 requests ahead of the least loaded one (and more than
+# 1.5 times its load). When does that happen? When one prefix is
 # **hot**: below, 30% of all requests belong to one tenant, and requests arrive at a steady rate, whether or
 # not the fleet keeps up (an open load). Cache-aware routing sends the hot tenant to one replica, which must
 # then serve 30% of the fleet's traffic alone. **Consistent hashing** on the prompt's first 64 tokens is
