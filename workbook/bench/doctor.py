@@ -38,6 +38,8 @@ DEFAULT_PROVIDERS = ("anthropic/claude-sonnet-4-5",)
 def add_arguments(parser) -> None:
     parser.add_argument("--size", default="50MB", help="size of the synthetic log, e.g. 50MB or 500KB")
     parser.add_argument("--requests", type=int, default=None, help="write this many requests instead of --size")
+    parser.add_argument("--stream", action="store_true",
+                        help="read the log from its file once per pass, as a log too big to hold is read")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes replaying the fixed logs (default: the doctor's, every core for a long log)")
     parser.add_argument("--against", choices=["promptcachelint"], default=None,
@@ -49,14 +51,14 @@ def add_arguments(parser) -> None:
                         help="print only; do not write data/benchmarks/")
 
 
-def run(*, size: str = "50MB", requests: int | None = None, workers: int | None = None, against: str | None = None,
-        provider: list[str] | None = None, quick: bool = False, save: bool = True) -> dict:
+def run(*, size: str = "50MB", requests: int | None = None, workers: int | None = None, stream: bool = False,
+        against: str | None = None, provider: list[str] | None = None, quick: bool = False, save: bool = True) -> dict:
     if against:
         from .doctor_compare import compare
 
         return compare(save=save)
     return measure(size="2MB" if quick else size, requests=None if quick else requests, workers=workers,
-                   providers=list(provider or DEFAULT_PROVIDERS), save=save and not quick)
+                   stream=stream, providers=list(provider or DEFAULT_PROVIDERS), save=save and not quick)
 
 
 # ----- size: time and peak memory ------------------------------------------------------------------------------
@@ -71,15 +73,15 @@ def parse_size(size: str) -> int:
 
 
 def measure(*, size: str, providers: list[str], save: bool, requests: int | None = None,
-            workers: int | None = None) -> dict:
-    """Write a synthetic log of `size` (or of `requests` requests), diagnose it in a fresh Python process, report time
-    and peak memory."""
+            workers: int | None = None, stream: bool = False) -> dict:
+    """Write a synthetic log of `size` (or of `requests` requests), diagnose it in a fresh Python process (`stream`:
+    reading it once per pass whatever its size), report time and peak memory."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "synthetic_log.jsonl"
         requests = write_synthetic_log(path, parse_size(size), requests=requests)
         load_before = os.getloadavg()[0]
-        child = subprocess.run([sys.executable, "-c", CHILD, str(path), json.dumps(providers), json.dumps(workers)],
-                               capture_output=True, text=True, check=False)
+        child = subprocess.run([sys.executable, "-c", CHILD, str(path), json.dumps(providers), json.dumps(workers),
+                                json.dumps(stream)], capture_output=True, text=True, check=False)
         if child.returncode:
             raise RuntimeError(f"diagnose failed on the synthetic log:\n{child.stderr[-3000:]}")
         result = json.loads(child.stdout.strip().splitlines()[-1])
@@ -96,7 +98,10 @@ def measure(*, size: str, providers: list[str], save: bool, requests: int | None
 CHILD = """
 import json, os, resource, sys, threading, time
 from pathlib import Path
+import workbook.doctor
 from workbook.doctor import diagnose
+if json.loads(sys.argv[4]):
+    workbook.doctor.IN_MEMORY_CHARS = 0  # read from the file once per pass
 
 def pss_mb(pid):
     try:

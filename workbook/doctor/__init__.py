@@ -107,10 +107,10 @@ def diagnose(log: str | Path | Iterable[dict | str] | Sequence[Record],
 
     A log file is streamed: one whose text passes `IN_MEMORY_CHARS` is read again for each pass (each fix is a pass)
     instead of being held, and its `Report.records` hold each request without its text (`parts=()`, `extra=()`).
-    The fixed logs are replayed in `workers` forked processes (`passes.Forked`; by default every core for a long log,
-    `passes.default_workers`); the report is the same whatever the number. Given a Dask `scheduler` (a
-    `distributed.Client`, or "synchronous"), every pass runs on it instead, sharded by call type (`sharded`): the same
-    report again."""
+    The fixed logs are replayed in `workers` forked processes (`passes.Forked`; by default one for a log held in
+    memory, every core for a streamed one: `passes.default_workers`); the report is the same whatever the number.
+    Given a Dask `scheduler` (a `distributed.Client`, or "synchronous"), every pass runs on it instead, sharded by
+    call type (`sharded`): the same report again."""
     named = [provider] if isinstance(provider, str) else list(provider)
     if not named:
         raise WorkbookError("Name at least one provider model, e.g. provider=\"anthropic/claude-sonnet-4-5\".")
@@ -183,9 +183,17 @@ def fix_results(records: Iterable[Record], replayer: Replayer, model_keys: Seque
     lookup = lambda key: next((result for seen, result in known if seen == key), None)  # noqa: E731
     results = [replace(lookup(key), name=fix.name, does=fix.does) for key, fix in zip(keys, FIXES)]
     kept, fixed, current, cost, fixed_bills = [], Fixed(records), base, known[0][1].cost_usd[first], None
-    for fix in FIXES:
-        tried = Fixed(fixed, [fix])
-        key = log_key(tried)
+    upcoming: dict[str, int] = {}  # a streamed log: each fix still to try on the kept ones, digested in one reading
+    for k, (single, fix) in enumerate(zip(singles, FIXES)):
+        if not kept:  # each fix alone: its log and key are known already
+            tried, key = single, keys[k]
+        elif fixed.in_memory:
+            tried = Fixed(fixed, [fix])
+            key = tried.held()
+        else:
+            tried = Fixed(fixed, [fix])
+            upcoming = upcoming or dict(zip([f.name for f in FIXES[k:]], log_digests(fixed, [[f] for f in FIXES[k:]])))
+            key = upcoming[fix.name]
         if key == current:
             continue
         found = lookup(key)
@@ -193,6 +201,7 @@ def fix_results(records: Iterable[Record], replayer: Replayer, model_keys: Seque
         tried_cost = found.cost_usd[first] if found else tried_bills.total(first)
         if tried_cost < cost - SAVED_USD:
             kept, fixed, current, cost, fixed_bills = kept + [fix.name], tried, key, tried_cost, tried_bills
+            upcoming = {}
     if len(kept) > 1:
         does = "the fixes that lower the bill together, in order: " + ", ".join(kept)
         found = lookup(current)
@@ -212,10 +221,6 @@ def log_keys(records: list[Record] | Reread, logs: Sequence[Fixed]) -> list:
     if isinstance(records, list):
         return [records] + [log.held() for log in logs]
     return log_digests(records, [[]] + [list(log.fixes) for log in logs])
-
-
-def log_key(log: Fixed):
-    return log.held() if log.in_memory else log_digest(log)
 
 
 def log_digests(records: Iterable[Record], chains: Sequence[Sequence[Fix]]) -> list[int]:

@@ -45,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
                    help=f"a shipped tokenizer, a checkpoint folder, a cached hub name, or a tiktoken encoding such "
                         f"as o200k_base (default: {DEFAULT_TOKENIZER})")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="processes that replay the fixed logs (default: every core for a long log)")
+                   help="processes that replay the fixed logs (default: every core for a log too big to hold, else 1)")
     p.add_argument("--dask", metavar="ADDRESS", default=None,
                    help="run sharded by call type on this Dask scheduler ('local': a cluster on this machine)")
     return p
