@@ -42,10 +42,9 @@ $(VENV)/models/.installed: requirements-models.txt $(VENV)/.installed
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
-# One worker per core, up to four (tests/conftest.py); worksteal hands a finished worker the queue of a busy one, so
-# two long lessons do not end up waiting in one worker's queue.
+# One worker per core, up to four; the lessons' runs are dealt out first, longest first (tests/conftest.py).
 test: setup
-	$(PY) -m pytest -n auto --dist worksteal
+	$(PY) -m pytest -n auto --dist load
 
 # Is this laptop ready for the workshop? Each lesson's models, main widget and a prefix hit, a kernel and Chromium
 # (where installed); the last line says `ready` or what to fix.

@@ -28,6 +28,16 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(cores, MAX_WORKERS))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The tests marked runs_long (each lesson's one run) first, longest first, the rest in their usual order. With
+    `--dist load` pytest-xdist deals the first tests out to its workers one by one, so the long ones are spread over
+    the workers and started at once, and the short ones fill the gaps: the workers finish at about the same time."""
+    def seconds(item):
+        marker = item.get_closest_marker("runs_long")
+        return marker.args[0] if marker else 0.0
+    items.sort(key=seconds, reverse=True)  # stable: the others keep their order
+
+
 def _loopback_only(self, address):
     host = address[0] if isinstance(address, tuple) else address
     if isinstance(host, str) and host not in ("localhost", "::1") and not host.startswith("127.") and "/" not in host:

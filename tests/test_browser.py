@@ -72,11 +72,16 @@ def patience_ms(seconds: float) -> float:
     return seconds * busy() * 1000
 
 
+def recorded_s(stem: str) -> float:
+    """A lesson's run time as lesson_seconds.json recorded it (FAIL_S for a lesson not recorded yet)."""
+    recorded = json.loads(RECORDED.read_text()) if RECORDED.is_file() else {}
+    return recorded.get(stem, FAIL_S)
+
+
 def wait_s(stem: str) -> float:
     """How long to wait for a lesson to run on an idle machine: four times its recorded run time plus a minute, for a
-    laptop slower than the one that recorded it (a lesson not recorded yet is given FAIL_S as its time)."""
-    recorded = json.loads(RECORDED.read_text()) if RECORDED.is_file() else {}
-    return 4 * recorded.get(stem, FAIL_S) + 60
+    laptop slower than the one that recorded it."""
+    return 4 * recorded_s(stem) + 60
 
 
 def _no_browser() -> str | None:
@@ -546,7 +551,8 @@ CLICKS = {"04_prefix_cache": _click_lesson_4, "09_serving": _click_lesson_9}
 # The test: one run per lesson
 
 
-@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("lesson", [pytest.param(lesson, id=lesson.stem, marks=pytest.mark.runs_long(recorded_s(lesson.stem)))
+                                    for lesson in LESSONS])
 def test_every_lesson_runs_once_raises_nothing_in_time_and_its_page_fits_laptop_and_desktop(lesson, lab, lesson_seconds,
                                                                                            tmp_path):
     """One execution of the lesson: every cell ran and none raised, every exercise's check cell answered, no
