@@ -107,8 +107,8 @@ even = real["cache_aware"]["requests"] / len(real["cache_aware"]["replicas"])
 assert gain > 0.1 and busiest > even
 print(f"Cache-aware routing read {gain:.1%} more of the prompt tokens from cache than round robin did, and "
       f"paid for it in balance: its busiest replica served {busiest} requests, {busiest / even:.2f}x an even "
-      f"share of {even:.0f}. Power of two balanced load and hit like round robin "
-      f"({real['power_of_two']['hit_rate']:.1%}): it looks at load, not at prefixes.")
+      f"share of {even:.0f}. Power of two hit like round robin ({real['power_of_two']['hit_rate']:.1%}): it "
+      f"looks at load, not at prefixes, and on a fleet this lightly loaded its two random draws decide.")
 
 # %% [markdown]
 # (TTFT here was measured by a client on a 2-core machine that ran five processes at once; compare hit rates
