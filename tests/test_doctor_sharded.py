@@ -12,7 +12,8 @@ import pytest
 from workbook.doctor import diagnose
 from workbook.doctor.__main__ import as_json, main, summary
 from workbook.doctor.patterns import PATTERNS_DIR
-from workbook.doctor.sharded import stream_numbers
+from workbook.doctor import sharded
+from workbook.doctor.diagnosis import Streams
 from workbook.doctor.logs import read_log
 from workbook.errors import WorkbookError
 from workbook.paths import DATA_DIR
@@ -45,11 +46,25 @@ def test_the_sharded_report_is_the_single_process_one_byte_for_byte(client, log)
     assert sharded.now.bills == alone.now.bills  # every request's bill, with its reasons, at both providers
 
 
-def test_the_rag_log_is_sharded_into_its_two_call_types():
+def test_the_rag_log_is_sharded_into_its_two_call_types(monkeypatch):
     records = read_log(PATTERNS_DIR / "langchain_rag.jsonl.xz")
-    numbers = stream_numbers(records)
-    assert sorted(set(numbers)) == [0, 1]
-    assert numbers == [f.stream for f in diagnose(records, provider=SONNET).diagnosis.findings]
+    streams = Streams()
+    assert sorted({streams.of(r).number for r in records}) == [0, 1]
+    sent = []
+    diagnose_stream = sharded.diagnose_stream
+    monkeypatch.setattr(sharded, "diagnose_stream", lambda stream, items, *rest: sent.append(
+        (stream.number, [i for i, _ in items])) or diagnose_stream(stream, items, *rest))
+    sharded.Sharded(None, "tiny", "anthropic", None, "synchronous").replay(records, [SONNET])
+    assert sorted(n for n, _ in sent) == [0, 1]  # one task per call type, each given its requests in log order
+    assert sorted(i for _, items in sent for i in items) == list(range(len(records)))
+    assert all(items == sorted(items) for _, items in sent)
+
+
+@pytest.mark.parametrize("log", LOGS[:2], ids=lambda p: p.name)
+def test_a_log_sent_in_small_chunks_carries_each_streams_state_across_them(log, monkeypatch):
+    alone = diagnose(log, provider=[SONNET, GPT], workers=1)
+    monkeypatch.setattr(sharded, "CHUNK", 7)  # several rounds of tasks, the state of each stream and cache carried
+    assert printed(diagnose(log, provider=[SONNET, GPT], scheduler="synchronous"), log) == printed(alone, log)
 
 
 def test_a_log_read_again_per_pass_gives_the_same_report_sharded(client, monkeypatch):

@@ -1,18 +1,19 @@
 """The doctor on Dask, for logs that outgrow one machine: the same per-stream diagnosis, sharded by call type.
 
 Each request is diagnosed against earlier requests of its own call type only (`diagnosis.Streams`), and each model
-the log names has a cache of its own (`diagnosis.Biller`). So once every request knows its call type (one cheap
-pass in order, `stream_numbers`: no tokenizing), a pass splits into independent tasks: one per call type, which
-diagnoses its requests in order (`diagnose_stream`), and one per provider model and logged model, which bills them
-(`bill_model`). Each task tokenizes what it reads with its worker's own `Tokens`. The findings and bills come back
-in log order, so the report is the one `diagnose` gives in one process, byte for byte (`tests/test_doctor_sharded.py`).
+the log names has a cache of its own (`diagnosis.Biller`). So a pass splits into independent tasks: one per call
+type, which diagnoses its requests in order (`diagnose_stream`), and one per provider model and logged model, which
+bills them (`bill_model`). The calling process reads the log `CHUNK` requests at a time, gives each request its
+call type (`diagnosis.Streams`: no tokenizing), and sends each call type's and each model's requests of the chunk
+to the cluster with the state the earlier chunks left (the stream's recent requests, the model's cache), which
+comes back with the findings and bills: it never holds more of the log than a chunk, and the tokenizing,
+diagnosing and billing run on the workers, each with its own `Tokens`. The findings and bills are put back in log
+order, so the report is the one `diagnose` gives in one process, byte for byte (`tests/test_doctor_sharded.py`).
 
     from dask.distributed import Client
     report = diagnose("big_log.jsonl.gz", provider="openai/gpt-5.5", scheduler=Client("tcp://scheduler:8786"))
 
-The process that calls `diagnose` reads the log once per pass, as `diagnose` does, and sends each task its
-requests; the tokenizing, diagnosing and billing run on the cluster. Dask is an optional extra:
-`pip install -e ".[scale]"`.
+Dask is an optional extra: `pip install -e ".[scale]"`.
 """
 
 from __future__ import annotations
@@ -27,12 +28,6 @@ from .logs import Record
 from .passes import Replayer
 
 
-def stream_numbers(records: Iterable[Record]) -> list[int]:
-    """Each record's call type, numbered as `diagnosis.replay` numbers them."""
-    streams = Streams()
-    return [streams.of(record).number for record in records]
-
-
 @lru_cache(maxsize=None)
 def worker_tokens(tokenizer) -> tuple[Tokens, str]:
     """A worker's counting tokenizer (see `workbook.doctor._tokens`), made once per process and kept."""
@@ -41,21 +36,23 @@ def worker_tokens(tokenizer) -> tuple[Tokens, str]:
     return _tokens(tokenizer)
 
 
-def diagnose_stream(number: int, items: list[tuple[int, Record]], tokenizer, provider: str,
-                    explain: bool) -> list[tuple]:
-    """(position in the log, `Finding`) for each request of one call type, given in log order."""
+def diagnose_stream(stream: Stream, items: list[tuple[int, Record]], tokenizer, provider: str,
+                    explain: bool) -> tuple[Stream, list[tuple]]:
+    """Requests of one call type, given in log order after those `stream` has seen: (the stream as they leave it,
+    [(position in the log, `Finding`)])."""
     tokens, _ = worker_tokens(tokenizer)
-    stream = Stream(number, {})
-    return [(i, finding(r, tokens.of(r.parts), stream, tokens, provider_of(r, provider), explain)) for i, r in items]
+    found = [(i, finding(r, tokens.of(r.parts), stream, tokens, provider_of(r, provider), explain)) for i, r in items]
+    return stream, found
 
 
-def bill_model(model_key: str, items: list[tuple[int, Record]], tokenizer) -> list[tuple]:
-    """(position in the log, `Bill`) for each request sent to one model, billed at `model_key` in log order."""
+def bill_model(biller: Biller, items: list[tuple[int, Record]], tokenizer) -> tuple[Biller, list[tuple]]:
+    """Requests sent to one model, in log order after those `biller` has billed: (the biller as they leave it, its
+    cache included, [(position in the log, `Bill`)])."""
     tokens, _ = worker_tokens(tokenizer)
-    biller = Biller(model_key)
+    biller.bills = []
     for i, record in items:
         biller.send(i, record, tokens.of(record.parts))
-    return [(i, bill) for (i, _), bill in zip(items, biller.bills)]
+    return biller, [(i, bill) for (i, _), bill in zip(items, biller.bills)]
 
 
 class Sharded(Replayer):
@@ -77,23 +74,51 @@ class Sharded(Replayer):
         return self._run(log, model_keys, False, diagnose=False)[1]
 
     def _run(self, log: Iterable[Record], model_keys: Sequence[str], explain: bool, diagnose: bool):
+        """The log read `CHUNK` requests at a time; each chunk's call types and models go to the cluster with the
+        state the chunks before left them in (a stream's recent requests, a model's cache), which comes back."""
         import dask
 
-        by_stream, by_model, n = defaultdict(list), defaultdict(list), 0
-        streams = Streams()
-        for n, record in enumerate(log, start=1):
-            if diagnose:
-                by_stream[streams.of(record).number].append((n - 1, record))
-            by_model[record.model].append((n - 1, record))
-        tasks = [dask.delayed(diagnose_stream)(number, items, self.tokenizer, self.provider, explain)
-                 for number, items in by_stream.items()]
-        tasks += [dask.delayed(bill_model)(key, items, self.tokenizer) for key in model_keys for items in by_model.values()]
-        done = dask.compute(*tasks, scheduler=self.scheduler)
-        findings, bills = [None] * n, {key: [None] * n for key in model_keys}
-        for shard in done[:len(by_stream)]:
-            for i, found in shard:
-                findings[i] = found
-        for k, shard in enumerate(done[len(by_stream):]):
-            for i, bill in shard:
-                bills[model_keys[k // len(by_model)]][i] = bill
+        streams, states, billers = Streams(), {}, {}
+        findings, bills = [], {key: [] for key in model_keys}
+        for chunk in batched(enumerate(log), CHUNK):
+            by_stream, by_model = defaultdict(list), defaultdict(list)
+            for i, record in chunk:
+                if diagnose:
+                    by_stream[streams.of(record).number].append((i, record))
+                by_model[record.model].append((i, record))
+            shards = [(n, items) for n, items in by_stream.items()]
+            sends = [(key, model, items) for key in model_keys for model, items in by_model.items()]
+            done = dask.compute(*(
+                [dask.delayed(diagnose_stream)(states.pop(n, None) or Stream(n, {}), items, self.tokenizer, self.provider,
+                                          explain) for n, items in shards]
+                + [dask.delayed(bill_model)(billers.pop((key, model), None) or Biller(key), items, self.tokenizer)
+                   for key, model, items in sends]), scheduler=self.scheduler)
+            placed = dict.fromkeys(i for i, _ in chunk)
+            for (n, _), (state, found) in zip(shards, done[:len(shards)]):
+                states[n] = state
+                placed.update(found)
+            findings += placed.values() if diagnose else []
+            billed_at: dict[str, dict] = {key: {} for key in model_keys}
+            for (key, model, _), (biller, billed) in zip(sends, done[len(shards):]):
+                billers[key, model] = biller
+                billed_at[key].update(billed)
+            for key in model_keys:
+                bills[key] += [billed_at[key][i] for i, _ in chunk]
+            for n in [n for n in states if n not in streams.kept]:  # a call type forgotten gets no more requests
+                del states[n]
         return Diagnosis(findings, self.tokenizer_name), Costs(bills)
+
+
+CHUNK = 5_000  # requests read before a round of tasks: what the calling process holds of the log at once
+
+
+def batched(items: Iterable, n: int) -> Iterable[list]:
+    """Lists of `n` items (the last one shorter) as they are read."""
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
