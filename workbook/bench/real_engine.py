@@ -29,12 +29,16 @@ and no copy between processes, stands between them.
 
 Everything runs on `--threads` torch threads, 1 by default: this model is small enough that a second
 thread adds little, and under any other load on the machine two threads made every engine erratic.
+The timings run in `--rounds` rounds (3 by default), the engines taking turns within each, so a machine
+that drifts moves both; each round's ratio is reported. Ours runs its paged steps as `--attention` says
+("pages" by default: the fastest read on a CPU; see `workbook.paged_attention`), compiled with `--compiled`.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +47,7 @@ from ..checkpoints import resolve_checkpoint
 from ..engine import Engine
 from ..errors import WorkbookError
 from ..model import load_model
+from ..paged_attention import ATTENTION_KINDS
 from ..paths import REPO_DIR
 from ..page_pool import PagePool
 from ..prefix_cache import PrefixCache
@@ -95,6 +100,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--suffix", type=int, default=32, help="fresh tokens after the prefix")
     parser.add_argument("--decode-tokens", type=int, default=64, help="tokens timed after the first")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="timing rounds, the engines taking turns in each")
+    parser.add_argument("--attention", choices=ATTENTION_KINDS, default="pages", help="how our paged steps read the pool")
+    parser.add_argument("--compiled", action="store_true", help="run our layers through torch.compile")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a measurement")
     parser.add_argument("--no-save", dest="save", action="store_false", help="print only; do not write data/benchmarks/")
@@ -128,12 +136,16 @@ class Reply:
 
 
 class Ours:
-    """Our `Engine` with a prefix cache of `page_size`-token pages, and one without any for cold requests."""
+    """Our `Engine` with a prefix cache of `page_size`-token pages, and one without any for cold requests.
+
+    `attention` and `compiled` choose how its paged steps run (`Transformer.configure_steps`).
+    """
 
     name = "ours"
 
-    def __init__(self, page_size: int):
+    def __init__(self, page_size: int, attention: str = "gather", compiled: bool = False):
         self.model, self.tokenizer = load_model(MODEL, device="cpu"), load_tokenizer(MODEL)
+        self.model.configure_steps(attention=attention, compiled=compiled)
         self.page_size = page_size
         self.uncached = Engine(self.model, self.tokenizer)
         self.forget()
@@ -261,32 +273,41 @@ def time_engine(engine, ids: list[int], *, prefix: int, suffix: int, decode_toke
 
 
 def run(*, engine: str = "vllm", threads: int = 1, prefix: int = 2048, suffix: int = 32, decode_tokens: int = 64,
-        repeats: int = 5, warmup: int = 1, quick: bool = False, save: bool = True) -> dict:
+        repeats: int = 5, rounds: int = 3, attention: str = "pages", compiled: bool = False, warmup: int = 1,
+        quick: bool = False, save: bool = True) -> dict:
     """Check, measure, print and (unless `quick` or not `save`) save as section `real_engine_<engine>`."""
     try:
         check_installed(engine)
     except EngineNotInstalledError as exc:
         raise SystemExit(str(exc)) from None
     if quick:
-        prefix, suffix, decode_tokens, repeats, warmup = 256, 16, 8, 2, 1
+        prefix, suffix, decode_tokens, repeats, rounds, warmup = 256, 16, 8, 2, 1, 1
     torch.set_num_threads(threads)  # before vLLM starts: it then forbids changing the count
     theirs = Vllm(threads) if engine == "vllm" else LlamaCpp(threads)
-    ours = Ours(page_size=theirs.block_size or PAGE_SIZE)
+    ours = Ours(page_size=theirs.block_size or PAGE_SIZE, attention=attention, compiled=compiled)
     engines = [ours, theirs]
     ids = corpus_ids(ours.tokenizer, CORPUS.read_text(encoding="utf-8"), prefix + suffix * 2 * (repeats + warmup + 1))
     greedy = compare_greedy(engines, chat_prompts(ours.tokenizer))
     cached = cached_token_counts(engines, ids, prefix, ours.page_size, ours.model.config.vocab_size)
-    timings = {e.name: time_engine(e, ids, prefix=prefix, suffix=suffix, decode_tokens=decode_tokens,
-                                   repeats=repeats, warmup=warmup) for e in engines}
+    by_round = [{e.name: time_engine(e, ids, prefix=prefix, suffix=suffix, decode_tokens=decode_tokens,
+                                     repeats=repeats, warmup=warmup) for e in engines} for _ in range(rounds)]
     payload = {"model": MODEL, "engine": theirs.name, "engine_version": theirs.version, "versions": versions(engine),
                "device": device_name("cpu"), "threads": threads, "torch_threads": torch.get_num_threads(),
                "page_size": ours.page_size, "engine_block_size": theirs.block_size, "prefix_tokens": prefix,
                "suffix_tokens": suffix, "decode_tokens": decode_tokens, "repeats": repeats, "warmup": warmup,
-               "greedy": summary(greedy), "cached_tokens": cached, "timings": timings}
+               "attention": attention, "compiled": compiled, "load_average": os.getloadavg()[0],
+               "cpu_count": os.cpu_count(), "greedy": summary(greedy), "cached_tokens": cached,
+               "rounds": by_round, "timings": median_timings(by_round)}
     print_report(payload, ours.name, theirs.name)
     if save and not quick:
         print(f"saved to {save_results(f'real_engine_{engine}', payload, device='cpu')}")
     return payload
+
+
+def median_timings(by_round: list[dict]) -> dict:
+    """Each engine's median over the rounds of each figure."""
+    return {name: {key: statistics.median(r[name][key] for r in by_round) for key in by_round[0][name]}
+            for name in by_round[0]}
 
 
 def summary(greedy: dict) -> dict:
@@ -318,9 +339,15 @@ def print_report(p: dict, ours: str, theirs: str) -> None:
         reported = "n/a" if row[theirs] is None else row[theirs]
         print(f"{row['request']:<34} {row['prompt_tokens']:>7} {row[ours]:>7} {reported:>10}")
     print(f"\nTime to first token, {p['prefix_tokens']}-token prefix + {p['suffix_tokens']} new tokens, "
-          f"median of {p['repeats']}; decode after {p['prefix_tokens'] + p['suffix_tokens']} tokens")
-    print(f"{'':<12} {'cold':>10} {'hit':>10} {'cold/hit':>9} {'decode':>12}")
-    for name, t in p["timings"].items():
-        print(f"{name:<12} {t['cold_s'] * 1e3:8.1f}ms {t['hit_s'] * 1e3:8.1f}ms {t['cold_s'] / t['hit_s']:8.1f}x "
-              f"{t['decode_tokens_per_s']:7.0f} tok/s")
+          f"median of {p['repeats']}; decode after {p['prefix_tokens'] + p['suffix_tokens']} tokens; "
+          f"ours with attention={p['attention']!r}{', compiled' if p['compiled'] else ''}; load average "
+          f"{p['load_average']:.1f} on {p['cpu_count']} cores")
+    print(f"{'round':<6} {'':<12} {'cold':>10} {'hit':>10} {'cold/hit':>9} {'decode':>12}")
+    for i, timings in enumerate(p["rounds"], 1):
+        for name, t in timings.items():
+            print(f"{i:<6} {name:<12} {t['cold_s'] * 1e3:8.1f}ms {t['hit_s'] * 1e3:8.1f}ms "
+                  f"{t['cold_s'] / t['hit_s']:8.1f}x {t['decode_tokens_per_s']:7.0f} tok/s")
+        a, b = timings[ours], timings[theirs]
+        print(f"{i:<6} {ours + '/' + theirs:<12} {a['cold_s'] / b['cold_s']:9.2f}x {a['hit_s'] / b['hit_s']:9.2f}x "
+              f"{'':>9} {a['decode_tokens_per_s'] / b['decode_tokens_per_s']:8.2f}x")
 
