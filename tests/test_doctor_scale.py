@@ -42,10 +42,28 @@ def test_worker_processes_give_the_same_report(log):
         printed(diagnose(log, provider=[SONNET, GPT], workers=1), log)
 
 
-def test_a_reread_log_is_read_afresh_each_time():
+def test_a_reread_log_is_read_afresh_each_time_from_its_spool_after_the_first():
     log = Reread(AGENT)
-    first, second = list(log), list(log)
+    next(iter(log))  # a reading stopped early writes no spool
+    assert log.spool is None
+    first = list(log)
+    spool = log.spool
+    assert spool.is_file()
+    second = list(log)  # loaded from the spool, not parsed again
     assert first == second == read_log(AGENT) and first[0] is not second[0]
+    log.close()
+    assert not spool.exists() and log.spool is None
+    assert list(log) == first  # parsed again, and spooled again
+    log.close()
+
+
+def test_the_spool_is_deleted_when_the_report_is_done(monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(doctor, "IN_MEMORY_CHARS", 1_000)
+    diagnose(AGENT, provider=SONNET, workers=1)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_fixed_file_is_rewritten_as_it_is_read_and_a_fixed_list_once():

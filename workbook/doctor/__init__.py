@@ -131,7 +131,11 @@ def report(records: list[Record] | Reread, replayer: Replayer, model_keys: Seque
     kept: list[Record] = []
     as_is = cache(lambda: replayer.replay(_keeping(records, kept) if isinstance(records, Reread) else records,
                                           model_keys))
-    fixes = fix_results(records, replayer, model_keys, as_is)
+    try:
+        fixes = fix_results(records, replayer, model_keys, as_is)
+    finally:
+        if isinstance(records, Reread):
+            records.close()
     return Report(kept or records, *as_is(), fixes)
 
 

@@ -30,6 +30,10 @@ import datetime as dt
 import gzip
 import json
 import lzma
+import os
+import pickle
+import tempfile
+import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -71,13 +75,47 @@ def read_log(source: str | Path | Iterable[dict | str]) -> list[Record]:
 
 
 class Reread:
-    """A log file read afresh each time it is iterated: passes over a log too big to hold in memory."""
+    """A log file read afresh each time it is iterated: passes over a log too big to hold in memory. The first reading
+    to the end also writes each record, pickled, to a spool file in the temporary folder; later readings load the
+    spool instead of parsing the JSON again (about five times faster). `close()` deletes the spool."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.spool: Path | None = None  # set once a reading has written it whole
 
     def __iter__(self) -> Iterator[Record]:
-        return iter_records(self.path)
+        return self._spooled(self.spool) if self.spool else self._parsed()
+
+    def _parsed(self) -> Iterator[Record]:
+        handle, name = tempfile.mkstemp(prefix="doctor-", suffix=".records")
+        whole = False
+        try:
+            with os.fdopen(handle, "wb") as spool:
+                for record in iter_records(self.path):
+                    pickle.dump(record, spool, protocol=pickle.HIGHEST_PROTOCOL)
+                    yield record
+            whole = True
+        finally:
+            if whole and self.spool is None:
+                self.spool = Path(name)
+                self._remove = weakref.finalize(self, os.remove, name)  # at the latest when this log is dropped
+            else:
+                os.remove(name)
+
+    @staticmethod
+    def _spooled(path: Path) -> Iterator[Record]:
+        with path.open("rb") as spool:
+            while True:
+                try:
+                    yield pickle.load(spool)
+                except EOFError:
+                    return
+
+    def close(self) -> None:
+        """Delete the spool, if a reading wrote one."""
+        if self.spool is not None:
+            self._remove()
+            self.spool = None
 
 
 def is_file(source) -> bool:
