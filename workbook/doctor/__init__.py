@@ -170,9 +170,9 @@ def fix_results(records: Iterable[Record], replayer: Replayer, model_keys: Seque
     if it lowers the bill of the log the fixes before it left (so two fixes that only help together are found).
 
     `records` may be read many times (a list, or a `Reread`); a fixed log is a `Fixed`. Each distinct log is
-    diagnosed and billed once (`log_keys` tells them apart): a fix that changes nothing
-    takes the log's own numbers (`as_is()`, its diagnosis and costs, if the caller has them; it runs while the
-    replayer's workers replay the fixes), and one that gives the log another fix gave takes that one's."""
+    diagnosed and billed once (`log_keys` tells them apart): a fix that changes nothing takes the log's own numbers
+    (`as_is()`, its diagnosis and costs, if the caller has them; it runs while the replayer's workers replay the
+    fixes), and one that gives the log another fix gave takes that one's."""
     first = model_keys[0]
     singles = [Fixed(records, [fix]) for fix in FIXES]
     base, *keys = log_keys(records, singles)
@@ -247,10 +247,6 @@ def _hash(record: Record) -> int:
         return hash(record)
     except TypeError:  # a field logged as a JSON object (a prompt_cache_key that is not a string, say)
         return hash(repr(record))
-
-
-def log_digest(records: Iterable[Record]) -> int:
-    return log_digests(records, [[]])[0]
 
 
 TIKTOKEN_ENCODINGS = ("o200k_base", "cl100k_base")  # OpenAI's: with the `doctor` extra, counts closer to OpenAI's
