@@ -154,3 +154,25 @@ def test_random_interleavings_of_admit_grow_publish_truncate_free_never_leak_a_p
     if cached:
         kv.prefix_cache.clear()
     assert kv.pool.pages_in_use == 0 and sorted(kv.pool.free_pages) == list(range(pages))
+
+
+def test_every_server_on_a_pool_shares_its_one_manager(small_model, small_tokenizer):
+    """Two servers over one prefix cache: one manager sees both servers' requests, so `check` counts every holder."""
+    from workbook import Server
+    pool = PagePool.for_tokens(512, PAGE)
+    cache = PrefixCache(pool)
+    first, second = Server(small_model, small_tokenizer, cache), Server(small_model, small_tokenizer, cache)
+    assert first.kv is second.kv is KVManager.of(pool, cache)
+    first.submit(tokens(20, 9), max_new_tokens=4)
+    second.submit(tokens(20, 9) + [3], max_new_tokens=4)
+    first.step()
+    second.step()  # both hold pages now, some of them the same
+    assert len(first.kv.live) == 2  # one request of each server
+    first.kv.check()
+    first.run_until_done()
+    second.run_until_done()
+    first.kv.check()
+    with pytest.raises(WorkbookError, match="another prefix cache"):
+        KVManager.of(pool, None)
+    with pytest.raises(WorkbookError, match="manager already"):
+        KVManager(pool, cache)  # a second owner of the same pages is refused

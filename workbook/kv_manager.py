@@ -44,8 +44,23 @@ class KVManager:
         if prefix_cache is not None and prefix_cache.pool is not pool:
             raise WorkbookError("The prefix cache holds pages of another KV pool; build it on this one: "
                                 "PrefixCache(pool).")
+        if pool.manager is not None:
+            raise WorkbookError("This KV pool has its manager already; share it: KVManager.of(pool, prefix_cache).")
         self.pool, self.prefix_cache = pool, prefix_cache
         self.live: list[Allocation] = []  # in the order they were admitted
+        pool.manager = self
+
+    @classmethod
+    def of(cls, pool: PagePool, prefix_cache: PrefixCache | None = None) -> KVManager:
+        """The one manager of `pool`, made on first use: every server and engine on a pool shares it, so the
+        reference-count invariant sees every holder."""
+        manager = pool.manager
+        if manager is None:
+            manager = cls(pool, prefix_cache)
+        elif manager.prefix_cache is not prefix_cache:
+            raise WorkbookError("This KV pool is already managed with another prefix cache (or none); "
+                                "a pool has one prefix cache: pass the same one.")
+        return manager
 
     # ----- what a scheduler asks ------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ class PagePool:
         self.values: torch.Tensor | None = None
         self.params: torch.Tensor | None = None  # quantised pools: scale and offset per row, [2 (K, V), layers, kv_heads, pages, page_size, 2]
         self.model_dtype: torch.dtype | None = None
+        self.manager = None  # the one KVManager that hands these pages out (`KVManager.of` sets it)
 
     @classmethod
     def for_tokens(cls, capacity_tokens: int, page_size: int = 16, kv_dtype: str | None = None) -> PagePool:

@@ -135,7 +135,7 @@ class Server:
             check_whole("prefill_chunk", prefill_chunk, 1)
         pool = self._pool(model, prefix_cache, pool_tokens, kv_dtype)
         pool.bind(model)
-        self.kv = KVManager(pool, prefix_cache)
+        self.kv = KVManager.of(pool, prefix_cache)  # shared with every other server on this pool
         self.pool, self.model, self.tokenizer, self.prefix_cache = pool, model, tokenizer, prefix_cache
         self.max_running, self.max_batch_tokens, self.prefill_chunk = max_running, max_batch_tokens, prefill_chunk
         self.waiting: deque[ServerRequest] = deque()
