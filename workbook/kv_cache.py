@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 
 from .attention import causal_attention
+from .checks import check_whole
 from .errors import ContextLengthError, WorkbookError
 
 Provenance = Literal["computed", "loaded"]
@@ -34,8 +35,8 @@ class KVCache:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ):
-        if max_tokens < 1 or batch_size < 1:
-            raise WorkbookError(f"A KV cache needs max_tokens >= 1 and batch_size >= 1 (got {max_tokens}, {batch_size}).")
+        check_whole("max_tokens", max_tokens, 1)
+        check_whole("batch_size", batch_size, 1)
         shape = (batch_size, num_kv_heads, max_tokens, head_dim)
         # Uninitialised: only rows below `length` are ever read, and each is written before that.
         self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(num_layers)]

@@ -91,10 +91,11 @@ class PromptLookupDrafter:
     cache_rows: ClassVar[None] = None  # ...and no cache needs rolling back
 
     def __post_init__(self):
-        if not (isinstance(self.min_ngram, Integral) and isinstance(self.max_ngram, Integral)
-                and 1 <= self.min_ngram <= self.max_ngram):
-            raise WorkbookError(f"PromptLookupDrafter needs whole numbers 1 <= min_ngram <= max_ngram, "
-                                f"got min_ngram={self.min_ngram!r}, max_ngram={self.max_ngram!r}.")
+        check_whole("min_ngram", self.min_ngram, 1)
+        check_whole("max_ngram", self.max_ngram, 1)
+        if self.min_ngram > self.max_ngram:
+            raise WorkbookError(f"PromptLookupDrafter needs min_ngram <= max_ngram, "
+                                f"got min_ngram={self.min_ngram}, max_ngram={self.max_ngram}.")
 
     def check_compatible(self, target: Transformer, rows: int) -> None:
         """Any target will do: a lookup only repeats ids the text already holds."""
