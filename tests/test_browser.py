@@ -392,13 +392,26 @@ def _run_in_page(page, lab: Lab, lesson: Path) -> nbformat.NotebookNode:
         pytest.fail(f"{lesson.stem} had not finished after {waited_ms / 1000:.0f} s (four times its recorded time plus "
                     f"a minute, times how busy the machine was); cells not run yet: {page.evaluate(NOT_RUN)[:5]}")
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status=idle]", timeout=patience_ms(60))
-    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    _await_in_page(page, "window.jupyterapp.commands.execute('docmanager:save')", 60, f"saving {lesson.name}")
     return nbformat.read(lab.folder / lesson.name, as_version=4)
 
 
+def _await_in_page(page, promise: str, seconds: float, what: str) -> None:
+    """Await a JavaScript promise in the page, failing after `seconds` (stretched by `busy`): `evaluate` has no
+    timeout of its own, so a promise that never settles (a save held by a dialog) would hang the whole run."""
+    ms = patience_ms(seconds)
+    outcome = page.evaluate(f"() => Promise.race([Promise.resolve({promise}).then(() => 'done'), "
+                            f"new Promise(late => setTimeout(() => late('late'), {ms:.0f}))])")
+    if outcome != "done":
+        pytest.fail(f"{what} had not finished after {ms / 1000:.0f} s")
+
+
 def _settle(page) -> None:
-    """Let the page lay itself out again after a resize (JupyterLab and plotly redraw on the next frames)."""
-    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    """Let the page lay itself out again after a resize (JupyterLab and plotly redraw on the next frames): two
+    animation frames, or two seconds where the browser draws none (it paused a page it thinks hidden, or the machine
+    is too busy). `evaluate` has no timeout of its own: a promise that never settles would hang the test run."""
+    page.evaluate("() => new Promise(done => { requestAnimationFrame(() => requestAnimationFrame(done)); "
+                  "setTimeout(done, 2000); })")
     page.wait_for_timeout(500)
 
 
