@@ -274,7 +274,7 @@ def test_mitigations_on_a_global_cache(shipped, mitigation, shared, monkeypatch)
     samples = collect(deployment.send, VICTIM, MALLORY, trials=30, vocab_size=vocab(shipped), seed=2)
     assert compare(samples.hits, samples.misses).shared is shared
     if mitigation.min_cached_tokens:
-        assert deployment.engine.prefix_cache.pages_in_use == 0  # nothing this short was ever cached
+        assert deployment.engine.prefix_cache.pool.pages_in_use == 0  # nothing this short was ever cached
     if mitigation.pad_to_deadline:  # every probe, hit or miss, waited for the deadline, and no two came back equal
         assert deployment.overruns == 0
         times = samples.hits + samples.misses
@@ -330,9 +330,9 @@ def test_a_minimum_length_caches_every_prompt_at_or_over_it(shipped):
     deployment = Deployment(*shipped, "global", Mitigations(min_cached_tokens=1024))
     ids = [(7 * i) % 4000 + 1 for i in range(1024)]
     deployment.send(ids[:1023], VICTIM)
-    assert deployment.engine.prefix_cache.pages_in_use == 0
+    assert deployment.engine.prefix_cache.pool.pages_in_use == 0
     deployment.send(ids, VICTIM)
-    assert deployment.engine.prefix_cache.pages_in_use > 0
+    assert deployment.engine.prefix_cache.pool.pages_in_use > 0
     again = deployment.engine.generate(ids[:1016] + [1] * 8, max_new_tokens=1)
     assert again.usage.cache_read_tokens >= 1000  # the attacker's 1,024-token probe would hit
 

@@ -212,7 +212,7 @@ def test_random_inserts_under_pressure_keep_every_locked_path_intact(small_model
     for _, m, _ in held:
         cache.unlock(m.node)
     cache.clear()
-    assert cache.pages_in_use == 0 and cache.nodes() == []
+    assert cache.pool.pages_in_use == 0 and cache.nodes() == []
 
 
 def test_pool_usage_returns_to_baseline(small_model, small_tokenizer):
@@ -223,7 +223,7 @@ def test_pool_usage_returns_to_baseline(small_model, small_tokenizer):
     assert stats.pages_in_use > 0 and stats.bytes_in_use == stats.pages_in_use * engine.prefix_cache.pool.bytes_per_page()
     assert all(not n.locked for n in engine.prefix_cache.nodes())
     engine.prefix_cache.clear()
-    assert engine.prefix_cache.pages_in_use == 0 and engine.prefix_cache.nodes() == []
+    assert engine.prefix_cache.pool.pages_in_use == 0 and engine.prefix_cache.nodes() == []
 
 
 def test_tree_view_shows_shared_prefixes_as_one_branch(small_model):

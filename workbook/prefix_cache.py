@@ -168,11 +168,6 @@ class PrefixCache:
 
     # ----- statistics and views -----------------------------------------------------------------
 
-    @property
-    def pages_in_use(self) -> int:
-        """Pages of the pool in use: by the tree, by running requests, or by both."""
-        return self.pool.pages_in_use
-
     def held_pages(self) -> list[int]:
         """The pool pages the tree holds, every node's."""
         return [page for node in self._all_nodes() for page in node.pages]
@@ -182,8 +177,9 @@ class PrefixCache:
         return len(self.held_pages())
 
     def stats(self) -> CacheStats:
-        return CacheStats(**self._stats, pages_in_use=self.pages_in_use, pages_total=self.pool.num_pages,
-                          bytes_in_use=self.pages_in_use * self.pool.bytes_per_page())
+        pool = self.pool  # pages in use by the tree, by running requests, or by both
+        return CacheStats(**self._stats, pages_in_use=pool.pages_in_use, pages_total=pool.num_pages,
+                          bytes_in_use=pool.pages_in_use * pool.bytes_per_page())
 
     def nodes(self) -> list[NodeView]:
         """Every node of every tenant's tree, parents before children."""
