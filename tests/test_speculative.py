@@ -381,6 +381,7 @@ def test_speculative_decoding_on_cuda(models):
     (dict(k=2.5), WorkbookError, "k must be"),
     (dict(adaptive_k=True, k=4, k_max=2), WorkbookError, "k_max"),
     (dict(min_draft_confidence=1.5), WorkbookError, "min_draft_confidence"),
+    (dict(min_draft_confidence="high"), WorkbookError, "min_draft_confidence"),
     (dict(temperature=-0.5), WorkbookError, "temperature"),
     (dict(top_p=0.0), WorkbookError, "top_p"),
     (dict(top_p=1.5), WorkbookError, "top_p"),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 from typing import ClassVar, Protocol
 
 import torch
@@ -392,9 +392,10 @@ class Speculation:
         check_whole("k", self.k, 1)
         object.__setattr__(self, "k_max", 2 * self.k if self.k_max is None else self.k_max)
         check_whole("k_max", self.k_max, self.k)
-        if not 0 <= self.min_draft_confidence < 1:
+        confidence = self.min_draft_confidence
+        if isinstance(confidence, bool) or not isinstance(confidence, Real) or not 0 <= confidence < 1:
             raise WorkbookError(f"min_draft_confidence must be in [0, 1) (0 never stops a draft early), "
-                                f"not {self.min_draft_confidence}.")
+                                f"not {confidence!r}.")
 
     def start(self, target: Transformer, rows: int) -> SpeculativeRun:
         """This request's drafter, checked against `target` for a request of `rows` rows before any work."""
