@@ -12,6 +12,7 @@ import torch
 
 from .attention import causal_attention
 from .checks import check_whole
+from .counting import kv_bytes_per_token
 from .errors import ContextLengthError, WorkbookError
 
 Provenance = Literal["computed", "loaded"]
@@ -64,8 +65,8 @@ class KVCache:
 
     def bytes_per_token(self) -> int:
         """Bytes one row occupies across all layers, keys and values (what a prefix cache stores per token)."""
-        k = self.keys[0]
-        return 2 * self.num_layers * k.shape[0] * k.shape[1] * k.shape[3] * k.element_size()
+        batch, heads, _, dim = self.keys[0].shape
+        return batch * kv_bytes_per_token(self.num_layers, heads, dim, self.keys[0].element_size())
 
     def check_room(self, n_new: int) -> None:
         """Raise before any work if `n_new` more rows would not fit."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from .checks import check_whole
+from .counting import kv_vectors_per_token
 from .errors import CacheBudgetError, WorkbookError
 from .kv_quant import bytes_per_row, check_kind, dequantize, quantize, storage_dtype
 
@@ -88,7 +89,7 @@ class PagePool:
             return 0
         layers, heads, _, size, dim = self.keys.shape
         element = torch.empty((), dtype=self.model_dtype).element_size()
-        return int(2 * layers * heads * size * bytes_per_row(self.kv_dtype, dim, element))
+        return int(kv_vectors_per_token(layers, heads) * size * bytes_per_row(self.kv_dtype, dim, element))
 
     def pages_for_rows(self, rows: int) -> int:
         """Pages needed to hold `rows` rows in this pool, the last one possibly part full."""
