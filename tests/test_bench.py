@@ -91,3 +91,11 @@ def test_serving_benchmark_reports_throughput_chunking_and_shared_pages(capsys):
     memory = payload["shared_prefix_memory"]
     assert memory["pages_shared_run"] == memory["pages_one_prefix_plus_own"] < memory["pages_unshared_run"]
     assert "requests on one 64-token prefix" in capsys.readouterr().out
+
+
+def test_paged_steps_benchmark_times_every_eager_kind_and_profiles_one(capsys):
+    payload = main(["paged-steps", "--quick", "--profile", "pages"])
+    assert set(payload["median"]) == {"gather", "pages"}
+    assert all(m[which]["tokens_per_s"] > 0 and m[which]["tokens_per_cpu_s"] > 0
+               for m in payload["median"].values() for which in ("one", "concurrent"))
+    assert "aten::mm" in payload["profile"]["table"] and "Where a decode step" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu,real-engine,serving,quantised,self-draft,fleet-sim} [options]`: measure, print, save."""
+"""`python -m workbook.bench {prefix,speculative,widgets,doctor,semantic,gpu,real-engine,serving,quantised,self-draft,fleet-sim,paged-steps} [options]`: measure, print, save."""
 
 import argparse
 import importlib
@@ -19,6 +19,8 @@ BENCHMARKS = {
                  "agreement, KL and bytes saved",
     "self-draft": "self-speculation on the real model: its first layers as its own draft (acceptance, speed)",
     "fleet-sim": "the fleet simulator: 10,000 requests routed over 4 to 256 replicas by each policy (CPU seconds)",
+    "paged-steps": "decode at one request after 2,080 tokens and at 16 concurrent, for each way of running a paged "
+                   "step (gather, pages, flex, compiled); --profile KIND shows where its time goes",
 }
 
 
