@@ -88,3 +88,17 @@ def test_digests_tell_fixed_logs_apart_without_holding_them():
 def test_a_field_that_cannot_be_hashed_still_gets_a_digest():
     records = read_log([{"prompt": "hello there", "prompt_cache_key": {"user": 1}}])
     assert isinstance(doctor.log_digests(records, [[]])[0], int)
+
+
+def test_an_error_while_the_workers_replay_stops_them():
+    import gc
+
+    from workbook.doctor import passes
+
+    def failing():
+        raise RuntimeError("the log as it is could not be replayed")
+
+    replayer = passes.Forked(*doctor._tokens(None), "anthropic", workers=2)
+    with pytest.raises(RuntimeError, match="could not be replayed"):
+        doctor.fix_results(read_log(CLOCK), replayer, [SONNET], failing)
+    assert passes._FORKED is None and gc.get_freeze_count() == 0  # the pool is shut down, nothing left frozen

@@ -180,10 +180,10 @@ def fix_results(records: Iterable[Record], replayer: Replayer, model_keys: Seque
     for k, key in enumerate(keys):
         if key != base and all(key != keys[j] for j in todo):
             todo.append(k)
-    pending = replayer.start([singles[k] for k in todo], model_keys)
-    known = [(base, numbers(*(as_is() if as_is else replayer.replay(records, model_keys, explain=False)),
-                            model_keys))]
-    known += [(keys[k], result) for k, result in zip(todo, pending.results())]  # (log or digest, what it gave)
+    with replayer.start([singles[k] for k in todo], model_keys) as pending:
+        known = [(base, numbers(*(as_is() if as_is else replayer.replay(records, model_keys, explain=False)),
+                                model_keys))]
+        known += [(keys[k], result) for k, result in zip(todo, pending.results())]  # (log or digest, what it gave)
     lookup = lambda key: next((result for seen, result in known if seen == key), None)  # noqa: E731
     results = [replace(lookup(key), name=fix.name, does=fix.does) for key, fix in zip(keys, FIXES)]
     kept, fixed, current, cost, fixed_bills = [], Fixed(records), base, known[0][1].cost_usd[first], None

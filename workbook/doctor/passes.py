@@ -62,13 +62,19 @@ class Replayer:
 
 
 class Pending:
-    """Replays under way; `results()` waits for them."""
+    """Replays under way: `results()` waits for them; leaving a `with` block stops any left (on an error)."""
 
-    def __init__(self, finish):
-        self.finish = finish
+    def __init__(self, finish, stop=lambda: None):
+        self.finish, self.stop = finish, stop
 
     def results(self) -> list[FixResult]:
         return self.finish()
+
+    def __enter__(self) -> Pending:
+        return self
+
+    def __exit__(self, *error) -> None:
+        self.stop()
 
 
 class Forked(Replayer):
@@ -87,16 +93,19 @@ class Forked(Replayer):
         pool = ProcessPoolExecutor(min(self.workers, len(logs)), mp_context=multiprocessing.get_context("fork"))
         futures = [pool.submit(_replay_one, k) for k in range(len(logs))]
 
-        def finish() -> list[FixResult]:
+        def stop() -> None:
             global _FORKED
+            pool.shutdown(cancel_futures=True)
+            gc.unfreeze()
+            _FORKED = None
+
+        def finish() -> list[FixResult]:
             try:
                 return [future.result() for future in futures]
             finally:
-                pool.shutdown()
-                gc.unfreeze()
-                _FORKED = None
+                stop()
 
-        return Pending(finish)
+        return Pending(finish, stop)
 
 
 _FORKED: tuple | None = None  # (replayer, logs, model keys), set in the parent just before its workers fork
