@@ -142,8 +142,8 @@ assert not verdicts["per-org"].shared and abs(verdicts["per-org"].auc - 0.5) <= 
 
 # %%
 FLOOR = fewest_probes()
-AUDIT_TRIALS = 24  # probes a side in sections 4 and 6: checked against the curves below
-SIZES = list(range(FLOOR, 13)) + [14, 16, 18, 20, AUDIT_TRIALS, TRIALS]  # redrawn from TRIALS a side: none larger
+AUDIT_TRIALS = 20  # probes a side in sections 4 and 6: checked against the curves below
+SIZES = sorted({*range(FLOOR, 13), 14, 16, 18, 20, AUDIT_TRIALS, TRIALS})  # redrawn from TRIALS a side: none larger
 shared = big["global"]
 figure = go.Figure()
 curves, needed = {}, {}
