@@ -9,7 +9,9 @@ that is the answer rounded to as many places as it shows.
 
 Answers that are letters (multiple choice) are not numbers a cell prints, and are not looked for. Whole-number answers
 below MIN_WHOLE are not looked for either: a lesson prints small counts everywhere (merges, milliseconds, probes), and
-every such match found when this test was written was a coincidence.
+every such match found when this test was written was a coincidence. Nor are measurements: a number printed with a
+unit of time or speed (ms, s, tokens/s, a 1.5x ratio) comes out different on every run and machine, so it matches an
+answer only by chance (a run once measured 192 tokens/s, and lesson 9's answer is 192 KiB).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ CHECK_CALL = re.compile(r"^(\w+\.)?check_\w+\(", re.M)
 MIN_WHOLE = 100
 NUMBER = re.compile(r"(?<![\w.,])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|(?<![\w.,])-?\d+(?:\.\d+)?(?![\d])")
 TAG = re.compile(r"<[^>]+>")
+MEASURED = re.compile(r"\s*(?:[mµun]?s|tokens?/s|/s|x)\b")  # right after a number: a time, a speed or a ratio
 
 
 def check_calls(notebook: nbformat.NotebookNode) -> dict[int, str]:
@@ -106,10 +109,15 @@ def _equals(shown: str, expected: float) -> bool:
     return significant >= 2 and math.isclose(round(expected, places), value, abs_tol=10 ** -(places + 3))
 
 
+def _numbers(text: str) -> list[str]:
+    """The numbers a cell printed, measurements left out (MEASURED)."""
+    return [m.group() for m in NUMBER.finditer(text) if not MEASURED.match(text, m.end())]
+
+
 def answered_before(notebook: nbformat.NotebookNode, found: dict[int, list[float]]) -> list[str]:
     """Each exercise answer printed by a cell before the exercise's check cell, as a sentence naming both cells."""
     code = [c for c in notebook.cells if c.cell_type == "code"]
-    shown = [NUMBER.findall(printed(cell)) for cell in code]
+    shown = [_numbers(printed(cell)) for cell in code]
     leaks = []
     for check_cell, answers in found.items():
         for expected in answers:

@@ -32,6 +32,13 @@ def test_the_same_number_after_the_exercise_or_as_a_small_count_is_not_a_leak():
     assert answered_before(notebook, {1: [1408.0, 24.0]}) == []
 
 
+def test_a_measured_time_speed_or_ratio_is_not_a_leak_but_a_count_with_a_unit_is():
+    notebook = lesson(("print(rows)", "4 requests: 192 tokens/s (3.1x one), 192.0 ms, 192 s, 192 KiB, 192 steps"),
+                      ("check_w(answer_1)", ""))
+    assert answered_before(notebook, {1: [192.0]}) == [
+        "code cell 0 shows 192, the answer checked in code cell 1"] * 2  # the KiB and the steps
+
+
 def test_the_probe_blanks_the_answer_and_asks_for_the_worked_one():
     notebook = lesson(("answer_1 = None\nlesson2.check_visible_pairs(20, answer_1)", ""),
                       ("check_attention_weights(scores, query_position=2, answer=answer_2)", ""))
