@@ -212,10 +212,9 @@ def page_block_mask(slices: list[BatchSlice], positions: torch.Tensor, pool: Pag
     holds one request and every query in it sits at or after the page's last row. `mask_mod` then
     keeps, inside the listed pages, the keys of the query's own request at or before its position.
     The queries are padded to a power of two (whole blocks past one block), padding seeing no key, and
-    the page table has a row for as many requests as the pool has pages (each running request holds
-    one at least), so a compiled kernel meets few distinct shapes: one per padded length, not one per
-    step. (Past torch's recompile limit, 8 shapes, a new one runs FlexAttention's eager reference:
-    exact, but it scores every slot of the pool.)
+    the page table's requests to a power of two (8 at least), so a compiled kernel meets few distinct
+    shapes, not one per step. (Past torch's recompile limit, 8 shapes, a new one runs FlexAttention's
+    eager reference: exact, but it scores every slot of the pool.)
     """
     from torch.nn.attention.flex_attention import BlockMask
 
@@ -237,7 +236,7 @@ def page_block_mask(slices: list[BatchSlice], positions: torch.Tensor, pool: Pag
             listed[kind, 0, 0, j, :len(kind_pages)] = torch.tensor(kind_pages, dtype=torch.int32)
     # Each request's logical page number of every pool page (-1: not its page), as one flat table indexed
     # from each query's row start: the CPU kernel compiles a 1-D lookup, not a 2-D one.
-    logical = torch.full((pool.num_pages, pool.num_pages), -1, dtype=torch.int32)
+    logical = torch.full((max(8, 1 << (len(slices) - 1).bit_length()), pool.num_pages), -1, dtype=torch.int32)
     for r, table in enumerate(tables):
         logical[r, table] = torch.arange(len(table), dtype=torch.int32)
     padding = (1 << (n - 1).bit_length() if n <= FLEX_QUERY_BLOCK else blocks * FLEX_QUERY_BLOCK) - n
