@@ -515,12 +515,13 @@ MIXED_IN = {level: tuple(name for name, part in INVALIDATES.items() if part == l
 
 def settings_mixed_in(blocks: Sequence[Block], ids: Sequence[Sequence[int]], settings: dict[str, str]) -> list[tuple]:
     """Each block's ids, with the settings that invalidate a part mixed into that part's first block (or the first
-    block after it), so that a changed setting changes every key from there on, as the hierarchy says."""
+    block after it), so that a changed setting changes every key from there on, as the hierarchy says. A mixed block
+    is the pair (settings, its ids): its ids are not copied."""
     parts = list(ids)
     for level, names in MIXED_IN.items():
         first = next((j for j, block in enumerate(blocks) if PARTS.index(block.part) >= PARTS.index(level)), None)
         if first is not None:
-            parts[first] = (("settings", tuple(settings[name] for name in names)),) + tuple(parts[first])
+            parts[first] = (("settings", tuple(settings[name] for name in names)), tuple(parts[first]))
     return parts
 
 

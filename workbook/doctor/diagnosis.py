@@ -121,6 +121,9 @@ class Tokens:
         self.ends = lru_cache(maxsize=PARTS_KEPT)(self._ends)
         self.length = lru_cache(maxsize=None)(lambda token: len(tokenizer.token_texts([token])[0]))
 
+    def __reduce__(self):  # sent to a Dask worker (inside a `Biller`) as its tokenizer: the caches start empty there
+        return Tokens, (self.tokenizer,)
+
     def of(self, parts: Sequence[Part]) -> list[tuple[int, ...]]:
         return [self.encode(part.text) if part.text else () for part in parts]
 
@@ -341,12 +344,12 @@ def replay(records: Iterable[Record], tokens: Tokens, tokenizer_name: str, model
            explain: bool = True, provider: str = "anthropic") -> tuple[Diagnosis, Costs]:
     """`diagnose_records` and `costs` in one pass over the log: each record is tokenized once for both."""
     streams, findings = Streams(), []
-    billers = [Biller(key) for key in model_keys]
+    billers = [Biller(key, tokens) for key in model_keys]
     for i, record in enumerate(records):
         ids = tokens.of(record.parts)
         findings.append(finding(record, ids, streams.of(record), tokens, provider_of(record, provider), explain))
         for biller in billers:
-            biller.send(i, record, ids)
+            biller.send(i, record)  # the biller's tokenizer finds each part's ids in `tokens`' cache
     return Diagnosis(findings, tokenizer_name), Costs({b.model_key: b.bills for b in billers})
 
 
@@ -448,39 +451,45 @@ def around(text: str, at: int, width: int = SNIPPET) -> str:
 BLOCK_TYPES = {"tool_call": "tool_use", "tool_result": "tool_result", "image": "image"}  # part kind -> Block type
 
 
-def provider_request(record: Record, ids: list[list[int]], provider: str, at_s: float) -> Request:
-    """The record as `provider` receives it: one block per part (tool calls and results typed, for Anthropic's
-    lookback), its breakpoints as `as_sent_to` keeps them, and at OpenAI its prompt_cache_key. Assumed: the request's
-    other options (retention, tool_choice, thinking) are left to the provider's defaults."""
-    blocks = [Block(block, part.cache_control, type=BLOCK_TYPES.get(part.kind, "text"))
-              for block, part in zip(ids, record.parts) if block]
+def provider_request(record: Record, provider: str, at_s: float) -> Request:
+    """The record as `provider` receives it: one block of text per part (tool calls and results typed, for
+    Anthropic's lookback; empty parts left out), its breakpoints as `as_sent_to` keeps them, and at OpenAI its
+    prompt_cache_key. Assumed: the request's other options (retention, tool_choice, thinking) are left to the
+    provider's defaults."""
+    blocks = [Block(part.text, part.cache_control, type=BLOCK_TYPES.get(part.kind, "text"))
+              for part in record.parts if part.text]
     options = {"prompt_cache_key": record.cache_key} if provider == "openai" and record.cache_key else None
     return as_sent_to(provider, Request(blocks, at_s=at_s, output_tokens=record.output_tokens, options=options))
 
 
 def bills(records: Iterable[Record], tokens: Tokens, model_key: str) -> list[Bill]:
     """What `model_key`'s provider bills for the log, replayed in order (`Biller`)."""
-    biller = Biller(model_key)
+    biller = Biller(model_key, tokens)
     for i, record in enumerate(records):
-        biller.send(i, record, tokens.of(record.parts))
+        biller.send(i, record)
     return biller.bills
 
 
 class Biller:
     """One provider model's bills for a log, fed its records in order. Caches are per model, so each model the log
     names gets a cache of its own (all priced at `model_key`). A request the API would refuse (five breakpoints, a
-    1-hour one after a 5-minute one, a prompt past the context window) bills nothing and changes no cache."""
+    1-hour one after a 5-minute one, a prompt past the context window) bills nothing and changes no cache.
 
-    def __init__(self, model_key: str):
-        self.model_key, self.provider = model_key, model_key.split("/")[0]
+    The requests go to the simulator as text, with `tokens` as its tokenizer: the ids are the doctor's own counts
+    (each distinct text tokenized once, `Tokens`), which the simulator takes as a tokenizer's output, unchecked."""
+
+    def __init__(self, model_key: str, tokens: Tokens):
+        self.model_key, self.provider, self.tokens = model_key, model_key.split("/")[0], tokens
         self.caches: dict[str | None, ProviderCache] = {}
         self.bills: list[Bill] = []
 
-    def send(self, i: int, record: Record, ids: list[tuple[int, ...]]) -> None:
-        """Bill the log's `i`-th record, whose parts' token ids are `ids`."""
-        cache = self.caches.get(record.model) or self.caches.setdefault(record.model, ProviderCache(self.model_key))
+    def send(self, i: int, record: Record) -> None:
+        """Bill the log's `i`-th record."""
+        cache = self.caches.get(record.model)
+        if cache is None:
+            cache = self.caches[record.model] = ProviderCache(self.model_key, self.tokens)
         at_s = i * DEFAULT_GAP_S if record.at_s is None else record.at_s
-        request = provider_request(record, ids, self.provider, at_s)
+        request = provider_request(record, self.provider, at_s)
         try:
             self.bills.append(cache.send(request))
         except WorkbookError as error:

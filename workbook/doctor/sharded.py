@@ -45,13 +45,12 @@ def diagnose_stream(stream: Stream, items: list[tuple[int, Record]], tokenizer, 
     return stream, found
 
 
-def bill_model(biller: Biller, items: list[tuple[int, Record]], tokenizer) -> tuple[Biller, list[tuple]]:
+def bill_model(biller: Biller, items: list[tuple[int, Record]]) -> tuple[Biller, list[tuple]]:
     """Requests sent to one model, in log order after those `biller` has billed: (the biller as they leave it, its
     cache included, [(position in the log, `Bill`)])."""
-    tokens, _ = worker_tokens(tokenizer)
     biller.bills = []
     for i, record in items:
-        biller.send(i, record, tokens.of(record.parts))
+        biller.send(i, record)
     return biller, [(i, bill) for (i, _), bill in zip(items, biller.bills)]
 
 
@@ -91,7 +90,7 @@ class Sharded(Replayer):
             done = dask.compute(*(
                 [dask.delayed(diagnose_stream)(states.pop(n, None) or Stream(n, {}), items, self.tokenizer, self.provider,
                                           explain) for n, items in shards]
-                + [dask.delayed(bill_model)(billers.pop((key, model), None) or Biller(key), items, self.tokenizer)
+                + [dask.delayed(bill_model)(billers.pop((key, model), None) or Biller(key, self.tokens), items)
                    for key, model, items in sends]), scheduler=self.scheduler)
             placed = dict.fromkeys(i for i, _ in chunk)
             for (n, _), (state, found) in zip(shards, done[:len(shards)]):
