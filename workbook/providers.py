@@ -508,6 +508,8 @@ def anthropic_settings(request: Request, options: dict) -> dict[str, str]:
     return settings
 
 
+# Each part with the parts rendered after it: the parts a change at its level invalidates.
+FROM = {part: PARTS[k:] for k, part in enumerate(PARTS)}
 # The settings that invalidate each part (and, for the messages, the number of images), as `INVALIDATES` says.
 MIXED_IN = {level: tuple(name for name, part in INVALIDATES.items() if part == level)
             + (("images",) if level == "messages" else ()) for level in ("system", "messages")}
@@ -519,7 +521,7 @@ def settings_mixed_in(blocks: Sequence[Block], ids: Sequence[Sequence[int]], set
     is the pair (settings, its ids): its ids are not copied."""
     parts = list(ids)
     for level, names in MIXED_IN.items():
-        first = next((j for j, block in enumerate(blocks) if PARTS.index(block.part) >= PARTS.index(level)), None)
+        first = next((j for j, block in enumerate(blocks) if block.part in FROM[level]), None)
         if first is not None:
             parts[first] = (("settings", tuple(settings[name] for name in names)), tuple(parts[first]))
     return parts
