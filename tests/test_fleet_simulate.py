@@ -51,6 +51,20 @@ def test_a_replica_is_our_radix_tree_page_for_page():
     shared = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
     assert [r.cached for r in replica.served] == [0, loadable_tokens(shared, len(b), 16)]
     assert replica.cache.pool.pages_in_use == len(replica.cache.held_pages())  # no request holds a page: no leak
+    replica.kv.check()  # its pages went through its KV manager: every count is the holders', none is live
+    assert not replica.kv.live
+
+
+def test_a_request_whose_pages_cannot_be_had_waits_for_the_next_step():
+    """As the server does: each prompt holds its 4 whole pages during its step, and the pool has 6."""
+    bursts, costs = [[prompt(0, 1), prompt(1, 1)]], Costs()
+    roomy = simulate(bursts, 1, "round_robin", spacing_s=0)
+    tight = simulate(bursts, 1, "round_robin", spacing_s=0, capacity_tokens=96)
+    alone = costs.step_s + len(prompt(0, 1)) * costs.prefill_s_per_token
+    both = costs.step_s + 2 * (alone - costs.step_s)  # one step computes both prompts
+    assert roomy.seconds == pytest.approx(both + costs.decode_s) and roomy.ttft_p99_s == pytest.approx(both)
+    assert tight.seconds == pytest.approx(2 * alone + costs.decode_s)  # two steps, one after the other
+    assert tight.requests == 2 and tight.replicas[0].pages_in_use <= 6
 
 
 def test_requests_of_one_step_do_not_see_each_others_pages():

@@ -146,6 +146,10 @@ def test_random_interleavings_of_admit_grow_publish_truncate_free_never_leak_a_p
                 live.remove((allocation, prompt))
         kv.check()
         assert kv.pool.pages_in_use == len(kv.page_holders())
+        if cached:  # the cache's running count of what eviction could free: the unlocked nodes' pages
+            unlocked = sum(len(node.tokens) for node in kv.prefix_cache.nodes() if not node.locked) // PAGE
+            assert kv.prefix_cache.evictable_pages() == unlocked
+            assert kv.prefix_cache.tree_pages() == len(kv.prefix_cache.held_pages())
     for allocation, _ in live:
         kv.free(allocation)
     kv.check()

@@ -81,15 +81,16 @@ class KVManager:
         leaves the pool, the tree and its statistics as they were.
         """
         cache = self.prefix_cache
-        probe = cache.match(tokens, tenant, record=False) if cache else None
-        cached = probe.length if probe else 0
+        match = cache.match(tokens, tenant, record=False) if cache else None
+        cached = match.length if match else 0
         if rows < cached:
             raise WorkbookError(f"An allocation must cover its {cached} cached rows; {rows} were asked for.")
-        if self.pool.pages_for_rows(rows) - (len(probe.pages) if probe else 0) > self._available_beside(probe):
+        fresh = self.pool.pages_for_rows(rows) - (len(match.pages) if match else 0)
+        if fresh > len(self.pool.free_pages) and fresh > self._available_beside(match):
             return None
-        match = cache.match(tokens, tenant) if cache else None  # now it counts, in the statistics and for LRU
         pages = list(match.pages) if match else []
         if cache:
+            cache.record(match, len(tokens))  # now the match counts, in the statistics and for LRU
             cache.lock(match.node)
             self.pool.retain(pages)
         allocation = Allocation(owner, tenant, pages, cached, match.node if match else None, frozen=cached)
@@ -103,9 +104,9 @@ class KVManager:
         need = self.pool.pages_for_rows(rows) - len(allocation.block_table)
         if need <= 0:
             return True
-        if need > self.available():
-            return False
-        if self.prefix_cache:
+        if need > len(self.pool.free_pages):  # only then is eviction needed, and the tree walked
+            if need > self.available():
+                return False
             self.prefix_cache.make_room(need)
         allocation.block_table += self.pool.allocate(need)
         return True
@@ -185,16 +186,16 @@ class KVManager:
 
     # ----- internals ------------------------------------------------------------------------------
 
-    def _available_beside(self, probe) -> int:
-        """Pages that could be had while the probed match is held (its pages are not evictable then)."""
+    def _available_beside(self, match) -> int:
+        """Pages that could be had while `match` is held (its pages are not evictable then)."""
         cache = self.prefix_cache
-        if cache is None or probe.node is None:
+        if cache is None or match.node is None:
             return self.available()
-        cache.lock(probe.node)
+        cache.lock(match.node)
         try:
             return self.available()
         finally:
-            cache.unlock(probe.node)
+            cache.unlock(match.node)
 
     def _check_live(self, allocation: Allocation) -> None:
         if allocation.freed:

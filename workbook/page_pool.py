@@ -7,10 +7,13 @@ requests sits in memory once. A page goes back to the free list when its count r
 The pool only counts; `workbook.kv_manager.KVManager` decides who holds what, and checks the counts.
 
 The page arithmetic lives here, once: `pages_for_rows` (the pages a request holds, the last one
-possibly part full) and `full_pages` (the whole pages a prefix cache can keep).
+possibly part full), `full_pages` (the whole pages a prefix cache can keep) and `full_page_chunks`
+(the tokens of each of those pages).
 """
 
 from __future__ import annotations
+
+from typing import Iterator, Sequence
 
 import torch
 
@@ -34,6 +37,11 @@ def full_pages(tokens: int, page_size: int) -> int:
     return tokens // page_size
 
 
+def full_page_chunks(ids: Sequence[int], page_size: int) -> Iterator[Sequence[int]]:
+    """The tokens of each whole page `ids` fills, in order (a part-full last page left out), one at a time."""
+    return (ids[i * page_size:(i + 1) * page_size] for i in range(full_pages(len(ids), page_size)))
+
+
 class PagePool:
     """`num_pages` pages of `page_size` K/V rows for every layer, allocated once a model is bound."""
 
@@ -54,12 +62,9 @@ class PagePool:
 
     @classmethod
     def for_tokens(cls, capacity_tokens: int, page_size: int = 16, kv_dtype: str | None = None) -> PagePool:
-        """A pool of `capacity_tokens` rows (rounded down to whole pages) in pages of `page_size` rows."""
+        """A pool of `capacity_tokens` rows (at least one page; rounded down to whole pages) in pages of `page_size` rows."""
         check_whole("page_size", page_size, 1)
-        check_whole("capacity_tokens", capacity_tokens, 1)
-        if capacity_tokens < page_size:
-            raise CacheBudgetError(f"capacity_tokens={capacity_tokens} holds no page of {page_size} tokens; "
-                                   f"give at least {page_size}.")
+        check_whole("capacity_tokens", capacity_tokens, page_size, CacheBudgetError)
         return cls(page_size, full_pages(capacity_tokens, page_size), kv_dtype)
 
     @property

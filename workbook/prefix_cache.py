@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Hashable, Sequence
 
 from .errors import CacheBudgetError, WorkbookError
-from .page_pool import PagePool, full_pages
+from .page_pool import PagePool, full_page_chunks, full_pages
 
 __all__ = ["CacheBudgetError", "CacheStats", "Match", "Node", "NodeView", "PrefixCache", "loadable_tokens"]
 
@@ -96,6 +96,9 @@ class PrefixCache:
         self._clock = itertools.count(1)
         self._ids = itertools.count(1)
         self._stats = dict(queries=0, queried_tokens=0, hit_tokens=0, inserted_tokens=0, evictions=0, evicted_tokens=0)
+        # Kept as the tree changes, so a scheduler asking what eviction could free does not walk the tree:
+        self._pages = 0  # pages the tree holds
+        self._locked_pages = 0  # of those, the pages of locked nodes (a lock pins a node's ancestors too)
 
     # ----- the tree -----------------------------------------------------------------------------
 
@@ -108,16 +111,26 @@ class PrefixCache:
         """
         ids = list(ids)
         path, length = self._walk(ids[:loadable_tokens(len(ids), len(ids), self.pool.page_size)], tenant)
+        found = Match(length, [page for node, same in path for page in node.pages[:same]], path[-1][0] if path else None)
         if record:
-            now = next(self._clock)
-            for node, _ in path:
-                node.hits += 1
-                node.last_access = now
-            self._stats["queries"] += 1
-            self._stats["queried_tokens"] += len(ids)
-            self._stats["hit_tokens"] += length
-        pages = [page for node, same in path for page in node.pages[:same]]
-        return Match(length, pages, path[-1][0] if path else None)
+            self.record(found, len(ids))
+        return found
+
+    def record(self, match: Match, queried_tokens: int) -> None:
+        """Count `match` as one query of `queried_tokens` tokens and mark its path as just used.
+
+        What `match` does unless `record=False`: a scheduler that probed first records the
+        probe once it admits the request, without walking the tree again.
+        """
+        now = next(self._clock)
+        node = match.node
+        while node is not None and node.parent is not None:  # up to a tenant's root, which is not a node of the path
+            node.hits += 1
+            node.last_access = now
+            node = node.parent
+        self._stats["queries"] += 1
+        self._stats["queried_tokens"] += queried_tokens
+        self._stats["hit_tokens"] += match.length
 
     def insert_pages(self, ids: Sequence[int], pages: Sequence[int], tenant: Hashable = None) -> tuple[int, Node | None]:
         """Add the full pages of `ids` by reference: `pages[i]` already holds rows i*page_size.. of `ids` in the pool.
@@ -127,9 +140,10 @@ class PrefixCache:
         and the deepest node of `ids` now in the tree (lock it while the pages are in use).
         """
         ids, pages, size = list(ids), list(pages), self.pool.page_size
-        end = full_pages(len(ids), size) * size
-        if len(pages) < end // size:
-            raise WorkbookError(f"{len(ids)} tokens fill {end // size} pages; {len(pages)} were given.")
+        whole = full_pages(len(ids), size)
+        end = whole * size
+        if len(pages) < whole:
+            raise WorkbookError(f"{len(ids)} tokens fill {whole} pages; {len(pages)} were given.")
         path, length = self._walk(ids[:end], tenant)
         now = next(self._clock)
         for node, _ in path:
@@ -139,8 +153,9 @@ class PrefixCache:
             return 0, anchor
         stopped_inside = bool(path) and path[-1][1] < len(path[-1][0].pages)
         parent = self._split(*path[-1]) if stopped_inside else anchor or self._root(tenant)
-        tokens, new = tuple(ids[length:end]), pages[length // size:end // size]
+        tokens, new = tuple(ids[length:end]), pages[full_pages(length, size):whole]
         self.pool.retain(new)
+        self._pages += len(new)
         node = Node(tokens, new, parent, last_access=now, id=next(self._ids))
         parent.children[tokens[:size]] = node
         self._stats["inserted_tokens"] += len(tokens)
@@ -149,17 +164,19 @@ class PrefixCache:
     def lock(self, node: Node | None) -> None:
         """Pin `node` and its ancestors: a running request is using their pages. None pins nothing."""
         while node is not None:
+            self._locked_pages += len(node.pages) * (node.lock_ref == 0)
             node.lock_ref += 1
             node = node.parent
 
     def unlock(self, node: Node | None) -> None:
         while node is not None:
             node.lock_ref -= 1
+            self._locked_pages -= len(node.pages) * (node.lock_ref == 0)
             node = node.parent
 
     def evictable_pages(self) -> int:
         """Pages that eviction could free now: those of nodes with no lock on them."""
-        return sum(len(n.pages) for n in self._all_nodes() if n.lock_ref == 0)
+        return self._pages - self._locked_pages
 
     def clear(self) -> None:
         """Evict everything that is not locked."""
@@ -174,7 +191,7 @@ class PrefixCache:
 
     def tree_pages(self) -> int:
         """How many pages the tree holds."""
-        return len(self.held_pages())
+        return self._pages
 
     def stats(self) -> CacheStats:
         pool = self.pool  # pages in use by the tree, by running requests, or by both
@@ -215,11 +232,11 @@ class PrefixCache:
             node = child if same == len(child.pages) else None
         return path, length
 
-    def _common_pages(self, tokens: Sequence[int], ids: Sequence[int]) -> int:
+    def _common_pages(self, tokens: tuple[int, ...], ids: Sequence[int]) -> int:
         """How many leading whole pages of `tokens` equal those of `ids`."""
         n = 0
-        for start in range(0, min(len(tokens), len(ids)) - self.pool.page_size + 1, self.pool.page_size):
-            if tuple(tokens[start:start + self.pool.page_size]) != tuple(ids[start:start + self.pool.page_size]):
+        for ours, theirs in zip(full_page_chunks(tokens, self.pool.page_size), full_page_chunks(ids, self.pool.page_size)):
+            if ours != tuple(theirs):  # a node's tokens are a tuple already
                 break
             n += 1
         return n
@@ -261,6 +278,7 @@ class PrefixCache:
         victim = min(leaves, key=lambda n: n.last_access)
         del victim.parent.children[victim.tokens[:self.pool.page_size]]
         self.pool.release(victim.pages)
+        self._pages -= len(victim.pages)
         self._stats["evictions"] += 1
         self._stats["evicted_tokens"] += len(victim.tokens)
         return True

@@ -1,13 +1,15 @@
 """Many replicas on paper: our radix tree per replica, the real routers' policies, and a clock.
 
-Each replica is a `PrefixCache` over a pool with no K/V in it (only page ids and reference counts), so a
-match, an insert and an LRU eviction are exactly the server's, page for page. A replica runs steps like
-`Server`: it admits the requests waiting for it, first come first served, while their uncached tokens fit
-one step's token budget; every request admitted in a step matches the tree as it was before the step
-(their own pages are inserted at its end, so two requests of one step never share what neither has yet).
-A step lasts `Costs.step_s` plus `Costs.prefill_s_per_token` for each token it computes; a request's first
-token comes at the end of its step, and it leaves the replica `decode_s` later. A request holds pages only
-during its step (then the tree holds what it computed), so a full pool evicts from the tree, never preempts.
+Each replica is a `KVManager` with a `PrefixCache` over a pool with no K/V in it (only page ids and reference
+counts), so a match, an admission, a publish and an LRU eviction are exactly the server's, page for page. A
+replica runs steps like `Server`: it admits the requests waiting for it, first come first served, while their
+uncached tokens fit one step's token budget and their pages can be had; every request admitted in a step
+matches the tree as it was before the step (their own pages are published at its end, so two requests of one
+step never share what neither has yet). A step lasts `Costs.step_s` plus `Costs.prefill_s_per_token` for each
+token it computes; a request's first token comes at the end of its step, and it leaves the replica `decode_s`
+later. A request holds its prompt's whole pages (the only ones a cache keeps; a server would hold the last,
+part-full one too) during its step only, then the tree holds what it computed: a full pool evicts from the tree,
+never preempts.
 
 The router sees what sglang-router sees: each replica's load (assumed here: the requests it routed there that
 have not finished) and, for cache-aware routing, an approximate tree of the prompts it has sent to each. Policies: the router's `cache_aware`, `round_robin`
@@ -26,9 +28,10 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from ..errors import CacheBudgetError, WorkbookError
-from ..page_pool import PagePool, full_pages
-from ..prefix_cache import Match, PrefixCache
+from ..errors import WorkbookError
+from ..kv_manager import Allocation, KVManager
+from ..page_pool import PagePool, full_page_chunks, full_pages
+from ..prefix_cache import PrefixCache
 from ..providers import chained_keys
 from .workload import ReplicaStats, p50_p99
 
@@ -70,14 +73,15 @@ class SimRequest:
     replica: int = -1
     cached: int = 0
     ttft_s: float = 0.0
-    match: Match | None = field(default=None, repr=False)
+    allocation: Allocation | None = field(default=None, repr=False)  # its pages during its step
 
 
 class Replica:
-    """One server: its prefix cache, the requests waiting for it, and when it is next free."""
+    """One server: its K/V manager and prefix cache, the requests waiting for it, and when it is next free."""
 
     def __init__(self, cache: PrefixCache, max_batch_tokens: int, costs: Costs):
         self.cache, self.max_batch_tokens, self.costs = cache, max_batch_tokens, costs
+        self.kv = KVManager.of(cache.pool, cache)
         self.waiting: deque[SimRequest] = deque()
         self.leaving: deque[float] = deque()  # when each admitted request leaves, in order
         self.free_at = 0.0
@@ -101,39 +105,31 @@ class Replica:
         while self.waiting and self.waiting[0].arrival <= start:
             request = self.waiting[0]
             if len(request.ids) > budget and step:  # only then can its cached part decide whether it fits
-                if len(request.ids) - self.cache.match(request.ids, record=False).length > budget:
+                if len(request.ids) - self.kv.cached_tokens(request.ids) > budget:
                     break
+            # The first request of a step always gets its pages: no other holds any, and it fits the pool.
+            request.allocation = self.kv.admit(request.ids, self._rows(request), owner=request.index)
+            if request.allocation is None:  # the pool is held by this step's requests: it waits for the next
+                break
             self.waiting.popleft()
-            request.match = self.cache.match(request.ids)
-            self.cache.lock(request.match.node)  # a running request holds its prefix
-            request.cached = request.match.length
+            request.cached = request.allocation.cached
             budget -= len(request.ids) - request.cached
             step.append(request)
         computed = sum(len(r.ids) - r.cached for r in step)
         self.free_at = start + self.costs.step_s + computed * self.costs.prefill_s_per_token
-        for request in step:
-            self._insert(request)
+        for request in step:  # computed: its whole pages join the tree by reference, and it lets go of them
+            self.kv.publish(request.allocation, request.ids[:self._rows(request)])
+            self.kv.free(request.allocation)
+            request.allocation = None
             request.ttft_s = self.free_at - request.arrival
             self.leaving.append(self.free_at + self.costs.decode_s)
         self.done_at = self.free_at + self.costs.decode_s
         self.served += step
 
-    def _insert(self, request: SimRequest) -> None:
-        """The computed prompt's full pages join the tree (new pages from the pool, as the server's would)."""
-        cache, match = self.cache, request.match
-        need = full_pages(len(request.ids), cache.pool.page_size) - len(match.pages)
-        try:
-            if need > len(cache.pool.free_pages):
-                cache.make_room(need)
-            new = cache.pool.allocate(need)
-            cache.insert_pages(request.ids, match.pages + new)
-            cache.pool.release(new)  # the request is done with them; the tree holds what it took
-        except CacheBudgetError:
-            pass  # the rest of the pool is locked by requests of this step: served, not cached (a simplification:
-            # the server would hold the request back until pages were free)
-        finally:
-            cache.unlock(match.node)
-            request.match = None
+    def _rows(self, request: SimRequest) -> int:
+        """The rows of the request's prompt in whole pages: what it holds during its step."""
+        size = self.cache.pool.page_size
+        return full_pages(len(request.ids), size) * size
 
     def stats(self, name: str) -> ReplicaStats:
         return ReplicaStats(name, len(self.served), sum(len(r.ids) for r in self.served),
@@ -204,8 +200,7 @@ class CacheAware:
         self.balanced_by_load = 0  # requests routed by load because the fleet was imbalanced
 
     def choose(self, ids, loads) -> int:
-        keys = chained_keys(ids[i:i + self.page_size] for i in range(0, len(ids) - self.page_size + 1,
-                                                                         self.page_size))
+        keys = chained_keys(full_page_chunks(ids, self.page_size))
         now = [loads(r) for r in range(self.n)]
         if max(now) - min(now) > self.abs and max(now) > min(now) * self.rel:
             self.balanced_by_load += 1

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..engine import Engine, GenerationResult
 from ..errors import WorkbookError
-from ..page_pool import PagePool, full_pages
+from ..page_pool import PagePool, full_page_chunks
 from ..prefix_cache import PrefixCache
 from ..pricing import PriceSheet, Usage, cost, get_sheet
 from ..providers import Bill, Block, Request, as_sent_to, chained_keys, simulate
@@ -120,5 +120,5 @@ def distinct_pages(prompts: Sequence[Sequence[int]], page_size: int) -> int:
     """How many pages a prefix cache needs to hold every full page of `prompts` at once (shared prefixes once)."""
     keys = set()
     for ids in prompts:
-        keys.update(chained_keys([ids[i * page_size:(i + 1) * page_size] for i in range(full_pages(len(ids), page_size))]))
+        keys.update(chained_keys(full_page_chunks(ids, page_size)))
     return len(keys)
