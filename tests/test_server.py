@@ -209,6 +209,8 @@ def test_the_newest_request_is_preempted_and_its_output_is_unchanged(shipped, al
     (dict(prompt=[1, 2], top_k=0), WorkbookError),
     (dict(prompt=[1, 2], max_new_tokens=True), WorkbookError),
     (dict(prompt=[1, 2], stop_token_ids=[-1]), WorkbookError),
+    (dict(prompt=[1, 2], stop_token_ids=[True]), WorkbookError),  # a boolean is not a token id
+    (dict(prompt=[1, 2], stop_token_ids=7), WorkbookError),
     (dict(prompt=[1, 2], seed=1.5), WorkbookError),
     (dict(prompt=[1] * 8190, max_new_tokens=8), workbook.ContextLengthError),
     (dict(prompt=[1] * 200, max_new_tokens=8), CacheBudgetError),  # 13 pages; the whole pool holds 8

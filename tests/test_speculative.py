@@ -392,6 +392,8 @@ def test_speculative_decoding_on_cuda(models):
     (dict(max_new_tokens=0), WorkbookError, "max_new_tokens"),
     (dict(max_new_tokens=90), ContextLengthError, "context of 96"),
     (dict(eos_token_id=VOCAB), WorkbookError, "eos_token_id"),
+    (dict(eos_token_id=True), WorkbookError, "eos_token_id must be a whole number"),
+    (dict(eos_token_id=2.0), WorkbookError, "eos_token_id must be a whole number"),
 ])
 def test_bad_requests_get_clear_errors_before_any_work(models, change, error, message):
     target = models["target"]

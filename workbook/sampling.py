@@ -8,7 +8,7 @@ settings, checked once where it is built.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 
 import torch
 
@@ -50,9 +50,10 @@ class SamplingParams:
         if not isinstance(self.stop_at_eos, bool):
             raise WorkbookError(f"stop_at_eos must be True or False, not {self.stop_at_eos!r}.")
         stops = self.stop_token_ids
-        if not isinstance(stops, (list, tuple)) or not all(isinstance(t, Integral) and not isinstance(t, bool)
-                                                            and t >= 0 for t in stops):
+        if not isinstance(stops, (list, tuple)):
             raise WorkbookError(f"stop_token_ids must be a list of token ids, not {stops!r}.")
+        for token in stops:
+            check_whole("a stop token id", token, 0)
         object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in stops))
 
     def stops(self, eos_token_id: int | None) -> frozenset[int]:

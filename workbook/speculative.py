@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 from typing import ClassVar, Protocol
 
 import torch
@@ -480,9 +480,10 @@ def target_params(target: Transformer, max_new_tokens, temperature, top_p, seed,
     if not isinstance(target, Transformer):
         raise WorkbookError(f"target must be a workbook Transformer (workbook.load_model), not {type(target).__name__}.")
     vocab = target.config.vocab_size
-    if eos_token_id is not None and (isinstance(eos_token_id, bool) or not isinstance(eos_token_id, Integral)
-                                     or not 0 <= eos_token_id < vocab):
-        raise WorkbookError(f"eos_token_id must be None or a token id in 0..{vocab - 1}, not {eos_token_id!r}.")
+    if eos_token_id is not None:
+        check_whole("eos_token_id", eos_token_id, 0)
+        if eos_token_id >= vocab:
+            raise WorkbookError(f"eos_token_id must be None or a token id in 0..{vocab - 1}, not {eos_token_id!r}.")
     return SamplingParams(max_new_tokens, temperature, top_p, seed=seed, stop_at_eos=False,
                           stop_token_ids=() if eos_token_id is None else (eos_token_id,))
 
