@@ -173,8 +173,9 @@ print(f"Continuous batching finished the same work in {runs['static'].steps - ru
 # %% [markdown]
 # ## 3. One copy of the system prompt
 #
-# Each running request has a **block table**: the pool pages holding its rows, in order. When a request's
-# prompt starts with a prefix the cache already holds, its block table simply lists the cached pages (a
+# Each running request has a **page table**: the pool pages holding its rows, in order (vLLM calls pages
+# *blocks* and this a *block table*). When a request's
+# prompt starts with a prefix the cache already holds, its page table simply lists the cached pages (a
 # reference count on each page goes up; nothing is copied), and the request gets fresh pages only for its
 # own tokens. Below, requests share a 256-token system prompt (16 pages of 16 tokens) and add 8 tokens of
 # their own; each square is a page, coloured by who holds it.

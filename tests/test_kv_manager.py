@@ -24,9 +24,9 @@ def tokens(n: int, seed: int = 0) -> list[int]:
 def test_admit_reserves_pages_for_the_rows_asked_and_free_gives_them_back():
     kv = manager()
     allocation = kv.admit(tokens(10), rows=10, owner="a")
-    assert len(allocation.block_table) == 3 and allocation.cached == 0
-    assert [kv.pool.refs[p] for p in allocation.block_table] == [1, 1, 1]
-    assert kv.holders(allocation.block_table[0]) == ["a"]
+    assert len(allocation.page_table) == 3 and allocation.cached == 0
+    assert [kv.pool.refs[p] for p in allocation.page_table] == [1, 1, 1]
+    assert kv.holders(allocation.page_table[0]) == ["a"]
     kv.check()
     kv.free(allocation)
     assert kv.pool.pages_in_use == 0 and not kv.live
@@ -39,8 +39,8 @@ def test_a_published_prefix_is_shared_by_reference_and_counted_once_per_holder()
     first = kv.admit(prompt, rows=13, owner="first")
     assert kv.publish(first, prompt) == 12  # three full pages into the tree, by reference
     second = kv.admit(prompt + [7], rows=14, owner="second")
-    assert second.cached == 12 and second.block_table[:3] == first.block_table[:3]
-    for page in first.block_table[:3]:
+    assert second.cached == 12 and second.page_table[:3] == first.page_table[:3]
+    for page in first.page_table[:3]:
         assert kv.pool.refs[page] == 3 and sorted(map(str, kv.holders(page))) == ["cache", "first", "second"]
     kv.check()
     kv.free(first)
@@ -56,16 +56,16 @@ def test_rollback_through_truncate_leaves_reference_counts_exact():
     owner = kv.admit(prompt, rows=9)
     kv.publish(owner, prompt)  # rows 0..7 now shared with the tree
     assert kv.grow(owner, 9 + 8)  # room for 8 draft rows: 5 pages
-    pages = list(owner.block_table)
+    pages = list(owner.page_table)
     assert len(pages) == 5
     kv.truncate(owner, 10)  # 1 accepted draft: keep 3 pages, give 2 back
-    assert owner.block_table == pages[:3]
+    assert owner.page_table == pages[:3]
     assert [kv.pool.refs[p] for p in pages] == [2, 2, 1, 0, 0]
     assert set(pages[3:]) <= set(kv.pool.free_pages)
     kv.check()
     with pytest.raises(AllocationError, match="shared"):
         kv.truncate(owner, 7)  # into the pages the tree holds: other requests read them
-    assert owner.block_table == pages[:3]
+    assert owner.page_table == pages[:3]
     kv.check()
 
 
@@ -88,7 +88,7 @@ def test_admit_is_all_or_nothing_when_the_pages_cannot_be_had():
     stats, refs = kv.prefix_cache.stats(), list(kv.pool.refs)
     assert kv.admit(tokens(8, 5), rows=8) is None  # 2 pages wanted, 1 free
     assert not kv.grow(held, 17)  # 5 pages: more than the pool
-    assert kv.prefix_cache.stats() == stats and kv.pool.refs == refs and held.block_table and len(kv.live) == 1
+    assert kv.prefix_cache.stats() == stats and kv.pool.refs == refs and held.page_table and len(kv.live) == 1
     kv.check()
 
 
@@ -134,7 +134,7 @@ def test_random_interleavings_of_admit_grow_publish_truncate_free_never_leak_a_p
                 live.append((allocation, prompt))
         elif live:
             allocation, prompt = live[pick % len(live)]
-            held = len(allocation.block_table) * PAGE
+            held = len(allocation.page_table) * PAGE
             if op == "grow":
                 kv.grow(allocation, held + amount % 9)
             elif op == "publish":

@@ -153,7 +153,7 @@ def fill(kv: KVManager, model, prompt: list[int]) -> bool:
     if allocation is None:
         return False
     past = allocation.cached
-    model.forward_paged(PagedBatch(kv.pool, [BatchSlice(allocation.block_table, past, prompt[past:])]))
+    model.forward_paged(PagedBatch(kv.pool, [BatchSlice(allocation.page_table, past, prompt[past:])]))
     kv.publish(allocation, prompt)
     kv.free(allocation)
     return True

@@ -8,7 +8,7 @@ cache (`publish`), drops rejected rows (`truncate`, for speculative decoding) an
 everything back when the request leaves (`free`).
 
 The invariant kept here, and checked by `check`: every page's reference count is the number of
-live allocations whose block table lists it, plus one if the tree holds it; a page nobody
+live allocations whose page table lists it, plus one if the tree holds it; a page nobody
 holds is free. A refused call changes nothing.
 """
 
@@ -26,11 +26,11 @@ CACHE = "cache"  # the holder name of the prefix cache's tree, in `holders`
 
 @dataclass(eq=False)
 class Allocation:
-    """The pages one request holds, in row order; opaque to a scheduler beyond its block table."""
+    """The pages one request holds, in row order; opaque to a scheduler beyond its page table."""
 
     owner: Hashable  # who holds it (a request id), for pictures of the pool
     tenant: Hashable
-    block_table: list[int]  # pool pages of its rows, in order
+    page_table: list[int]  # pool pages of its rows, in order
     cached: int  # leading rows loaded from the prefix cache when it was admitted
     node: Node | None  # the deepest tree node it keeps locked (None: none)
     frozen: int  # leading rows in pages the tree holds too: never written again, never rolled back
@@ -101,14 +101,14 @@ class KVManager:
     def grow(self, allocation: Allocation, rows: int) -> bool:
         """Give `allocation` pages for its first `rows` rows, evicting cold prefixes if needed; False (nothing changed) if they cannot be had."""
         self._check_live(allocation)
-        need = self.pool.pages_for_rows(rows) - len(allocation.block_table)
+        need = self.pool.pages_for_rows(rows) - len(allocation.page_table)
         if need <= 0:
             return True
         if need > len(self.pool.free_pages):  # only then is eviction needed, and the tree walked
             if need > self.available():
                 return False
             self.prefix_cache.make_room(need)
-        allocation.block_table += self.pool.allocate(need)
+        allocation.page_table += self.pool.allocate(need)
         return True
 
     def publish(self, allocation: Allocation, ids: Sequence[int]) -> int:
@@ -122,9 +122,9 @@ class KVManager:
         cache = self.prefix_cache
         if cache is None:
             return 0
-        if len(ids) > len(allocation.block_table) * self.pool.page_size:
-            raise WorkbookError(f"{len(ids)} tokens do not fit the allocation's {len(allocation.block_table)} pages.")
-        written, node = cache.insert_pages(ids, allocation.block_table, allocation.tenant)
+        if len(ids) > len(allocation.page_table) * self.pool.page_size:
+            raise WorkbookError(f"{len(ids)} tokens do not fit the allocation's {len(allocation.page_table)} pages.")
+        written, node = cache.insert_pages(ids, allocation.page_table, allocation.tenant)
         cache.lock(node)
         cache.unlock(allocation.node)
         allocation.node = node
@@ -138,21 +138,21 @@ class KVManager:
         requests, so they cannot be rolled back: rows below `allocation.frozen` are refused.
         """
         self._check_live(allocation)
-        held = len(allocation.block_table) * self.pool.page_size
+        held = len(allocation.page_table) * self.pool.page_size
         if not allocation.frozen <= rows <= held:
             raise AllocationError(f"This allocation can be cut to {allocation.frozen}..{held} rows (its rows in the "
                                   f"prefix cache's pages are shared and stay), not {rows}.")
         keep = self.pool.pages_for_rows(rows)
-        self.pool.release(allocation.block_table[keep:])
-        del allocation.block_table[keep:]
+        self.pool.release(allocation.page_table[keep:])
+        del allocation.page_table[keep:]
 
     def free(self, allocation: Allocation) -> None:
         """The request is done with its pages: each loses a holder, and its cached prefix is unlocked."""
         self._check_live(allocation)
-        self.pool.release(allocation.block_table)
+        self.pool.release(allocation.page_table)
         if self.prefix_cache:
             self.prefix_cache.unlock(allocation.node)
-        allocation.block_table, allocation.node, allocation.freed = [], None, True
+        allocation.page_table, allocation.node, allocation.freed = [], None, True
         self.live.remove(allocation)
 
     # ----- pictures and the invariant -------------------------------------------------------------
@@ -160,7 +160,7 @@ class KVManager:
     def holders(self, page: int) -> list:
         """Who holds `page`: "cache" for the prefix cache's tree, then each live allocation's owner listing it."""
         tree = self.prefix_cache is not None and page in self.prefix_cache.held_pages()
-        return [CACHE] * tree + [a.owner for a in self.live if page in a.block_table]
+        return [CACHE] * tree + [a.owner for a in self.live if page in a.page_table]
 
     def page_holders(self) -> dict[int, list]:
         """`holders` of every page in use, in one pass, for a picture of the pool."""
@@ -168,7 +168,7 @@ class KVManager:
         for page in self.prefix_cache.held_pages() if self.prefix_cache else []:
             held.setdefault(page, []).append(CACHE)
         for allocation in self.live:
-            for page in allocation.block_table:
+            for page in allocation.page_table:
                 held.setdefault(page, []).append(allocation.owner)
         return held
 

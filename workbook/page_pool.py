@@ -1,8 +1,8 @@
 """The paged KV pool: fixed-size pages of K/V rows that running requests and the prefix cache share.
 
-Every page has a reference count: one for each running request whose block table lists it, and
+Every page has a reference count: one for each running request whose page table lists it, and
 one if a node of the prefix cache's radix tree holds it. A request that hits the cache lists the
-tree's pages in its own block table instead of copying them, so a system prompt used by many
+tree's pages in its own page table instead of copying them, so a system prompt used by many
 requests sits in memory once. A page goes back to the free list when its count reaches zero.
 The pool only counts; `workbook.kv_manager.KVManager` decides who holds what, and checks the counts.
 

@@ -1,7 +1,7 @@
 """Prefix (prompt) caching across requests: a radix tree over token ids whose nodes hold pages of a KV pool.
 
 A request's prompt walks down the tree as far as it matches a cached prompt, in whole pages;
-the request then lists those pages in its own block table instead of recomputing (or copying)
+the request then lists those pages in its own page table instead of recomputing (or copying)
 their K/V rows. After the prompt is computed, its full pages are inserted by reference so later
 requests can reuse them. The tree holds page ids only; the pool it is given owns the K/V, and
 `workbook.kv_manager.KVManager` is what requests go through. Ideas from SGLang's radix cache (lock references, LRU eviction of unlocked leaves)

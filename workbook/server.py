@@ -6,7 +6,7 @@ decode token for each request already generating (a speculative request: its pen
 the k drafts it verifies, scored in the same pass). Requests join and leave between steps, so a
 short request never waits for a long one to finish (continuous batching, as in Orca, vLLM and
 nano-vllm). Each running request keeps its K/V rows in pages of the shared pool; one that hits
-the prefix cache lists the cached pages in its block table instead of computing or copying them.
+the prefix cache lists the cached pages in its page table instead of computing or copying them.
 Every page is admitted, grown, published, rolled back and freed through one `KVManager`; the
 server keeps only its queues, the token budget, chunking and the preemption order.
 
@@ -320,7 +320,7 @@ class Server:
     # ----- running a step -------------------------------------------------------------------------
 
     def _batch(self, plan: list[tuple[ServerRequest, int]]) -> PagedBatch:
-        slices = [BatchSlice(r.allocation.block_table, r.computed, (r.tokens + (r.drafts or []))[r.computed:r.computed + n],
+        slices = [BatchSlice(r.allocation.page_table, r.computed, (r.tokens + (r.drafts or []))[r.computed:r.computed + n],
                              scored=n if r.drafts is not None else 1) for r, n in plan]
         return PagedBatch(self.pool, slices, self.model.config.sliding_window)
 

@@ -201,7 +201,7 @@ class ModelDrafter:
     def _forward(self, ids: list[int]) -> torch.Tensor:
         """One paged step of the draft over `ids` after its rows; the logits at the last of them."""
         self.kv.grow(self.allocation, self.rows + len(ids))
-        batch = PagedBatch(self.kv.pool, [BatchSlice(self.allocation.block_table, self.rows, list(ids))],
+        batch = PagedBatch(self.kv.pool, [BatchSlice(self.allocation.page_table, self.rows, list(ids))],
                            self.model.config.sliding_window)
         logits = self.model.forward_paged(batch)[0]
         self.rows += len(ids)
