@@ -172,6 +172,26 @@ def test_lru_evicts_the_least_recently_used_unlocked_leaf(small_model):
     assert cache.stats().evictions == 1 and cache.stats().evicted_tokens == 16
 
 
+def test_a_probe_recorded_later_counts_as_the_match_would_have(small_model):
+    """`match(record=False)` then `record` (what an admission does) leaves the cache as one `match` would."""
+    prompts = [ids(40, 20), ids(40, 20)[:24] + ids(16, 21)]  # they share 24 tokens: 3 pages of 8
+    caches = []
+    for probed in (False, True):
+        kv = manager(small_model, 8, 128)
+        for prompt in prompts:
+            assert fill(kv, small_model, prompt)
+        cache, query = kv.prefix_cache, prompts[1][:20] + [5] * 9
+        if probed:
+            found = cache.match(query, record=False)
+            assert cache.stats().queries == 2  # the probe counted nothing yet
+            cache.record(found, len(query))
+        else:
+            found = cache.match(query)
+        caches.append((found.length, cache.stats(), cache.nodes()))
+        KVManager.of(cache.pool, cache).check()
+    assert caches[0] == caches[1] and caches[0][0] == 16 and caches[0][1].queries == 3
+
+
 def test_eviction_never_frees_a_locked_page(small_model):
     kv = manager(small_model, 8, 32)
     cache = kv.prefix_cache
