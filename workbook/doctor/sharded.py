@@ -7,7 +7,8 @@ bills them (`bill_model`). The calling process reads the log `CHUNK` requests at
 call type (`diagnosis.Streams`: no tokenizing), and sends each call type's and each model's requests of the chunk
 to the cluster with the state the earlier chunks left (the stream's recent requests, the model's cache), which
 comes back with the findings and bills: it never holds more of the log than a chunk, and the tokenizing,
-diagnosing and billing run on the workers, each with its own `Tokens`. The findings and bills are put back in log
+diagnosing and billing run on the workers, each with its own `Tokens` (a model's `Biller` carries its tokenizer
+there, with its cache). The findings and bills are put back in log
 order, so the report is the one `diagnose` gives in one process, byte for byte (`tests/test_doctor_sharded.py`).
 
     from dask.distributed import Client
