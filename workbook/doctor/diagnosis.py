@@ -135,13 +135,14 @@ class Tokens:
         return tuple(accumulate(map(self.length, self.encode(text))))
 
     def chars_before(self, parts: Sequence[Part], k: int) -> int:
-        """Characters of the request's text that its first k tokens cover."""
+        """Characters of the request's text that its first k tokens cover (only the tokens of the part token k falls
+        in are measured: the parts before it count whole)."""
         chars = 0
         for part in parts:
-            ends = self.ends(part.text) if part.text else ()
-            if k < len(ends):
-                return chars + (ends[k - 1] if k else 0)
-            chars, k = chars + len(part.text), k - len(ends)
+            ids = self.encode(part.text) if part.text else ()
+            if k < len(ids):
+                return chars + sum(map(self.length, ids[:k]))
+            chars, k = chars + len(part.text), k - len(ids)
         return chars
 
 
