@@ -66,6 +66,7 @@ BLOCK_TYPES: tuple[str, ...] = ("text", "image", "tool_use", "tool_result")
 # cached content is used." "The lifetime is measured from the start of the request that writes or reads the cache
 # entry" (here: its `at_s`). The 1-hour lifetime is the other value of cache_control's ttl.
 TTL_SECONDS: dict[str, float] = {"5m": 5 * 60.0, "1h": 60 * 60.0}
+CACHE_CONTROLS = (None, *TTL_SECONDS)  # a block's cache_control: none, or one of the lifetimes
 # "Each request can define up to 4 cache breakpoints"; automatic caching takes one of the 4 slots: "If 4 explicit
 # block-level breakpoints already exist, the API returns a 400 error (no slots left for automatic caching)."
 MAX_BREAKPOINTS = 4
@@ -222,7 +223,7 @@ class ProviderCache:
     def _ids(self, block: Block) -> tuple[int, ...]:
         if not isinstance(block, Block):
             raise WorkbookError(f"A request's blocks are Block(content, cache_control), not {type(block).__name__}.")
-        if block.cache_control not in (None, *TTL_SECONDS):
+        if block.cache_control not in CACHE_CONTROLS:
             raise WorkbookError(f"cache_control is None, '5m' or '1h', not {block.cache_control!r}.")
         if block.part not in PARTS or block.type not in BLOCK_TYPES:
             raise WorkbookError(f"A Block's part is one of {PARTS} and its type one of {BLOCK_TYPES}, not "
@@ -315,7 +316,7 @@ class ProviderCache:
 
     def _settings_note(self, settings: dict[str, str]) -> list[str]:
         """Which settings changed since the previous request, and which cached parts that invalidates."""
-        if self.last_settings is None:
+        if self.last_settings is None or settings == self.last_settings:
             return []
         changed = [name for name in settings if settings[name] != self.last_settings.get(name)]
         return [f"{name} changed since the previous request: Anthropic invalidates the cached "
