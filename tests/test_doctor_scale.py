@@ -102,3 +102,24 @@ def test_an_error_while_the_workers_replay_stops_them():
     with pytest.raises(RuntimeError, match="could not be replayed"):
         doctor.fix_results(read_log(CLOCK), replayer, [SONNET], failing)
     assert passes._FORKED is None and gc.get_freeze_count() == 0  # the pool is shut down, nothing left frozen
+
+
+@pytest.mark.parametrize("log", [AGENT, CLOCK, PATTERNS_DIR / "ttl_pauses_openai.jsonl.xz"], ids=lambda p: p.name)
+@pytest.mark.parametrize("model_key", [SONNET, GPT, "google/gemini-2.5-pro"])
+def test_the_doctor_bills_its_text_as_the_simulator_bills_the_same_token_ids(log, model_key):
+    """The biller sends each part's text with the doctor's `Tokens` as the simulator's tokenizer (its ids unchecked, as
+    a tokenizer's are); the same requests given as checked token ids bill the same, request by request."""
+    from workbook.doctor.diagnosis import DEFAULT_GAP_S, Tokens, bills, provider_request
+    from workbook.providers import Block, ProviderCache, Request
+    from workbook.tokenizer import load_tokenizer
+
+    records, tokens = read_log(log), Tokens(load_tokenizer("tiny"))
+    caches, by_ids = {}, []
+    for i, record in enumerate(records):
+        at_s = i * DEFAULT_GAP_S if record.at_s is None else record.at_s
+        request = provider_request(record, model_key.split("/")[0], at_s)
+        ids = Request([Block(list(tokens.encode(b.content)), b.cache_control, b.part, b.type) for b in request.blocks],
+                      request.at_s, request.output_tokens, request.options)
+        cache = caches.setdefault(record.model, ProviderCache(model_key))
+        by_ids.append(cache.send(ids))
+    assert bills(records, tokens, model_key) == by_ids and len(by_ids) == len(records)
