@@ -1,4 +1,4 @@
-"""Reading pages in place (FlexAttention with a block mask from the block tables) against the reference gather,
+"""Reading pages in place (FlexAttention with a block mask from the page tables) against the reference gather,
 and the compiled step against the eager one: the same attention, the same tokens."""
 
 import random

@@ -4,15 +4,15 @@ One forward pass runs every scheduled request's new tokens side by side, flatten
 sequence of N tokens: the projections and the MLP see one [1, N, hidden] tensor, whatever mix of
 prefill chunks and single decode tokens it holds. Only attention needs to know which tokens
 belong to which request. `PagedBatch` records that layout; `paged_attention` is the one place
-that reads a request's rows back through its block table, in one of three ways (`ATTENTION_KINDS`):
+that reads a request's rows back through its page table, in one of three ways (`ATTENTION_KINDS`):
 
 - "gather" (the default, and the checked reference): each group's rows are gathered slot by slot
-  through the block tables into a padded batch, then attended with PyTorch's fused kernel. Simple,
+  through the page tables into a padded batch, then attended with PyTorch's fused kernel. Simple,
   exact, and a copy of every cached row in every layer.
 - "pages": the same attention, but each request's pages are copied whole (one `index_select` of
   page-sized blocks), not row by row; the padding is whole pages, masked. Still a copy, but a block
   copy: about twice as fast a read on a CPU, and nothing to compile. Needs a pool in the model's dtype.
-- "flex": PyTorch's FlexAttention over the whole pool, with a block mask built from the block tables,
+- "flex": PyTorch's FlexAttention over the whole pool, with a block mask built from the page tables,
   so the kernel visits only each request's pages and reads them where they lie: no copy at all. It
   is compiled (`torch.compile`, 20 to 40 s on a CPU the first time a shape is seen), so it suits long
   runs and GPUs, not a lesson's first cell. Needs a pool in the model's dtype.
@@ -37,9 +37,9 @@ FLEX_QUERY_BLOCK = 128  # queries per FlexAttention block (its default); a block
 
 @dataclass
 class BatchSlice:
-    """One request's part of a step: its block table, rows already in the pool, and new token ids."""
+    """One request's part of a step: its page table, rows already in the pool, and new token ids."""
 
-    block_table: list[int]  # pool pages holding the request's rows, in order
+    page_table: list[int]  # pool pages holding the request's rows, in order
     past: int  # rows already in the pool (cached or computed in earlier steps)
     new_ids: list[int]  # tokens computed in this step; their rows go to positions past..past+len-1
     scored: int = 1  # how many of its last new tokens get logits (speculative verification scores every draft)
@@ -49,7 +49,7 @@ class PagedBatch:
     """The layout of one step over a paged pool, built once and read by every layer.
 
     Passed to the model where a `KVCache` would go: each layer calls `attend`, which writes the
-    new rows into their pages and attends through the block tables. Requests are read in groups
+    new rows into their pages and attends through the page tables. Requests are read in groups
     of similar width, so a one-token decode is never padded to a long prompt chunk: all decodes
     form one group, and each prompt chunk is a group of its own.
     """
@@ -61,7 +61,7 @@ class PagedBatch:
         starts = [0]
         for n in counts:
             starts.append(starts[-1] + n)
-        rows = [slots(s.block_table, s.past + n, pool.page_size) for s, n in zip(slices, counts)]
+        rows = [slots(s.page_table, s.past + n, pool.page_size) for s, n in zip(slices, counts)]
         self.input_ids = torch.tensor([[i for s in slices for i in s.new_ids]], dtype=torch.long, device=device)
         self.positions = torch.cat([torch.arange(s.past, s.past + n) for s, n in zip(slices, counts)]).to(device)
         self.write_slots = torch.cat([r[s.past:] for r, s in zip(rows, slices)]).to(device)
@@ -95,10 +95,10 @@ class PagedBatch:
         return out
 
 
-def slots(block_table: list[int], rows: int, page_size: int) -> torch.Tensor:
+def slots(page_table: list[int], rows: int, page_size: int) -> torch.Tensor:
     """Pool slots (page * page_size + offset) of a request's first `rows` rows."""
     positions = torch.arange(rows)
-    return torch.tensor(block_table, dtype=torch.long)[positions // page_size] * page_size + positions % page_size
+    return torch.tensor(page_table, dtype=torch.long)[positions // page_size] * page_size + positions % page_size
 
 
 class AttentionGroup:
@@ -127,7 +127,7 @@ class AttentionGroup:
     def page_layout(self, page_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """For the "pages" read: each request's pages [batch, most pages] (padding: page 0) and the mask over them."""
         if self._page_layout is None:
-            tables = [s.block_table[:-(-(s.past + len(s.new_ids)) // page_size)] for s in self.slices]
+            tables = [s.page_table[:-(-(s.past + len(s.new_ids)) // page_size)] for s in self.slices]
             most = max(len(t) for t in tables)
             pages = torch.zeros(len(tables), most, dtype=torch.long)
             for b, table in enumerate(tables):
@@ -155,7 +155,7 @@ def causal_page_mask(slices: list[BatchSlice], longest: int, widest: int, slidin
 
 
 def paged_attention(q: torch.Tensor, pool: PagePool, layer: int, group: AttentionGroup) -> torch.Tensor:
-    """Each request's queries attend to its own rows, read from the pool through its block table.
+    """Each request's queries attend to its own rows, read from the pool through its page table.
 
     q: [1, heads, N, dim], the whole step's queries; `layer` of `pool` holds the rows. Returns [heads, tokens of the group, dim]. The read gathers the group's rows into
     a padded [batch, kv_heads, longest, dim] tensor and masks the padding: simple and exact. This
@@ -201,7 +201,7 @@ def check_attention_kind(kind: str, pool: PagePool | None = None) -> None:
                             f"model's dtype; this one stores {pool.kv_dtype}. Use attention='gather' for a quantised pool.")
 
 
-# ----- reading pages in place: FlexAttention with a block mask built from the block tables -----------------
+# ----- reading pages in place: FlexAttention with a block mask built from the page tables -----------------
 
 def page_block_mask(slices: list[BatchSlice], positions: torch.Tensor, pool: PagePool,
                     sliding_window: int | None = None):
@@ -220,7 +220,7 @@ def page_block_mask(slices: list[BatchSlice], positions: torch.Tensor, pool: Pag
 
     size, device, n = pool.page_size, positions.device, len(positions)
     counts = [len(s.new_ids) for s in slices]
-    tables = [s.block_table[:pool.pages_for_rows(s.past + c)] for s, c in zip(slices, counts)]
+    tables = [s.page_table[:pool.pages_for_rows(s.past + c)] for s, c in zip(slices, counts)]
     request = torch.repeat_interleave(torch.arange(len(slices)), torch.tensor(counts))  # each query's request
     blocks = -(-n // FLEX_QUERY_BLOCK)
     listed = torch.zeros(2, 1, 1, blocks, pool.num_pages, dtype=torch.int32)  # partial, then full, page ids
