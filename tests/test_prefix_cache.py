@@ -131,8 +131,10 @@ def test_a_refused_request_leaves_the_cache_exactly_as_it_was(small_model, small
 
 
 def test_too_small_a_budget_is_refused_up_front():
-    for budget in (8, 16.0, True):  # less than one page of 16, or not a whole number of tokens
-        with pytest.raises(CacheBudgetError, match="capacity_tokens must be a whole number >= 16"):
+    with pytest.raises(CacheBudgetError, match="A pool of 8 tokens holds no page of 16"):
+        PagePool.for_tokens(8, 16)
+    for budget in (16.0, True):  # not a whole number of tokens
+        with pytest.raises(CacheBudgetError, match="capacity_tokens must be a whole number"):
             PagePool.for_tokens(budget, 16)
     with pytest.raises(WorkbookError, match="PagePool"):
         PrefixCache(16)  # the old PrefixCache(page_size, capacity_tokens) call: the pool is built first now

@@ -64,7 +64,10 @@ class PagePool:
     def for_tokens(cls, capacity_tokens: int, page_size: int = 16, kv_dtype: str | None = None) -> PagePool:
         """A pool of `capacity_tokens` rows (at least one page; rounded down to whole pages) in pages of `page_size` rows."""
         check_whole("page_size", page_size, 1)
-        check_whole("capacity_tokens", capacity_tokens, page_size, CacheBudgetError)
+        check_whole("capacity_tokens", capacity_tokens, 1, CacheBudgetError)
+        if capacity_tokens < page_size:
+            raise CacheBudgetError(f"A pool of {capacity_tokens} tokens holds no page of {page_size}: give it at least "
+                                   f"{page_size} tokens.")
         return cls(page_size, full_pages(capacity_tokens, page_size), kv_dtype)
 
     @property
