@@ -10,6 +10,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from workbook.timing import usable_cores  # noqa: E402
+
 _real_connect = socket.socket.connect
 
 # `make test` runs the suite on several workers (pytest-xdist, `-n auto`), each about one core's worth of work: a
@@ -24,7 +26,7 @@ MAX_WORKERS = 4  # beyond four, each worker's JupyterLab, browser and models cos
 
 def pytest_xdist_auto_num_workers(config):
     """`-n auto`: one worker per core this process may use, at most MAX_WORKERS."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     return max(1, min(cores, MAX_WORKERS))
 
 

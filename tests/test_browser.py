@@ -41,6 +41,7 @@ from filelock import FileLock
 
 from exercise_answers import CHECK_CALL, answered_before, probe_code, read_probe
 from workbook.fleet.processes import free_port
+from workbook.timing import usable_cores
 
 CHROMIUM = Path(os.environ.get("WORKBOOK_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -63,7 +64,7 @@ def busy() -> float:
     (a lesson that hangs still is, later). Whether a lesson was too slow is judged by its kernel's CPU time instead."""
     if not hasattr(os, "getloadavg"):  # Windows
         return 1.0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     return min(MAX_BUSY, max(1.0, os.getloadavg()[0] / cores))
 
 

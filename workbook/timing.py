@@ -82,6 +82,11 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine() or "unknown processor"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS says, else every core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _cpu_threads() -> int:
     torch = _torch()
     # torch's intra-op thread count is what a CPU benchmark actually uses.
