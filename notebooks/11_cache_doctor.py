@@ -189,7 +189,8 @@ for f in d.findings:
 # ## 5. Fixes, simulated
 #
 # A fix is a function that rewrites the whole log, so its saving is measured, not promised: the doctor
-# applies each fix, diagnoses the fixed log and bills it at every provider. It recommends only a fix that lowers
+# applies each fix and bills the fixed log at every provider, under each provider's rules (the `cached` column is
+# the share of prompt tokens the first provider would read from cache). It recommends only a fix that lowers
 # the bill; `all` is the fixes that lower it together (each kept if it lowers what the ones before it left).
 
 # %%
@@ -197,7 +198,8 @@ display(HTML(fixes_html(report)))
 best = report.best_fix
 saving = report.cost_now_usd[SONNET] - best.cost_usd[SONNET]
 print(f"best at {SONNET}: {best.name} ({best.does}), ${saving:.4f} less, "
-      f"{saving / report.cost_now_usd[SONNET]:.0%} of the bill; hit rate {d.hit_rate:.1%} -> {best.hit_rate:.1%}")
+      f"{saving / report.cost_now_usd[SONNET]:.0%} of the bill; read from cache {report.cached_share:.1%} -> "
+      f"{best.cached_share:.1%} of the prompt tokens")
 assert best.cost_usd[SONNET] < report.cost_now_usd[SONNET]
 
 # %% [markdown]
@@ -207,9 +209,9 @@ assert best.cost_usd[SONNET] < report.cost_now_usd[SONNET]
 # %%
 fixed = diagnose(static_first(report.records), provider=[SONNET, GPT])
 static_first_result = next(f for f in report.fix_results if f.name == "static_first")
-print(f"after static_first: causes {dict(fixed.diagnosis.causes)}, hit rate {fixed.diagnosis.hit_rate:.1%}")
+print(f"after static_first: causes {dict(fixed.diagnosis.causes)}, read from cache {fixed.cached_share:.1%}")
 assert not {"datetime", "user_text"} & set(fixed.diagnosis.causes)
-assert fixed.diagnosis.hit_rate == static_first_result.hit_rate
+assert fixed.cached_share == static_first_result.cached_share
 assert all(fixed.cost_now_usd[key] == static_first_result.cost_usd[key] for key in fixed.model_keys)
 
 # %% [markdown]

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from workbook.doctor import LogError, diagnose, read_log
-from workbook.doctor.fixes import pinned_tool_order, sorted_json_keys, stable_seams, static_first, two_breakpoints
+from workbook.doctor.fixes import FIXES, pinned_tool_order, sorted_json_keys, stable_seams, static_first, two_breakpoints
 from workbook.doctor.logs import Record
 from workbook.doctor.parts import Part
 from workbook.paths import DATA_DIR
@@ -142,6 +142,27 @@ def test_a_timestamp_at_the_top_is_found_and_its_fix_is_priced_by_hand(tok):
     result = next(f for f in report.fix_results if f.name == "static_first")
     assert result.cost_usd[SONNET] == pytest.approx(fixed) and fixed < now
     assert report.diagnosis.achievable_hit_rate > report.diagnosis.hit_rate
+    # Read from cache at the first provider: the policy, twice, of every prompt token sent.
+    assert result.cached_share == pytest.approx(policy * 2 / (policy * 3 + sum(tails)))
+
+
+@pytest.mark.parametrize("path", [EXAMPLES / "anthropic_log.jsonl", EXAMPLES / "openai_log.jsonl"], ids=lambda p: p.name)
+def test_each_fixs_numbers_are_the_bill_of_the_log_it_fixed(path):
+    report = diagnose(path, provider=[SONNET, GPT], workers=1)
+    for fix, result in zip(FIXES, report.fix_results):
+        fixed = diagnose(fix.apply(report.records), provider=[SONNET, GPT], workers=1)
+        assert result.name == fix.name
+        assert result.cost_usd == fixed.cost_now_usd and result.cached_share == fixed.cached_share
+
+
+def test_a_held_log_is_diagnosed_beside_one_worker_and_a_streamed_one_on_every_core(monkeypatch):
+    from workbook.doctor import passes
+    from workbook.doctor.logs import Reread
+
+    for cores, held in [(1, 1), (2, 2), (8, 2)]:
+        monkeypatch.setattr(passes, "usable_cores", lambda cores=cores: cores)
+        assert passes.default_workers(read_log(EXAMPLES / "anthropic_log.jsonl")) == held
+        assert passes.default_workers(Reread(EXAMPLES / "anthropic_log.jsonl")) == cores
 
 
 def test_a_new_question_after_a_shared_prompt_is_a_new_turn_not_a_bug():

@@ -78,6 +78,12 @@ class Report:
         return sum(n for n, _ in pairs) / sum(t for _, t in pairs) if pairs else None
 
     @property
+    def cached_share(self) -> float:
+        """Share of prompt tokens the first provider's simulator reads from cache, the log as it is (a fix's is
+        `FixResult.cached_share`)."""
+        return cached_share(self.now.bills[self.model_keys[0]])
+
+    @property
     def achieved_hit_rate(self) -> float:
         """Share of prompt tokens read from cache: as the log reports it where it does, else as the first provider's
         simulator bills the log."""
@@ -85,13 +91,12 @@ class Report:
             pairs = [(r.reported_cached, r.reported_input) for r in self.records
                      if r.reported_cached is not None and r.reported_input]
             return sum(c for c, _ in pairs) / sum(n for _, n in pairs)
-        return cached_share(self.now.bills[self.model_keys[0]])
+        return self.cached_share
 
     @property
     def achievable_hit_rate(self) -> float:
         """The same, simulated under the first provider's rules after the fixes that help (or as it is, if none do)."""
-        return max([cached_share(self.now.bills[self.model_keys[0]])]
-                   + [f.cached_share for f in self.fix_results if self.helps(f)])
+        return max([self.cached_share] + [f.cached_share for f in self.fix_results if self.helps(f)])
 
     def reported_vs_simulated(self) -> list[tuple[int, int, int]]:
         """(line, cached tokens the provider reported, cached tokens the simulator bills) where the log has usage."""
@@ -107,8 +112,9 @@ def diagnose(log: str | Path | Iterable[dict | str] | Sequence[Record],
 
     A log file is streamed: one whose text passes `IN_MEMORY_CHARS` is read again for each pass (each fix is a pass)
     instead of being held, and its `Report.records` hold each request without its text (`parts=()`, `extra=()`).
-    The fixed logs are replayed in `workers` forked processes (`passes.Forked`; by default one for a log held in
-    memory, every core for a streamed one: `passes.default_workers`); the report is the same whatever the number.
+    The fixed logs are billed in `workers - 1` processes forked from this one while it diagnoses the log as it is
+    (`passes.Forked`; by default `workers` is two for a log held in memory on two cores or more, every core for a
+    streamed one: `passes.default_workers`); the report is the same whatever the number.
     Given a Dask `scheduler` (a `distributed.Client`, or "synchronous"), every pass runs on it instead, sharded by
     call type (`sharded`): the same report again."""
     named = [provider] if isinstance(provider, str) else list(provider)
@@ -169,10 +175,11 @@ def fix_results(records: Iterable[Record], replayer: Replayer, model_keys: Seque
     """Each fix alone, then the fixes that lower the bill at the first provider together: taken in order, each kept
     if it lowers the bill of the log the fixes before it left (so two fixes that only help together are found).
 
+    A fixed log is billed, not diagnosed: what a fix gives is what the provider would charge and read from cache.
     `records` may be read many times (a list, or a `Reread`); a fixed log is a `Fixed`. Each distinct log is
-    diagnosed and billed once (`log_keys` tells them apart): a fix that changes nothing takes the log's own numbers
-    (`as_is()`, its diagnosis and costs, if the caller has them; it runs while the replayer's workers replay the
-    fixes), and one that gives the log another fix gave takes that one's."""
+    billed once (`log_keys` tells them apart): a fix that changes nothing takes the log's own numbers (`as_is()`,
+    its diagnosis and costs, if the caller has them; it runs while the replayer's workers bill the fixes), and one
+    that gives the log another fix gave takes that one's."""
     first = model_keys[0]
     singles = [Fixed(records, [fix]) for fix in FIXES]
     base, *keys = log_keys(records, singles)
@@ -181,8 +188,7 @@ def fix_results(records: Iterable[Record], replayer: Replayer, model_keys: Seque
         if key != base and all(key != keys[j] for j in todo):
             todo.append(k)
     with replayer.start([singles[k] for k in todo], model_keys) as pending:
-        known = [(base, numbers(*(as_is() if as_is else replayer.replay(records, model_keys, explain=False)),
-                                model_keys))]
+        known = [(base, numbers(as_is()[1] if as_is else replayer.costs(records, model_keys), model_keys))]
         known += [(keys[k], result) for k, result in zip(todo, pending.results())]  # (log or digest, what it gave)
     lookup = lambda key: next((result for seen, result in known if seen == key), None)  # noqa: E731
     results = [replace(lookup(key), name=fix.name, does=fix.does) for key, fix in zip(keys, FIXES)]
@@ -210,10 +216,10 @@ def fix_results(records: Iterable[Record], replayer: Replayer, model_keys: Seque
         does = "the fixes that lower the bill together, in order: " + ", ".join(kept)
         found = lookup(current)
         if found is None and fixed_bills is not None:  # billed at the first provider already: the rest only
-            diagnosis, others = replayer.replay(fixed, model_keys[1:], explain=False)
-            found = numbers(diagnosis, Costs({**fixed_bills.bills, **others.bills}), model_keys)
+            others = replayer.costs(fixed, model_keys[1:]) if model_keys[1:] else Costs()
+            found = numbers(Costs({**fixed_bills.bills, **others.bills}), model_keys)
         elif found is None:
-            found = numbers(*replayer.replay(fixed, model_keys, explain=False), model_keys)
+            found = numbers(replayer.costs(fixed, model_keys), model_keys)
         results.append(replace(found, name="all", does=does))
     return results
 

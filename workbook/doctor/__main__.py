@@ -45,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"a shipped tokenizer, a checkpoint folder, a cached hub name, or a tiktoken encoding such "
                         f"as o200k_base (default: {DEFAULT_TOKENIZER})")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="processes that replay the fixed logs (default: every core for a log too big to hold, else 1)")
+                   help="processes in all, this one and the ones that bill the fixed logs (default: every core for a log "
+                        "too big to hold, else up to 2)")
     p.add_argument("--dask", metavar="ADDRESS", default=None,
                    help="run sharded by call type on this Dask scheduler ('local': a cluster on this machine)")
     return p
@@ -195,13 +196,14 @@ def causes_table(report: Report) -> str:
 
 def costs_table(report: Report) -> str:
     keys = report.model_keys
-    rows = [["now", f"{report.diagnosis.hit_rate:.1%}", *(f"${usd:,.4f}" for usd in report.cost_now_usd.values()),
+    rows = [["now", f"{report.cached_share:.1%}", *(f"${usd:,.4f}" for usd in report.cost_now_usd.values()),
              "", "the log as it is"]]
-    rows += [[fix.name, f"{fix.hit_rate:.1%}", *(cost_after(report, fix, key) for key in keys),
+    rows += [[fix.name, f"{fix.cached_share:.1%}", *(cost_after(report, fix, key) for key in keys),
               "yes" if report.helps(fix) else "no", fix.does]
              for fix in report.fix_results]
-    return ("Cost of the whole log, now and after each fix (simulated)\n"
-            + table(rows, ["fix", "hit rate", *keys, "lowers it", "what it does"]) + "\n" + best_fix_line(report))
+    return (f"Cost of the whole log, now and after each fix (simulated; cached: the share of prompt tokens "
+            f"{keys[0]} reads from cache)\n"
+            + table(rows, ["fix", "cached", *keys, "lowers it", "what it does"]) + "\n" + best_fix_line(report))
 
 
 def reported_table(report: Report) -> str:

@@ -341,38 +341,36 @@ def volatile_breakpoint(after: Sequence[Part], part: int, before: Sequence[Part]
                  "changed since the request it matches")
 
 
-def diagnose_records(records: Iterable[Record], tokens: Tokens, tokenizer_name: str, *, explain: bool = True,
+def diagnose_records(records: Iterable[Record], tokens: Tokens, tokenizer_name: str, *,
                      provider: str = "anthropic") -> Diagnosis:
     """A `Finding` per record, read one at a time (any iterable), each compared within its stream (`Streams`).
-    `provider` decides the cache lifetimes of records that do not say whose they are. With `explain=False` only the
-    shared tokens are counted (no cause, no snippets): enough for a hit rate."""
-    return replay(records, tokens, tokenizer_name, (), explain=explain, provider=provider)[0]
+    `provider` decides the cache lifetimes of records that do not say whose they are."""
+    return replay(records, tokens, tokenizer_name, (), provider=provider)[0]
 
 
 def replay(records: Iterable[Record], tokens: Tokens, tokenizer_name: str, model_keys: Sequence[str], *,
-           explain: bool = True, provider: str = "anthropic") -> tuple[Diagnosis, Costs]:
+           provider: str = "anthropic") -> tuple[Diagnosis, Costs]:
     """`diagnose_records` and `costs` in one pass over the log: each record is tokenized once for both."""
     streams, findings = Streams(), []
     billers = [Biller(key, tokens) for key in model_keys]
     for i, record in enumerate(records):
         ids = tokens.of(record.parts)
-        findings.append(finding(record, ids, streams.of(record), tokens, provider_of(record, provider), explain))
+        findings.append(finding(record, ids, streams.of(record), tokens, provider_of(record, provider)))
         for biller in billers:
             biller.send(i, record)  # the biller's tokenizer finds each part's ids in `tokens`' cache
     return Diagnosis(findings, tokenizer_name), Costs({b.model_key: b.bills for b in billers})
 
 
-def finding(record: Record, ids: list[list[int]], stream: Stream, tokens: Tokens, provider: str,
-            explain: bool = True) -> Finding:
+def finding(record: Record, ids: list[list[int]], stream: Stream, tokens: Tokens, provider: str) -> Finding:
     """Request `record` against its stream's candidates: the usable one sharing most tokens is its match, unless an
     unusable one shares more (then the reason it is unusable is the cause)."""
     keys = chained_keys(ids)
     total = sum(map(len, ids))
-    static = static_tokens(record, ids, tokens) if explain else 0  # only explanations count what is lost
+    static = static_tokens(record, ids, tokens)
     deepest = next((stream.by_key[k][0] for k in reversed(keys) if k in stream.by_key), None)
     candidates = list({id(s): s for s in [*stream.recent, *([deepest] if deepest else [])]}.values())
     base = dict(reported_cached=record.reported_cached, stream=stream.number, at_s=record.at_s,
-                problems=tuple(breakpoint_problems(record)) if explain else ())
+                problems=tuple(breakpoint_problems(record)))
     prefixes = {id(s): common_prefix(ids, s.ids) for s in candidates}
     shared = {k: n for k, (n, _) in prefixes.items()}
     ranked = sorted(candidates, key=lambda s: (shared[id(s)], s.record.line), reverse=True)  # most shared, newest
@@ -388,23 +386,21 @@ def finding(record: Record, ids: list[list[int]], stream: Stream, tokens: Tokens
         return Finding(record.line, total, static, None, 0, None, **base)
     best = ranked[0]
     read = shared[id(match)] if match is not None else 0
-    text = match and text_finding(record, ids, match, read, total, static, tokens, explain, base)
+    text = match and text_finding(record, ids, match, read, total, static, tokens, base)
     if shared[id(best)] > read and not (text and text.cause and text.cause.name not in HEALTHY):
         # a prefix the provider could not read (another model or key, or expired), and no text change to blame
         cause = why[id(best)]
         label = {"model_switch": "the model", "cache_key": "prompt_cache_key"}.get(cause.name, "the cached prefix")
         old, new = cause.detail.split(" became ") if " became " in cause.detail else ("", cause.detail)
         return Finding(record.line, total, static, best.record.line, read, None, old, new,
-                       cause if explain else None, shared[id(best)] - read, part=label, **base)
+                       cause, shared[id(best)] - read, part=label, **base)
     return text
 
 
 def text_finding(record: Record, ids: list[list[int]], match: Seen, shared: int, total: int, static: int,
-                 tokens: Tokens, explain: bool, base: dict) -> Finding:
+                 tokens: Tokens, base: dict) -> Finding:
     """Request `record` against its usable match `match`: where their texts part, why, and the static tokens lost."""
     before, after = list(match.record.parts), list(record.parts)
-    if not explain:
-        return Finding(record.line, total, static, match.record.line, shared, None, **base)
     text_before, text_after = full_text(before), full_text(after)
     char_at = first_divergence(text_before, text_after)
     same_marks = [m[:2] for m in breakpoints(before)] == [m[:2] for m in breakpoints(after)]

@@ -1,33 +1,33 @@
-"""Replaying logs for the report: the log as it is and each fixed log, diagnosed and billed, here or in workers.
+"""Replaying logs for the report: the log as it is, diagnosed and billed, and each fixed log, billed, here or in workers.
 
-A `Replayer` replays one log after another in this process (`diagnosis.replay`). `Forked` replays the fixed logs
-the doctor prices (each fix alone) in worker processes started by fork: they inherit the log, the tokenizer and its
-caches without a copy, replay while this process diagnoses the log as it is, and each sends back a few numbers
-(`FixResult`). Where fork is missing (Windows) `Forked` replays here. `sharded.Sharded` replays on Dask instead.
+A `Replayer` replays one log after another in this process (`diagnosis.replay`; a fixed log is only billed,
+`diagnosis.costs`). `Forked` bills the fixed logs the doctor prices (each fix alone) in worker processes started by
+fork: they inherit the log, the tokenizer and its caches without a copy, bill while this process diagnoses the log
+as it is, and each sends back a few numbers (`FixResult`). Where fork is missing (Windows) `Forked` bills here.
+`sharded.Sharded` replays on Dask instead.
 """
 
 from __future__ import annotations
 
 import gc
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from ..timing import usable_cores
 from .diagnosis import Costs, Diagnosis, Tokens, costs, replay
 from .logs import Record
 
 @dataclass(frozen=True)
 class FixResult:
-    """One fix applied to the whole log: the hit rate and dollars it would give, and the share of prompt tokens the
-    first provider's simulator reads from cache after it."""
+    """One fix applied to the whole log, as the provider simulators bill it: the dollars it would cost, and the share
+    of prompt tokens the first provider reads from cache."""
 
     name: str
     does: str
-    hit_rate: float
     cost_usd: dict[str, float]  # model key -> the log's total after the fix
-    cached_share: float = 0.0
+    cached_share: float
 
 
 def cached_share(bills) -> float:
@@ -37,10 +37,9 @@ def cached_share(bills) -> float:
     return read / total if total else 0.0
 
 
-def numbers(diagnosis: Diagnosis, billed: Costs, model_keys: Sequence[str]) -> FixResult:
-    """What a replayed log gave, as a fix's result (named by the caller)."""
-    return FixResult("", "", diagnosis.hit_rate, {key: billed.total(key) for key in model_keys},
-                     cached_share(billed.bills[model_keys[0]]))
+def numbers(billed: Costs, model_keys: Sequence[str]) -> FixResult:
+    """What a billed log gave, as a fix's result (named by the caller)."""
+    return FixResult("", "", {key: billed.total(key) for key in model_keys}, cached_share(billed.bills[model_keys[0]]))
 
 
 class Replayer:
@@ -50,15 +49,15 @@ class Replayer:
     def __init__(self, tokens: Tokens, tokenizer_name: str, provider: str):
         self.tokens, self.tokenizer_name, self.provider = tokens, tokenizer_name, provider
 
-    def replay(self, log: Iterable[Record], model_keys: Sequence[str], explain: bool = True) -> tuple[Diagnosis, Costs]:
-        return replay(log, self.tokens, self.tokenizer_name, model_keys, explain=explain, provider=self.provider)
+    def replay(self, log: Iterable[Record], model_keys: Sequence[str]) -> tuple[Diagnosis, Costs]:
+        return replay(log, self.tokens, self.tokenizer_name, model_keys, provider=self.provider)
 
     def costs(self, log: Iterable[Record], model_keys: Sequence[str]) -> Costs:
         return costs(log, self.tokens, model_keys)
 
     def start(self, logs: Sequence[Iterable[Record]], model_keys: Sequence[str]) -> Pending:
-        """Begin replaying each of `logs` (without explanations); `Pending.results` gives each one's numbers."""
-        return Pending(lambda: [numbers(*self.replay(log, model_keys, explain=False), model_keys) for log in logs])
+        """Begin billing each of `logs`; `Pending.results` gives each one's numbers."""
+        return Pending(lambda: [numbers(self.costs(log, model_keys), model_keys) for log in logs])
 
 
 class Pending:
@@ -78,7 +77,8 @@ class Pending:
 
 
 class Forked(Replayer):
-    """A `Replayer` whose `start` replays each log in one of `workers` forked processes."""
+    """A `Replayer` whose `start` bills the logs in `workers - 1` forked processes, while this one goes on (it
+    diagnoses the log as it is): `workers` processes in all."""
 
     def __init__(self, tokens: Tokens, tokenizer_name: str, provider: str, workers: int):
         super().__init__(tokens, tokenizer_name, provider)
@@ -90,7 +90,7 @@ class Forked(Replayer):
         global _FORKED
         _FORKED = (self, list(logs), list(model_keys))  # what each worker inherits when it is forked
         gc.freeze()  # the workers' garbage collector leaves the inherited objects alone, so their pages stay shared
-        pool = ProcessPoolExecutor(min(self.workers, len(logs)), mp_context=multiprocessing.get_context("fork"))
+        pool = ProcessPoolExecutor(min(self.workers - 1, len(logs)), mp_context=multiprocessing.get_context("fork"))
         futures = [pool.submit(_replay_one, k) for k in range(len(logs))]
 
         def stop() -> None:
@@ -112,14 +112,19 @@ _FORKED: tuple | None = None  # (replayer, logs, model keys), set in the parent 
 
 
 def _replay_one(k: int) -> FixResult:
-    """In a worker: replay the `k`-th log it inherited."""
+    """In a worker: bill the `k`-th log it inherited."""
     replayer, logs, model_keys = _FORKED
-    return numbers(*replayer.replay(logs[k], model_keys, explain=False), model_keys)
+    return numbers(replayer.costs(logs[k], model_keys), model_keys)
+
+
+HELD_WORKERS = 2  # processes for a log held in memory: the doctor and one forked worker
 
 
 def default_workers(log: Iterable[Record]) -> int:
-    """One process for a log held in memory, every core for one read from its file again per pass. Forked workers
-    replaying a held log copy the memory pages of every record they read (Python counts references in the objects
-    themselves): on the 50 MB benchmark log two workers and the doctor took 397 MB together against 234 MB for the
-    doctor alone, and more CPU time in all. Workers replaying a file each read it themselves and hold little."""
-    return 1 if isinstance(log, (list, tuple)) else (os.cpu_count() or 1)
+    """Processes in all: every core for a log read from its file again per pass (each worker reads it itself and
+    holds little), at most `HELD_WORKERS` for one held in memory. A worker billing a held log copies the memory pages
+    of every record it reads (Python counts references in the objects themselves): on the 50 MB benchmark log
+    (2-core Xeon, idle) the doctor alone took 7.4 s and 177 MB, with one worker 5.9 s and 263 MB (PSS, together),
+    and two workers would pass the 300 MB the doctor is allowed."""
+    cores = usable_cores()
+    return cores if not isinstance(log, (list, tuple)) else min(cores, HELD_WORKERS)

@@ -180,17 +180,18 @@ def svg_chart(report: Report, height: int = 240, widest: int = 1400) -> str:
 
 
 def fixes_html(report: Report) -> str:
-    """A row per fix: what it does, the hit rate and the log's cost at each provider after it."""
+    """A row per fix: what it does, the share of prompt tokens the first provider reads from cache and the log's cost
+    at each provider after it."""
     keys = report.model_keys
     head = "".join(f"<th>{escape(key)}</th>" for key in keys)
     now = "".join(f'<td class="n">${usd:,.4f}</td>' for usd in report.cost_now_usd.values())
-    rows = [f'<tr><td>now</td><td></td><td class="n">{report.diagnosis.hit_rate:.1%}</td>{now}</tr>']
+    rows = [f'<tr><td>now</td><td></td><td class="n">{report.cached_share:.1%}</td>{now}</tr>']
     for fix in report.fix_results:
         cells = "".join(f'<td class="n">{cost_after(report, fix, key)}</td>' for key in keys)
         rows.append(f'<tr><td>{escape(fix.name)}</td><td>{escape(fix.does)}</td>'
-                    f'<td class="n">{fix.hit_rate:.1%}</td>{cells}</tr>')
-    return ("<h2>Fixes, simulated on the whole log</h2><table><tr><th>fix</th><th>what it does</th><th>hit rate</th>"
-            f"{head}</tr>{''.join(rows)}</table>")
+                    f'<td class="n">{fix.cached_share:.1%}</td>{cells}</tr>')
+    return ("<h2>Fixes, simulated on the whole log</h2><table><tr><th>fix</th><th>what it does</th>"
+            f"<th>cached at {escape(keys[0])}</th>{head}</tr>{''.join(rows)}</table>")
 
 
 def findings_html(report: Report) -> str:

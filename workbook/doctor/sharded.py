@@ -37,12 +37,12 @@ def worker_tokens(tokenizer) -> tuple[Tokens, str]:
     return _tokens(tokenizer)
 
 
-def diagnose_stream(stream: Stream, items: list[tuple[int, Record]], tokenizer, provider: str,
-                    explain: bool) -> tuple[Stream, list[tuple]]:
+def diagnose_stream(stream: Stream, items: list[tuple[int, Record]], tokenizer,
+                    provider: str) -> tuple[Stream, list[tuple]]:
     """Requests of one call type, given in log order after those `stream` has seen: (the stream as they leave it,
     [(position in the log, `Finding`)])."""
     tokens, _ = worker_tokens(tokenizer)
-    found = [(i, finding(r, tokens.of(r.parts), stream, tokens, provider_of(r, provider), explain)) for i, r in items]
+    found = [(i, finding(r, tokens.of(r.parts), stream, tokens, provider_of(r, provider))) for i, r in items]
     return stream, found
 
 
@@ -67,13 +67,13 @@ class Sharded(Replayer):
                                 "folder): each worker loads it by name.")
         self.tokenizer, self.scheduler = tokenizer, scheduler
 
-    def replay(self, log: Iterable[Record], model_keys: Sequence[str], explain: bool = True) -> tuple[Diagnosis, Costs]:
-        return self._run(log, model_keys, explain, diagnose=True)
+    def replay(self, log: Iterable[Record], model_keys: Sequence[str]) -> tuple[Diagnosis, Costs]:
+        return self._run(log, model_keys, diagnose=True)
 
     def costs(self, log: Iterable[Record], model_keys: Sequence[str]) -> Costs:
-        return self._run(log, model_keys, False, diagnose=False)[1]
+        return self._run(log, model_keys, diagnose=False)[1]
 
-    def _run(self, log: Iterable[Record], model_keys: Sequence[str], explain: bool, diagnose: bool):
+    def _run(self, log: Iterable[Record], model_keys: Sequence[str], diagnose: bool):
         """The log read `CHUNK` requests at a time; each chunk's call types and models go to the cluster with the
         state the chunks before left them in (a stream's recent requests, a model's cache), which comes back."""
         import dask
@@ -89,8 +89,8 @@ class Sharded(Replayer):
             shards = [(n, items) for n, items in by_stream.items()]
             sends = [(key, model, items) for key in model_keys for model, items in by_model.items()]
             done = dask.compute(*(
-                [dask.delayed(diagnose_stream)(states.pop(n, None) or Stream(n, {}), items, self.tokenizer, self.provider,
-                                          explain) for n, items in shards]
+                [dask.delayed(diagnose_stream)(states.pop(n, None) or Stream(n, {}), items, self.tokenizer, self.provider)
+                 for n, items in shards]
                 + [dask.delayed(bill_model)(billers.pop((key, model), None) or Biller(key, self.tokens), items)
                    for key, model, items in sends]), scheduler=self.scheduler)
             placed = dict.fromkeys(i for i, _ in chunk)
