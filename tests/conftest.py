@@ -30,10 +30,18 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(cores, MAX_WORKERS))
 
 
+def pytest_configure(config):
+    """Under `--dist load` (`-n` alone means it too), deal the tests out one at a time. By default pytest-xdist first
+    sends each worker a quarter of its share of the tests, in their order: every lesson would go to one worker, which
+    ran them one after another for eleven minutes while the other finished the rest in six and sat idle."""
+    if getattr(config.option, "maxschedchunk", "no xdist") is None:
+        config.option.maxschedchunk = 1
+
+
 def pytest_collection_modifyitems(config, items):
-    """The tests marked runs_long (each lesson's one run) first, longest first, the rest in their usual order. With
-    `--dist load` pytest-xdist deals the first tests out to its workers one by one, so the long ones are spread over
-    the workers and started at once, and the short ones fill the gaps: the workers finish at about the same time."""
+    """The tests marked runs_long (each lesson's one run) first, longest first, the rest in their usual order. Dealt
+    out one at a time (`pytest_configure`), the long ones are spread over the workers and started at once, and the
+    short ones fill the gaps: the workers finish at about the same time."""
     def seconds(item):
         marker = item.get_closest_marker("runs_long")
         return marker.args[0] if marker else 0.0
