@@ -91,7 +91,7 @@ class Forked(Replayer):
         _FORKED = (self, list(logs), list(model_keys))  # what each worker inherits when it is forked
         gc.freeze()  # the workers' garbage collector leaves the inherited objects alone, so their pages stay shared
         pool = ProcessPoolExecutor(min(self.workers - 1, len(logs)), mp_context=multiprocessing.get_context("fork"))
-        futures = [pool.submit(_replay_one, k) for k in range(len(logs))]
+        futures = [pool.submit(_bill_one, k) for k in range(len(logs))]
 
         def stop() -> None:
             global _FORKED
@@ -111,7 +111,7 @@ class Forked(Replayer):
 _FORKED: tuple | None = None  # (replayer, logs, model keys), set in the parent just before its workers fork
 
 
-def _replay_one(k: int) -> FixResult:
+def _bill_one(k: int) -> FixResult:
     """In a worker: bill the `k`-th log it inherited."""
     replayer, logs, model_keys = _FORKED
     return numbers(replayer.costs(logs[k], model_keys), model_keys)
