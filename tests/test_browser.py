@@ -226,8 +226,7 @@ class Lab:
         lesson just ran in."""
         from jupyter_client import BlockingKernelClient
 
-        with urllib.request.urlopen(self.url("/api/sessions"), timeout=10) as answer:
-            (session,) = json.load(answer)
+        (session,) = self.sessions()
         client = BlockingKernelClient(connection_file=str(self.runtime / f"kernel-{session['kernel']['id']}.json"))
         client.load_connection_file()
         client.start_channels()
@@ -240,16 +239,18 @@ class Lab:
         assert reply["content"]["status"] == "ok", f"the answer probe raised: {reply['content']}"
         return _answers_and_cpu("".join(said))
 
+    def sessions(self) -> list[dict]:
+        """The server's sessions (`/api/sessions`): each open notebook and its kernel."""
+        with urllib.request.urlopen(self.url("/api/sessions"), timeout=10) as answer:
+            return json.load(answer)
+
     def kernel_idle_s(self) -> float:
         """How long the lesson's kernel has sat idle (`idle_s`)."""
-        with urllib.request.urlopen(self.url("/api/sessions"), timeout=10) as answer:
-            return idle_s(json.load(answer), datetime.now(timezone.utc))
+        return idle_s(self.sessions(), datetime.now(timezone.utc))
 
     def shut_kernels(self) -> None:
         """Shut down every session's kernel, so the next lesson has the machine to itself."""
-        with urllib.request.urlopen(self.url("/api/sessions"), timeout=10) as answer:
-            sessions = json.load(answer)
-        for session in sessions:
+        for session in self.sessions():
             urllib.request.urlopen(urllib.request.Request(self.url(f"/api/sessions/{session['id']}"), method="DELETE"),
                                    timeout=30).close()
 
