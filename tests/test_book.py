@@ -5,18 +5,26 @@ import re
 import shutil
 
 import pytest
+from filelock import FileLock
 
 from workbook.book import STATIC_NOTE, VENDORED, copy_widget_scripts, lesson_paths, main, plotly_renderer
 from workbook.errors import WorkbookError
 from workbook.paths import DATA_DIR
 
 
-@pytest.fixture(scope="module")
-def book(tmp_path_factory):
-    """Lesson 3 (two plotly charts, two widgets) built into a fresh folder."""
-    out = tmp_path_factory.mktemp("book")
-    index = main(["03_kv_cache", "--out", str(out)])
-    return out, index
+@pytest.fixture(scope="session")
+def book(tmp_path_factory, worker_id):
+    """Lesson 3 (two plotly charts, two widgets) built into a fresh folder, once per run: under pytest-xdist the
+    first worker to ask builds it in the run's shared temporary folder and the others wait for it (building runs
+    the lesson, ten seconds or more)."""
+    run_folder = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        run_folder = run_folder.parent  # each worker's folder sits in the run's one
+    out = run_folder / "book"
+    with FileLock(f"{out}.lock"):
+        if not (out / "index.html").is_file():
+            main(["03_kv_cache", "--out", str(out)])
+    return out, out / "index.html"
 
 
 def test_the_page_carries_plotly_itself_and_fetches_no_chart_script(book):

@@ -312,7 +312,7 @@ def lab(tmp_path_factory):
              "--LabApp.news_url=", "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True",
              "--LabServerApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
              *(["--allow-root"] if os.geteuid() == 0 else [])],  # containers and CI often run as root
-            cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(f"{base}/api/status?token={token}", server, log)
@@ -327,19 +327,15 @@ def lab(tmp_path_factory):
 
 
 def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM lets the server shut its kernels down; anything left in its process group is then killed."""
+    """SIGTERM makes the server shut its kernels down and exit (two quick Ctrl-Cs may reach it as one, which only asks
+    for a confirmation and waits); anything left in its process group is then killed."""
     if server.poll() is None:
-        server.send_signal(signal.SIGINT)
-        server.send_signal(signal.SIGINT)  # jupyter asks to confirm a single Ctrl-C
+        server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
+            server.kill()
+            server.wait(timeout=10)
     try:
         os.killpg(server.pid, signal.SIGKILL)  # the group this test started: stray kernels, if any
     except ProcessLookupError:

@@ -97,6 +97,20 @@ def test_the_block_mask_lists_each_seen_page_once_and_full_pages_are_seen_whole(
                 assert rows[:, page * size:(page + 1) * size].all(), name
 
 
+def test_the_queries_are_padded_to_few_shapes():
+    """A compiled kernel compiles again for every new shape: decodes of 1 to 16 requests share one, larger steps a
+    power of two up to one query block, then whole blocks; the padding sees no key."""
+    pool = filled_pool(16, 64)
+    table = pool.allocate(12)
+    padded = {}
+    for n in (1, 3, 16, 17, 100, 128, 129):
+        slices = [BatchSlice(table, 0, list(range(n)))]
+        mask = page_block_mask(slices, PagedBatch(pool, slices).positions, pool)
+        padded[n] = mask.seq_lengths[0]
+        assert not mask.mask_mod(0, 0, torch.arange(n, padded[n])[:, None], torch.arange(192)[None, :]).any()
+    assert padded == {1: 16, 3: 16, 16: 16, 17: 32, 100: 128, 128: 128, 129: 256}
+
+
 @pytest.mark.parametrize("kind", ["pages", "flex"])
 def test_unknown_settings_and_a_quantised_pool_read_as_stored_are_refused(kind):
     model, tokenizer = workbook.load_model("tiny", device="cpu"), workbook.load_tokenizer("tiny")

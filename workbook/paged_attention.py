@@ -33,6 +33,7 @@ from .page_pool import PagePool
 
 ATTENTION_KINDS = ("gather", "pages", "flex")
 FLEX_QUERY_BLOCK = 128  # queries per FlexAttention block (its default); a block's keys are one page
+FLEX_FEWEST_QUERIES = 16  # a step's queries are padded to at least this many: decode steps of 1 to 16 share one shape
 
 
 @dataclass
@@ -211,7 +212,7 @@ def page_block_mask(slices: list[BatchSlice], positions: torch.Tensor, pool: Pag
     requests with a query in it, each page once; a page is "full" (no mask needed) when the block
     holds one request and every query in it sits at or after the page's last row. `mask_mod` then
     keeps, inside the listed pages, the keys of the query's own request at or before its position.
-    The queries are padded to a power of two (whole blocks past one block), padding seeing no key, and
+    The queries are padded to a power of two, 16 at least (whole blocks past one block), padding seeing no key, and
     the page table's requests to a power of two (8 at least), so a compiled kernel meets few distinct
     shapes, not one per step. (Past torch's recompile limit, 8 shapes, a new one runs FlexAttention's
     eager reference: exact, but it scores every slot of the pool.)
@@ -239,7 +240,8 @@ def page_block_mask(slices: list[BatchSlice], positions: torch.Tensor, pool: Pag
     logical = torch.full((max(8, 1 << (len(slices) - 1).bit_length()), pool.num_pages), -1, dtype=torch.int32)
     for r, table in enumerate(tables):
         logical[r, table] = torch.arange(len(table), dtype=torch.int32)
-    padding = (1 << (n - 1).bit_length() if n <= FLEX_QUERY_BLOCK else blocks * FLEX_QUERY_BLOCK) - n
+    padding = (max(FLEX_FEWEST_QUERIES, 1 << (n - 1).bit_length()) if n <= FLEX_QUERY_BLOCK
+               else blocks * FLEX_QUERY_BLOCK) - n
     row_start = F.pad(request * pool.num_pages, (0, padding)).to(device)
     logical, query_pos = logical.flatten().to(device), F.pad(positions, (0, padding), value=-1)
 
