@@ -272,7 +272,7 @@ def test_mitigations_on_a_global_cache(shipped, mitigation, shared, monkeypatch)
     machine stalls for ten times the median still overruns (one did, beside a CPU-bound job): a few may."""
     monkeypatch.setattr(target, "PAD_FACTOR", 10)
     deployment = Deployment(*shipped, "global", mitigation)
-    trials = 20 if mitigation.pad_to_deadline else 30  # a padded probe sleeps out 10x a cold request: 20 a side is enough
+    trials = 20 if mitigation.pad_to_deadline else 30  # a padded probe sleeps out 10x a cold request: 20 a side do
     samples = collect(deployment.send, VICTIM, MALLORY, trials=trials, vocab_size=vocab(shipped), seed=2)
     assert compare(samples.hits, samples.misses).shared is shared
     if mitigation.min_cached_tokens:

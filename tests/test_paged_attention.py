@@ -98,8 +98,8 @@ def test_the_block_mask_lists_each_seen_page_once_and_full_pages_are_seen_whole(
 
 
 def test_the_queries_are_padded_to_few_shapes():
-    """A compiled kernel compiles again for every new shape: decodes of 1 to 16 requests share one, larger steps a
-    power of two up to one query block, then whole blocks; the padding sees no key."""
+    """A compiled kernel compiles again for every new shape: steps of 1 to 16 queries (decodes) share one, larger
+    steps a power of two up to one query block, then whole blocks; the padding sees no key."""
     pool = filled_pool(16, 64)
     table = pool.allocate(12)
     padded = {}
@@ -107,7 +107,8 @@ def test_the_queries_are_padded_to_few_shapes():
         slices = [BatchSlice(table, 0, list(range(n)))]
         mask = page_block_mask(slices, PagedBatch(pool, slices).positions, pool)
         padded[n] = mask.seq_lengths[0]
-        assert not mask.mask_mod(0, 0, torch.arange(n, padded[n])[:, None], torch.arange(192)[None, :]).any()
+        slots = torch.arange(pool.num_pages * pool.page_size)
+        assert not mask.mask_mod(0, 0, torch.arange(n, padded[n])[:, None], slots[None, :]).any()
     assert padded == {1: 16, 3: 16, 16: 16, 17: 32, 100: 128, 128: 128, 129: 256}
 
 
